@@ -1,0 +1,154 @@
+"""Frames in, poses out, without ROS: the per-frame work the node and the offline replay share.
+
+For each frame: crop around the projection of the previous 3D pose (full frame when there is
+none), run the 2D backbone once, keep its heatmaps in the interleaved buffer (each frame's
+heatmaps serve every window it belongs to), and for every window the buffer releases ask the model
+for the pose at the window's target instant. The node feeds this from ROS callbacks; the bag
+evaluation and the tests feed it directly, so both produce the same poses for the same frames.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dense_warper_ros.buffer import BufferConfig, Frame, InterleavedBuffer, Window
+from dense_warper_ros.cameras import Camera
+from dense_warper_ros.skeleton import NUM_JOINTS
+
+
+@dataclass(frozen=True)
+class PoseResult:
+    """One person's pose at one instant, in the world frame."""
+    stamp_ns: int                          # the instant the pose describes
+    points: np.ndarray                     # (J, 3) metres; NaN rows: unknown joints
+    confidence: np.ndarray                 # (J,) in [0, 1]
+    covariance: np.ndarray                 # (J, 3, 3) m^2
+    num_views: np.ndarray                  # (J,) views supporting each joint
+    view_stamps_ns: tuple[int, ...]        # capture stamps of the fused frames
+    view_frame_ids: tuple[str, ...]        # their optical frame ids
+    track_id: int = 0
+    latency_s: float = 0.0                 # model time for this window (s)
+
+
+@dataclass(frozen=True)
+class FrameData:
+    heatmaps: torch.Tensor                 # (J, h, w) H36M-17 heatmaps of this frame
+    affine: np.ndarray                     # (2, 3) image -> heatmap pixels
+    camera: Camera                         # calibration at the capture stamp
+    frame_id: str
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    buffer: BufferConfig
+    crop_margin: float = 1.3               # crop box = bbox of the projected pose x this
+    track_timeout_ns: int = 500_000_000    # previous pose older than this: full-frame crop
+    min_joints: int = 8                    # fewer triangulated joints: no person
+    device: str = "cpu"
+
+
+class PosePipeline:
+    """Backbone + interleaved buffer + DenseWarper model."""
+
+    def __init__(self, *, model, backbone, config: PipelineConfig):
+        self.model = model
+        self.backbone = backbone
+        self.config = config
+        self.buffer = InterleavedBuffer(config.buffer)
+        self.device = torch.device(config.device)
+        self._last: PoseResult | None = None
+        self._track_id = 0
+        self.lost = False                  # set when a tracked person disappears
+
+    # --- per frame ------------------------------------------------------------------------------
+    def crop_box(self, camera: Camera, stamp_ns: int) -> np.ndarray | None:
+        """(x0, y0, x1, y1) square box around the previous pose projected into `camera`."""
+        last = self._last
+        if last is None or abs(stamp_ns - last.stamp_ns) > self.config.track_timeout_ns:
+            return None
+        pts = last.points[np.isfinite(last.points).all(axis=1)]
+        if len(pts) < self.config.min_joints or np.any(camera.to_camera(pts)[:, 2] <= 0):
+            return None
+        uv = camera.project(pts)
+        lo, hi = uv.min(0), uv.max(0)
+        centre, side = (lo + hi) / 2, float((hi - lo).max()) * self.config.crop_margin
+        if side < 16 or not (0 <= centre[0] < camera.width and 0 <= centre[1] < camera.height):
+            return None
+        return np.array([centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2])
+
+    def process(self, camera_index: int, stamp_ns: int, image_rgb: np.ndarray, camera: Camera,
+                frame_id: str = "") -> list[PoseResult]:
+        box = self.crop_box(camera, stamp_ns)
+        heatmaps, affines = self.backbone([image_rgb], [box])        # (1, J, h, w), (1, 2, 3)
+        data = FrameData(heatmaps=heatmaps[0].to(self.device), affine=np.asarray(affines[0]),
+                         camera=camera, frame_id=frame_id)
+        return self._solve_all(self.buffer.push(Frame(camera=camera_index, stamp_ns=stamp_ns, data=data)))
+
+    def push_heatmaps(self, camera_index: int, stamp_ns: int, data: FrameData) -> list[PoseResult]:
+        """For callers that computed the heatmaps themselves (benchmarks, batched backbones)."""
+        return self._solve_all(self.buffer.push(Frame(camera=camera_index, stamp_ns=stamp_ns, data=data)))
+
+    def flush(self) -> list[PoseResult]:
+        return self._solve_all(self.buffer.flush())
+
+    def reset(self) -> None:
+        self.buffer.reset()
+        self._last = None
+
+    # --- per window -----------------------------------------------------------------------------
+    def _solve_all(self, windows: list[Window]) -> list[PoseResult]:
+        out = []
+        for w in windows:
+            r = self._solve(w)
+            if r is not None:
+                out.append(r)
+        return out
+
+    @torch.no_grad()
+    def _solve(self, w: Window) -> PoseResult | None:
+        t0 = time.perf_counter()
+        frames = [f for f in w.frames if f is not None]
+        ref = frames[0].data.heatmaps
+        V = len(w.frames)
+        hm = torch.zeros((1, V, *ref.shape), dtype=ref.dtype, device=self.device)   # (1, V, J, h, w)
+        P = torch.zeros((1, V, 3, 4), dtype=torch.float64)
+        A = torch.zeros((1, V, 2, 3), dtype=torch.float64)
+        times = torch.zeros((1, V), dtype=torch.float64)
+        valid = torch.zeros((1, V), dtype=torch.bool)
+        cams: list[Camera | None] = []
+        for v, f in enumerate(w.frames):
+            if f is None:
+                P[0, v] = torch.eye(3, 4, dtype=torch.float64)
+                A[0, v, 0, 0] = A[0, v, 1, 1] = 1.0
+                cams.append(None)
+                continue
+            hm[0, v] = f.data.heatmaps
+            P[0, v] = torch.from_numpy(f.data.camera.P)
+            A[0, v] = torch.from_numpy(f.data.affine)
+            times[0, v] = (f.stamp_ns - w.target_ns) * 1e-9
+            valid[0, v] = True
+            cams.append(f.data.camera)
+        out = self.model.pose_at(hm, P.to(self.device), A.to(self.device), times.to(self.device),
+                                 valid.to(self.device), torch.zeros(1, dtype=torch.float64, device=self.device),
+                                 cameras=[cams])
+        points = out.points[0].double().cpu().numpy()
+        result = PoseResult(
+            stamp_ns=w.target_ns, points=points,
+            confidence=out.confidence[0].double().cpu().numpy(),
+            covariance=out.covariance[0].double().cpu().numpy(),
+            num_views=out.num_views[0].cpu().numpy().astype(np.int64),
+            view_stamps_ns=tuple(f.stamp_ns for f in frames),
+            view_frame_ids=tuple(f.data.frame_id for f in frames),
+            track_id=self._track_id, latency_s=time.perf_counter() - t0)
+        if int(np.isfinite(points).all(axis=1).sum()) < self.config.min_joints:
+            if self._last is not None:
+                self.lost = True
+                self._track_id += 1
+            self._last = None
+            return None
+        self.lost = False
+        self._last = result
+        return result

@@ -1,0 +1,258 @@
+"""The DenseWarper node: unsynchronized cameras in, one skeleton per captured frame out.
+
+Callbacks only store (image messages into a queue, CameraInfo as the latest per camera); one
+worker thread decodes, looks up the camera's extrinsics at the capture stamp, runs the ROS-free
+`PosePipeline` and publishes. Every dropped frame is counted per camera and cause, logged once per
+cause (then throttled) and reported in /diagnostics; nothing in the input can stop the node.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from visualization_msgs.msg import MarkerArray
+
+from dense_warper_ros.frames import Drop, FrameProcessor, stamp_to_ns
+from dense_warper_ros.msg import Skeleton3DArray
+from dense_warper_ros.pipeline import PosePipeline, build_pipeline
+from dense_warper_ros.ros import params
+from dense_warper_ros.ros.conversions import markers_for, skeletons_to_msg
+from dense_warper_ros.ros.tf_source import make_tf_source
+
+_FLUSH = object()        # worker sentinel: process what the buffer holds back
+
+
+@dataclass
+class CameraState:
+    name: str
+    info_error: str = ""
+    last_stamp_ns: int | None = None
+    last_recv: float | None = None            # wall time of the last image
+    recv_times: deque = field(default_factory=lambda: deque(maxlen=200))
+    drops: Counter = field(default_factory=Counter)
+    frames: int = 0
+
+
+class DenseWarperNode(Node):
+    def __init__(self, *, pipeline: PosePipeline | None = None, **kwargs):
+        super().__init__("dense_warper", **kwargs)
+        params.declare(self)
+        self.cfg = params.read(self)
+        self.pipeline = pipeline or build_pipeline(
+            num_cameras=len(self.cfg.cameras), timing=self.cfg.timing, offline=self.cfg.mode == "offline",
+            model_config=self.cfg.model_config, weights=self.cfg.weights, backbone=self.cfg.backbone,
+            backbone_weights=self.cfg.backbone_weights, device=self.cfg.device,
+            min_views=self.cfg.min_views, max_view_age_s=self.cfg.max_view_age,
+            clock_jump_s=self.cfg.clock_jump)
+        self.cams = [CameraState(n) for n in self.cfg.cameras]
+        self.tf = make_tf_source(self, extrinsics_file=self.cfg.extrinsics_file, world_frame=self.cfg.world_frame)
+        self.processor = FrameProcessor(
+            pipeline=self.pipeline, cameras=list(self.cfg.cameras), world_frame=self.cfg.world_frame,
+            tf_lookup=self.tf.lookup, tf_timeout_s=self.cfg.tf_timeout, clock_jump_s=self.cfg.clock_jump,
+            on_clock_jump=self._on_clock_jump)
+        self._queue: deque = deque()
+        self._cv = threading.Condition()
+        self._stop = False
+        self._last_input = time.monotonic()
+        self._logged: dict[str, float] = {}
+        self.stats: Counter = Counter()
+        self.latencies: deque = deque(maxlen=2000)     # capture stamp -> publish, s
+        self.model_times: deque = deque(maxlen=2000)   # pipeline time per frame, s
+        self.out_times: deque = deque(maxlen=500)      # wall times of published poses
+        self._was_tracking = False
+
+        self.pub_skeletons = self.create_publisher(Skeleton3DArray, "~/skeletons", 50)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10) if self.cfg.publish_markers else None
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10) if self.cfg.publish_diagnostics else None
+
+        qos = QoSProfile(depth=self.cfg.qos_depth, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE if self.cfg.qos_reliability == "reliable"
+                         else ReliabilityPolicy.BEST_EFFORT)
+        info_qos = QoSProfile(depth=5, reliability=qos.reliability)
+        compressed = self.cfg.image_transport == "compressed"
+        for i, name in enumerate(self.cfg.cameras):
+            topic = f"{name}/image_raw" + ("/compressed" if compressed else "")
+            self.create_subscription(CompressedImage if compressed else Image, topic,
+                                     lambda m, i=i: self._on_image(i, m), qos)
+            self.create_subscription(CameraInfo, f"{name}/camera_info", lambda m, i=i: self._on_info(i, m), info_qos)
+        self.create_timer(1.0, self._publish_diagnostics)
+        if self.cfg.mode == "offline":
+            self.create_timer(min(0.1, self.cfg.flush_after / 2), self._maybe_flush)
+        self._worker = threading.Thread(target=self._work, name="dense_warper_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"{len(self.cams)} cameras {list(self.cfg.cameras)}, mode={self.cfg.mode}, timing={self.cfg.timing}, "
+            f"model={self.cfg.model_config}, backbone={self.cfg.backbone}, device={self.pipeline.device}, "
+            f"extrinsics from {self.tf.kind}")
+
+    # --- callbacks: store only --------------------------------------------------------------------
+    def _on_info(self, i: int, msg: CameraInfo) -> None:
+        self.processor.set_info(i, msg)
+
+    def _on_image(self, i: int, msg) -> None:
+        cam = self.cams[i]
+        cam.last_recv = time.monotonic()
+        cam.recv_times.append(cam.last_recv)
+        with self._cv:
+            if self.cfg.mode == "live" and len(self._queue) >= self.cfg.queue_size:
+                old_i, _ = self._queue.popleft()          # newest wins: drop the oldest
+                self._drop(old_i, "queue_full", "inference is slower than the cameras")
+            self._queue.append((i, msg))
+            self._last_input = time.monotonic()
+            self._cv.notify()
+
+    def _maybe_flush(self) -> None:
+        if self.pipeline.buffer.pending and time.monotonic() - self._last_input > self.cfg.flush_after:
+            with self._cv:
+                self._queue.append((None, _FLUSH))
+                self._last_input = time.monotonic()
+                self._cv.notify()
+
+    # --- worker ----------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._stop:
+                    self._cv.wait(0.2)
+                if self._stop:
+                    return
+                i, msg = self._queue.popleft()
+            try:
+                if msg is _FLUSH:
+                    self._publish(self.pipeline.flush())
+                else:
+                    self._process(i, msg)
+            except Exception as e:          # a bug must not kill the worker: count, log, go on
+                self.stats["errors"] += 1
+                self._log_once("error", f"worker error: {type(e).__name__}: {e}", error=True)
+
+    def _process(self, i: int, msg) -> None:
+        cam = self.cams[i]
+        t0 = time.perf_counter()
+        try:
+            results = self.processor.process(i, msg)
+            cam.info_error = ""
+        except Drop as e:
+            if e.cause in ("uncalibrated", "camera_info_zero_size", "unknown_distortion", "bad_camera_info"):
+                cam.info_error = str(e)
+            return self._drop(i, e.cause, str(e))
+        self.model_times.append(time.perf_counter() - t0)
+        cam.frames += 1
+        cam.last_stamp_ns = stamp_to_ns(msg.header.stamp)
+        self._publish(results)
+
+    def _on_clock_jump(self) -> None:
+        self.stats["clock_jumps"] += 1
+        self._log_once("clock_jump", "stamps jumped back (looped bag?): buffer and TF history reset")
+        self.tf.clear()
+
+    def _publish(self, results) -> None:
+        now_ns = self.get_clock().now().nanoseconds
+        for r in results:
+            self.pub_skeletons.publish(skeletons_to_msg([r], frame_id=self.cfg.world_frame, stamp_ns=r.stamp_ns))
+            if self.pub_markers is not None:
+                self.pub_markers.publish(markers_for([r], frame_id=self.cfg.world_frame, stamp_ns=r.stamp_ns,
+                                                     lifetime_s=self.cfg.marker_lifetime))
+            self.latencies.append((now_ns - r.stamp_ns) * 1e-9)
+            self.out_times.append(time.monotonic())
+            self.stats["poses"] += 1
+            self._was_tracking = True
+        if self.pipeline.lost and self._was_tracking:
+            self._was_tracking = False
+            if self.pub_markers is not None:
+                self.pub_markers.publish(markers_for([], frame_id=self.cfg.world_frame, stamp_ns=now_ns, lost=True))
+
+    # --- accounting ------------------------------------------------------------------------------
+    def _log_once(self, key: str, text: str, *, error: bool = False, every_s: float = 10.0) -> None:
+        now = time.monotonic()
+        if now - self._logged.get(key, -1e9) >= every_s:
+            self._logged[key] = now
+            (self.get_logger().error if error else self.get_logger().warning)(text)
+
+    def _drop(self, i: int, cause: str, text: str) -> None:
+        cam = self.cams[i]
+        cam.drops[cause] += 1
+        self.stats[f"drop_{cause}"] += 1
+        self._log_once(f"{cam.name}:{cause}", f"{cam.name}: frame dropped ({cause}): {text} "
+                       f"[{cam.drops[cause]} so far]")
+
+    def _publish_diagnostics(self) -> None:
+        if self.pub_diag is None:
+            return
+        now = time.monotonic()
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        for k, cam in enumerate(self.cams):
+            recent = [t for t in cam.recv_times if now - t <= 5.0]
+            rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+            age = now - cam.last_recv if cam.last_recv else float("inf")
+            level = DiagnosticStatus.OK
+            msg = "ok"
+            if cam.last_recv is None or age > 2.0:
+                level, msg = DiagnosticStatus.WARN, "no images" if cam.last_recv is None else f"stalled {age:.1f} s"
+            info = self.processor.infos[k]
+            tf_ok = self.processor.tf_ok[k]
+            if info is None or cam.info_error:
+                level, msg = DiagnosticStatus.ERROR, cam.info_error or "no CameraInfo"
+            elif not tf_ok and cam.frames == 0 and cam.drops["tf_missing"]:
+                level, msg = DiagnosticStatus.ERROR, "no transform to world"
+            values = {"rate_hz": f"{rate:.2f}", "age_s": f"{age:.3f}", "frames": str(cam.frames),
+                      "camera_info": "ok" if info is not None and not cam.info_error else (cam.info_error or "missing"),
+                      "tf": "ok" if tf_ok else "missing"}
+            values.update({f"drops_{k}": str(v) for k, v in sorted(cam.drops.items())})
+            arr.status.append(DiagnosticStatus(level=level, name=f"dense_warper: camera {cam.name}", message=msg,
+                                               hardware_id=cam.name,
+                                               values=[KeyValue(key=k, value=v) for k, v in values.items()]))
+        lat = np.array(self.latencies) if self.latencies else np.zeros(1)
+        outs = [t for t in self.out_times if now - t <= 5.0]
+        out_rate = (len(outs) - 1) / (outs[-1] - outs[0]) if len(outs) > 1 and outs[-1] > outs[0] else 0.0
+        values = {"device": str(self.pipeline.device), "mode": self.cfg.mode, "timing": self.cfg.timing,
+                  "output_rate_hz": f"{out_rate:.2f}", "queue_depth": str(len(self._queue)),
+                  "buffer_pending": str(self.pipeline.buffer.pending),
+                  "latency_p50_s": f"{np.percentile(lat, 50):.4f}", "latency_p95_s": f"{np.percentile(lat, 95):.4f}",
+                  "latency_p99_s": f"{np.percentile(lat, 99):.4f}", "poses": str(self.stats["poses"]),
+                  "extrinsics": self.tf.kind}
+        values.update({f"buffer_{k}": str(v) for k, v in sorted(self.pipeline.buffer.stats.items())})
+        values.update({k: str(v) for k, v in sorted(self.stats.items()) if k != "poses"})
+        arr.status.append(DiagnosticStatus(level=DiagnosticStatus.OK if not self.stats["errors"] else DiagnosticStatus.WARN,
+                                           name="dense_warper: inference", message="running", hardware_id="dense_warper",
+                                           values=[KeyValue(key=k, value=v) for k, v in values.items()]))
+        self.pub_diag.publish(arr)
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        self._worker.join(timeout=5.0)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = DenseWarperNode()
+        rclpy.spin(node)
+    except params.ParameterError as e:
+        print(f"dense_warper: {e}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.stop()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

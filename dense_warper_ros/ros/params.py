@@ -1,0 +1,124 @@
+"""The node's parameters: declared once with descriptions and ranges, validated, and read into one
+frozen config. A bad value raises ParameterError naming the parameter and the value."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+
+MODES = ("live", "offline")
+TIMINGS = ("causal", "windowed")
+TRANSPORTS = ("raw", "compressed")
+RELIABILITIES = ("best_effort", "reliable")
+BACKBONES = ("movenet_lightning", "movenet_thunder", "simple_baseline")
+
+
+class ParameterError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    cameras: tuple[str, ...]        # camera names; topics <name>/image_raw[/compressed], <name>/camera_info
+    world_frame: str                # frame of the published skeletons
+    mode: str                       # live: bounded queue, newest wins; offline: every frame, in order
+    timing: str                     # causal (lowest latency) or windowed (one cycle later, more accurate)
+    min_views: int                  # views needed for a pose
+    max_view_age: float             # s: older views are left out
+    queue_size: int                 # live mode: frames waiting for the worker
+    device: str                     # auto | cpu | cuda | cuda:N
+    model_config: str               # named model configuration (lite, paper, ...)
+    weights: str                    # DenseWarper weights ('' = shipped default)
+    backbone: str                   # 2D backbone
+    backbone_weights: str           # '' = models/ default of the backbone
+    image_transport: str            # raw | compressed
+    qos_reliability: str            # camera subscriptions
+    qos_depth: int
+    tf_timeout: float               # s to wait for a transform at a frame's stamp
+    extrinsics_file: str            # '' = TF; else a calibration YAML
+    publish_markers: bool
+    publish_diagnostics: bool
+    marker_lifetime: float          # s
+    flush_after: float              # offline: s without frames before held-back frames are flushed
+    clock_jump: float               # s: a stamp this far back resets the buffer (looped bag)
+
+
+def _d(description: str, **kw) -> ParameterDescriptor:
+    return ParameterDescriptor(description=description, **kw)
+
+
+def _frange(lo: float, hi: float) -> dict:
+    return {"floating_point_range": [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]}
+
+
+def _irange(lo: int, hi: int) -> dict:
+    return {"integer_range": [IntegerRange(from_value=lo, to_value=hi, step=1)]}
+
+
+# name -> (default, descriptor)
+PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
+    "cameras": (["cam0", "cam1", "cam2", "cam3"], _d("camera names; each has <name>/image_raw and <name>/camera_info")),
+    "world_frame": ("world", _d("TF frame of the published skeletons")),
+    "mode": ("live", _d(f"one of {MODES}: live drops the oldest frames under overload, offline processes every frame in stamp order")),
+    "timing": ("causal", _d(f"one of {TIMINGS}: causal = pose at the newest frame from past frames; windowed = one camera cycle later, from frames on both sides")),
+    "min_views": (2, _d("fewest camera views for a pose", **_irange(2, 64))),
+    "max_view_age": (0.2, _d("s; a view further than this from the target instant is left out", **_frange(0.001, 10.0))),
+    "queue_size": (8, _d("live mode: frames waiting for inference (oldest dropped beyond)", **_irange(1, 10000))),
+    "device": ("auto", _d("auto, cpu, cuda or cuda:N")),
+    "model_config": ("lite", _d("named DenseWarper configuration")),
+    "weights": ("", _d("DenseWarper weights file ('' = the shipped default)")),
+    "backbone": ("movenet_lightning", _d(f"2D backbone, one of {BACKBONES}")),
+    "backbone_weights": ("", _d("backbone weights file ('' = the models/ default)")),
+    "image_transport": ("raw", _d(f"one of {TRANSPORTS}: sensor_msgs/Image on <cam>/image_raw or CompressedImage on <cam>/image_raw/compressed")),
+    "qos_reliability": ("best_effort", _d(f"camera subscriptions, one of {RELIABILITIES} (sensor data default)")),
+    "qos_depth": (5, _d("camera subscription queue depth", **_irange(1, 1000))),
+    "tf_timeout": (0.1, _d("s to wait for a camera's transform at a frame's stamp", **_frange(0.0, 10.0))),
+    "extrinsics_file": ("", _d("calibration YAML with fixed extrinsics ('' = TF)")),
+    "publish_markers": (True, _d("publish ~/markers (visualization_msgs/MarkerArray)")),
+    "publish_diagnostics": (True, _d("publish /diagnostics")),
+    "marker_lifetime": (0.5, _d("s a marker stays without updates", **_frange(0.0, 60.0))),
+    "flush_after": (0.5, _d("offline: s without frames before held-back frames are processed", **_frange(0.01, 60.0))),
+    "clock_jump": (1.0, _d("s; a stamp this far behind the newest resets the buffer (looped bag)", **_frange(0.001, 3600.0))),
+}
+
+
+def declare(node: Node) -> None:
+    for name, (default, desc) in PARAMETERS.items():
+        node.declare_parameter(name, default, desc)
+
+
+def _one_of(name: str, value: str, allowed) -> str:
+    if value not in allowed:
+        raise ParameterError(f"parameter {name!r}: {value!r} is not one of {tuple(allowed)}")
+    return value
+
+
+def read(node: Node) -> NodeConfig:
+    """Read and validate every parameter into a NodeConfig."""
+    p = {name: node.get_parameter(name).value for name in PARAMETERS}
+    cams = tuple(p["cameras"] or ())
+    if len(cams) < 2:
+        raise ParameterError(f"parameter 'cameras': need at least 2 cameras, got {list(cams)}")
+    if len(set(cams)) != len(cams) or any(not c for c in cams):
+        raise ParameterError(f"parameter 'cameras': names must be unique and non-empty, got {list(cams)}")
+    if p["min_views"] > len(cams):
+        raise ParameterError(f"parameter 'min_views': {p['min_views']} > number of cameras {len(cams)}")
+    dev = p["device"]
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ParameterError(f"parameter 'device': {dev!r} is not auto, cpu, cuda or cuda:N")
+    if not p["world_frame"]:
+        raise ParameterError("parameter 'world_frame': must not be empty")
+    return NodeConfig(
+        cameras=cams, world_frame=p["world_frame"].lstrip("/"),
+        mode=_one_of("mode", p["mode"], MODES), timing=_one_of("timing", p["timing"], TIMINGS),
+        min_views=int(p["min_views"]), max_view_age=float(p["max_view_age"]),
+        queue_size=int(p["queue_size"]), device=dev, model_config=p["model_config"],
+        weights=p["weights"], backbone=_one_of("backbone", p["backbone"], BACKBONES),
+        backbone_weights=p["backbone_weights"],
+        image_transport=_one_of("image_transport", p["image_transport"], TRANSPORTS),
+        qos_reliability=_one_of("qos_reliability", p["qos_reliability"], RELIABILITIES),
+        qos_depth=int(p["qos_depth"]), tf_timeout=float(p["tf_timeout"]),
+        extrinsics_file=p["extrinsics_file"], publish_markers=bool(p["publish_markers"]),
+        publish_diagnostics=bool(p["publish_diagnostics"]), marker_lifetime=float(p["marker_lifetime"]),
+        flush_after=float(p["flush_after"]), clock_jump=float(p["clock_jump"]))
