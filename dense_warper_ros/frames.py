@@ -76,6 +76,7 @@ class FrameProcessor:
         self.on_clock_jump = on_clock_jump
         self.infos: list = [None] * len(self.cameras)
         self.tf_ok = [False] * len(self.cameras)
+        self.last_camera: list[Camera | None] = [None] * len(self.cameras)   # calibration last used
         self.newest_ns: int | None = None
         self.clock_jumps = 0
 
@@ -111,4 +112,5 @@ class FrameProcessor:
             self.tf_ok[i] = False
             raise Drop("tf_missing", f"{self.world_frame} <- {frame_id}: {e}") from e
         camera = camera_from_info(info, R_world_cam=tf.R, p_world_cam=tf.t, name=name)
+        self.last_camera[i] = camera
         return self.pipeline.process(i, stamp, rgb, camera, frame_id)

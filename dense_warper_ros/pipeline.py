@@ -9,14 +9,16 @@ evaluation and the tests feed it directly, so both produce the same poses for th
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from dense_warper_ros.buffer import BufferConfig, Frame, InterleavedBuffer, Window
 from dense_warper_ros.cameras import Camera
-from dense_warper_ros.skeleton import NUM_JOINTS
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class PosePipeline:
         self._last: PoseResult | None = None
         self._track_id = 0
         self.lost = False                  # set when a tracked person disappears
+        self.weights_source = ""           # where the model's weights came from (for reports)
 
     # --- per frame ------------------------------------------------------------------------------
     def crop_box(self, camera: Camera, stamp_ns: int) -> np.ndarray | None:
@@ -131,9 +134,10 @@ class PosePipeline:
             times[0, v] = (f.stamp_ns - w.target_ns) * 1e-9
             valid[0, v] = True
             cams.append(f.data.camera)
+        undistort = _undistorter(cams) if any(c is not None and c.has_distortion for c in cams) else None
         out = self.model.pose_at(hm, P.to(self.device), A.to(self.device), times.to(self.device),
                                  valid.to(self.device), torch.zeros(1, dtype=torch.float64, device=self.device),
-                                 cameras=[cams])
+                                 undistort=undistort)
         points = out.points[0].double().cpu().numpy()
         result = PoseResult(
             stamp_ns=w.target_ns, points=points,
@@ -152,3 +156,67 @@ class PosePipeline:
         self.lost = False
         self._last = result
         return result
+
+
+def _undistorter(cams: list[Camera | None]):
+    """(1, V, J, 2) observed pixels -> pinhole pixels, per view with OpenCV (the fusion is pinhole)."""
+    def undistort(uv: torch.Tensor) -> torch.Tensor:
+        out = uv.clone()
+        for v, cam in enumerate(cams):
+            if cam is not None and cam.has_distortion:
+                pts = uv[0, v].detach().double().cpu().numpy()
+                ok = np.isfinite(pts).all(axis=1)
+                fixed = pts.copy()
+                if ok.any():
+                    fixed[ok] = cam.undistort_points(pts[ok])
+                out[0, v] = torch.from_numpy(fixed).to(uv)
+        return out
+    return undistort
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return device
+
+
+def default_weights(model_config: str) -> Path | None:
+    """The shipped weights of a named configuration, if present."""
+    p = MODELS_DIR / f"dense_warper_{model_config}.safetensors"
+    return p if p.exists() else None
+
+
+def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = False,
+                   model_config: str = "lite", weights: str | Path = "", backbone: str = "movenet_lightning",
+                   backbone_weights: str | Path = "", device: str = "auto", min_views: int = 2,
+                   max_view_age_s: float = 0.2, clock_jump_s: float = 1.0) -> PosePipeline:
+    """The node's pipeline from its parameters: weights default to the shipped ones (untrained
+    identity warps when none exist), the backbone to its converted weights in models/."""
+    from dense_warper_ros.backbones.adapter import load_backbone
+    from dense_warper_ros.model import DenseWarper, ModelConfig
+
+    dev = resolve_device(device)
+    # weights: '' = shipped default (untrained when none is shipped), 'none' = untrained warps
+    w = None if weights == "none" else Path(weights) if weights else default_weights(model_config)
+    if w is not None:
+        if not w.exists():
+            raise FileNotFoundError(f"DenseWarper weights {w} do not exist")
+        model = DenseWarper.load(w, map_location=dev)
+    else:
+        model = DenseWarper(ModelConfig.named(model_config)).to(dev)
+    if not model.supports_views(num_cameras):
+        raise ValueError(f"model {model.config.name!r} supports views {model.views_supported()}, "
+                         f"not {num_cameras} cameras")
+    model.eval()
+    bb = load_backbone(backbone, weights=backbone_weights or None, device=dev)
+    if bb.heatmap_size != model.heatmap_size:
+        raise ValueError(f"backbone {backbone!r} gives {bb.heatmap_size}px heatmaps, model "
+                         f"{model.config.name!r} expects {model.heatmap_size}px")
+    buf = BufferConfig(num_cameras=num_cameras, timing=timing, min_views=min_views,
+                       max_view_age_ns=int(max_view_age_s * 1e9), clock_jump_ns=int(clock_jump_s * 1e9),
+                       reorder=offline)
+    pipe = PosePipeline(model=model, backbone=bb, config=PipelineConfig(buffer=buf, device=dev))
+    pipe.weights_source = str(w) if w is not None else "untrained (identity warps)"
+    return pipe

@@ -1,0 +1,224 @@
+"""Replay evaluation of a rosbag2 recording: `ros2 run dense_warper_ros evaluate BAG` or
+`python -m dense_warper_ros.ros.evaluate BAG`.
+
+Reads the bag, runs every camera frame through the node's per-frame path in offline mode (stamp
+order, deterministic, the bag's stamps as the clock), writes an output bag (skeletons + markers +
+the bag's /tf_static, for `ros2 bag play` and RViz) and a report: MPJPE / PA-MPJPE against the
+ground-truth topic (real or dense pseudo ground truth), output rate vs camera rates, latency,
+drops; JSON plus a markdown summary, and pictures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from dense_warper_ros.eval import metrics, pictures
+from dense_warper_ros.frames import image_to_rgb, stamp_to_ns
+from dense_warper_ros.pipeline import build_pipeline
+from dense_warper_ros.replay import OfflineReplay, camera_name_of, match_ground_truth
+from dense_warper_ros.ros.bags import BagWriter, read_messages, topics_of
+from dense_warper_ros.ros.conversions import markers_for, skeletons_to_msg
+from dense_warper_ros.ros.recording_msgs import GROUND_TRUTH_TOPIC
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bag", type=Path)
+    ap.add_argument("--out", type=Path, default=Path("out/eval"))
+    ap.add_argument("--timing", choices=("causal", "windowed"), default="windowed")
+    ap.add_argument("--model-config", default="lite")
+    ap.add_argument("--weights", default="")
+    ap.add_argument("--backbone", default="movenet_lightning")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--world-frame", default="world")
+    ap.add_argument("--gt-topic", default=GROUND_TRUTH_TOPIC)
+    ap.add_argument("--max-view-age", type=float, default=0.2)
+    ap.add_argument("--compare-untrained", action="store_true",
+                    help="also replay with untrained (identity) warps and plot both")
+    ap.add_argument("--no-pictures", action="store_true")
+    return ap.parse_args(argv)
+
+
+def cameras_in(bag: Path) -> list[str]:
+    names = sorted({p[0] for t in topics_of(bag) if (p := camera_name_of(t)) and p[1] == "image"})
+    if len(names) < 2:
+        raise SystemExit(f"{bag}: found cameras {names}; need at least 2 '<cam>/image_raw' topics")
+    return names
+
+
+def replay(bag: Path, cams: list[str], args, *, weights: str, keep_images: bool):
+    pipe = build_pipeline(num_cameras=len(cams), timing=args.timing, offline=True,
+                          model_config=args.model_config, weights=weights, backbone=args.backbone,
+                          device=args.device, max_view_age_s=args.max_view_age)
+    rep = OfflineReplay(pipeline=pipe, cameras=cams, world_frame=args.world_frame)
+    truth: dict[int, np.ndarray] = {}
+    thumbs: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)   # camera -> (stamp, small RGB)
+    tf_static = []
+    t0 = time.perf_counter()
+    for topic, msg, _t in read_messages(bag):
+        if topic == args.gt_topic:
+            for sk in msg.skeletons[:1]:
+                truth[stamp_to_ns(msg.header.stamp)] = np.array([[p.x, p.y, p.z] for p in sk.positions])
+            continue
+        if topic == "/tf_static":
+            tf_static.append(msg)
+        rep.feed(topic, msg)
+        parsed = camera_name_of(topic)
+        if keep_images and parsed and parsed[1] == "image" and parsed[0] in cams:
+            i = cams.index(parsed[0])
+            rgb = image_to_rgb(msg)
+            scale = 480.0 / max(rgb.shape[:2])
+            thumbs[i].append((stamp_to_ns(msg.header.stamp), cv2_resize(rgb, scale)))
+    res = rep.finish()
+    wall = time.perf_counter() - t0
+    cameras = {i: c for i, c in enumerate(rep.processor.last_camera) if c is not None}
+    return res, truth, thumbs, cameras, tf_static, wall, pipe
+
+
+def cv2_resize(rgb: np.ndarray, scale: float) -> np.ndarray:
+    import cv2
+    return cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+
+
+def score(res, truth) -> dict:
+    if not truth:
+        return {}
+    stamps, pred, gt = match_ground_truth(res.poses, truth)
+    if not len(stamps):
+        return {"matched": 0}
+    err = metrics.joint_errors(pred, gt, "root") * 1000
+    return {"matched": int(len(stamps)), "mpjpe_root_mm": metrics.mpjpe_root_aligned(pred, gt) * 1000,
+            "mpjpe_abs_mm": metrics.mpjpe(pred, gt) * 1000, "pa_mpjpe_mm": metrics.pa_mpjpe(pred, gt) * 1000,
+            "coverage": metrics.coverage(pred), "_per_pose": (stamps, np.nanmean(err, axis=1))}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    bag, out = args.bag, args.out
+    out.mkdir(parents=True, exist_ok=True)
+    cams = cameras_in(bag)
+    print(f"replaying {bag} ({len(cams)} cameras: {cams}), timing={args.timing}", flush=True)
+    res, truth, thumbs, cameras, tf_static, wall, pipe = replay(bag, cams, args, weights=args.weights,
+                                                                keep_images=not args.no_pictures)
+    weights = pipe.weights_source
+    info = topics_of(bag)
+    frames_per_cam = {c: sum(n for t, (_, n) in info.items()
+                             if (p := camera_name_of(t)) and p == (c, "image")) for c in cams}
+    dur = (max(p.stamp_ns for p in res.poses) - min(p.stamp_ns for p in res.poses)) * 1e-9 if len(res.poses) > 1 else 0
+    total_frames = sum(frames_per_cam.values())
+    sc = score(res, truth)
+    ft = np.array(res.frame_times_s) * 1000 if res.frame_times_s else np.zeros(1)
+    report = {
+        "bag": str(bag), "cameras": cams, "timing": args.timing, "model_config": args.model_config,
+        "weights": weights, "backbone": args.backbone, "device": str(pipe.device),
+        "frames_in": res.frames_in, "poses_out": len(res.poses),
+        "poses_per_input_frame": len(res.poses) / max(res.frames_in, 1),
+        "output_rate_hz": (len(res.poses) - 1) / dur if dur > 0 else 0.0,
+        "camera_frames": frames_per_cam,
+        "sum_camera_rate_hz": (total_frames - 1) / dur if dur > 0 else 0.0,
+        "drops": dict(res.drops), "buffer": dict(pipe.buffer.stats), "clock_jumps": res.clock_jumps,
+        "frame_time_ms": {"p50": float(np.percentile(ft, 50)), "p95": float(np.percentile(ft, 95)),
+                          "p99": float(np.percentile(ft, 99))},
+        "wall_s": wall, "ground_truth_topic": args.gt_topic if truth else None,
+        "accuracy": {k: v for k, v in sc.items() if not k.startswith("_")},
+    }
+    series = {}
+    if "_per_pose" in sc:
+        t0 = sc["_per_pose"][0][0]
+        series["DenseWarper"] = ((sc["_per_pose"][0] - t0) * 1e-9, sc["_per_pose"][1])
+    if args.compare_untrained and truth:
+        res_u, *_ = replay(bag, cams, args, weights="none", keep_images=False)
+        su = score(res_u, truth)
+        report["accuracy_untrained"] = {k: v for k, v in su.items() if not k.startswith("_")}
+        if "_per_pose" in su and series:
+            series["untrained warps (identity)"] = ((su["_per_pose"][0] - t0) * 1e-9, su["_per_pose"][1])
+
+    # output bag: skeletons + markers at their stamps, and the camera frames for RViz
+    out_bag = out / "output_bag"
+    if out_bag.exists():
+        import shutil
+        shutil.rmtree(out_bag)
+    with BagWriter(out_bag) as w:
+        first = res.poses[0].stamp_ns if res.poses else 0
+        for m in tf_static:
+            w.write("/tf_static", m, first)
+        for p in res.poses:
+            w.write("/dense_warper/skeletons", skeletons_to_msg([p], frame_id=args.world_frame, stamp_ns=p.stamp_ns), p.stamp_ns)
+            w.write("/dense_warper/markers", markers_for([p], frame_id=args.world_frame, stamp_ns=p.stamp_ns), p.stamp_ns)
+    report["output_bag"] = str(out_bag)
+
+    if not args.no_pictures and res.poses and thumbs:
+        report["pictures"] = make_pictures(res, thumbs, cameras, out, series)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
+    md = summary_markdown(report)
+    (out / "summary.md").write_text(md)
+    print(md)
+    return 0
+
+
+def make_pictures(res, thumbs, cameras, out: Path, series) -> dict:
+    poses = {p.stamp_ns: p for p in res.poses}
+    keys = np.array(sorted(poses))
+    rows, labels, video = [], [], []
+    V = len(thumbs)
+    pick = np.linspace(0, len(keys) - 1, min(4, len(keys))).round().astype(int)
+    for k in pick:
+        t = int(keys[k])
+        row = []
+        for c in range(V):
+            s, img = min(thumbs[c], key=lambda x: abs(x[0] - t))
+            cam = cameras.get(c)
+            row.append(pictures.draw_skeleton(img, cam, poses[t].points, scale=img.shape[1] / cam.width) if cam else img)
+        rows.append(row)
+        labels.append(f"t = {(t - keys[0]) * 1e-9:.3f} s")
+    sheet = pictures.contact_sheet(rows, out / "contact_sheet.png", labels=labels)
+    # video: every output pose drawn on the newest frame of each camera, 2x2 (or 1xV) grid
+    for t in keys:
+        tiles = []
+        for c in range(V):
+            cands = [x for x in thumbs[c] if x[0] <= t] or thumbs[c][:1]
+            s, img = cands[-1]
+            cam = cameras.get(c)
+            tiles.append(pictures.draw_skeleton(img, cam, poses[int(t)].points, scale=img.shape[1] / cam.width) if cam else img)
+        cols = 2 if V == 4 else V
+        grid_rows = [np.concatenate(tiles[i:i + cols], axis=1) for i in range(0, V, cols)]
+        if len({r.shape[1] for r in grid_rows}) > 1:
+            grid_rows = [np.concatenate(tiles, axis=1)]
+        video.append(np.concatenate(grid_rows, axis=0))
+    rate = (len(keys) - 1) / ((keys[-1] - keys[0]) * 1e-9) if len(keys) > 1 else 10.0
+    mp4 = pictures.write_video(video, out / "skeletons.mp4", fps=min(rate, 60.0))
+    p3d = pictures.plot_3d(np.stack([poses[int(t)].points for t in keys]), out / "skeleton_3d.png")
+    files = {"contact_sheet": str(sheet), "video": str(mp4), "skeleton_3d": str(p3d)}
+    if series:
+        files["error_over_time"] = str(pictures.plot_errors(series, out / "error_over_time.png"))
+    return files
+
+
+def summary_markdown(r: dict) -> str:
+    lines = [f"## Replay of `{r['bag']}`", "",
+             f"{len(r['cameras'])} cameras, timing **{r['timing']}**, model `{r['model_config']}` "
+             f"({r['weights']}), backbone `{r['backbone']}` on {r['device']}", "",
+             "| figure | value |", "|---|---|",
+             f"| input frames | {r['frames_in']} |", f"| poses out | {r['poses_out']} ({r['poses_per_input_frame']:.2f} per frame) |",
+             f"| output rate | {r['output_rate_hz']:.1f} Hz (sum of camera rates {r['sum_camera_rate_hz']:.1f} Hz) |",
+             f"| per-frame time p50 / p95 / p99 | {r['frame_time_ms']['p50']:.1f} / {r['frame_time_ms']['p95']:.1f} / {r['frame_time_ms']['p99']:.1f} ms |",
+             f"| drops | {r['drops'] or 'none'} |"]
+    for key, name in (("accuracy", "DenseWarper"), ("accuracy_untrained", "untrained warps")):
+        a = r.get(key) or {}
+        if a.get("matched"):
+            lines.append(f"| {name}: MPJPE root-aligned / absolute / PA | {a['mpjpe_root_mm']:.1f} / "
+                         f"{a['mpjpe_abs_mm']:.1f} / {a['pa_mpjpe_mm']:.1f} mm ({a['matched']} poses vs `{r['ground_truth_topic']}`) |")
+    if r.get("pictures"):
+        lines += ["", "Pictures: " + ", ".join(f"`{v}`" for v in r["pictures"].values())]
+    lines.append(f"\nOutput bag: `{r['output_bag']}`")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
