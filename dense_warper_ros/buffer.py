@@ -187,6 +187,9 @@ class InterleavedBuffer:
             if not (force or self._window_complete(t)):
                 break
             self._pending.pop(0)
+            if out and out[-1].target_ns == t.stamp_ns or t.stamp_ns == self._last_target:
+                self.stats["same_instant"] += 1     # synchronized cameras: one pose per instant
+                continue
             out.append(self._assemble(t))
         return self._finish(out)
 

@@ -85,8 +85,8 @@ class PosePipeline:
     def process(self, camera_index: int, stamp_ns: int, image_rgb: np.ndarray, camera: Camera,
                 frame_id: str = "") -> list[PoseResult]:
         box = self.crop_box(camera, stamp_ns)
-        heatmaps, affines = self.backbone([image_rgb], [box])        # (1, J, h, w), (1, 2, 3)
-        data = FrameData(heatmaps=heatmaps[0].to(self.device), affine=np.asarray(affines[0]),
+        out = self.backbone([image_rgb], None if box is None else box[None])   # heatmaps (1, J, h, w)
+        data = FrameData(heatmaps=out.heatmaps[0].to(self.device), affine=np.asarray(out.affines[0]),
                          camera=camera, frame_id=frame_id)
         return self._solve_all(self.buffer.push(Frame(camera=camera_index, stamp_ns=stamp_ns, data=data)))
 
@@ -188,13 +188,25 @@ def default_weights(model_config: str) -> Path | None:
     return p if p.exists() else None
 
 
+def load_backbone(name: str, *, weights: str | Path | None = None, device: str = "cpu"):
+    """movenet_lightning | movenet_thunder (converted by `make setup` into models/) or
+    simple_baseline (a user's weights-only checkpoint)."""
+    from dense_warper_ros.backbones.adapter import Backbone2D
+    if name in ("movenet_lightning", "movenet_thunder"):
+        return Backbone2D.movenet(name.split("_", 1)[1], device=device)
+    if name == "simple_baseline":
+        if not weights:
+            raise ValueError("backbone 'simple_baseline' needs backbone_weights (a weights-only checkpoint)")
+        return Backbone2D.simple_baseline(weights, device=device)
+    raise ValueError(f"unknown backbone {name!r}: movenet_lightning, movenet_thunder or simple_baseline")
+
+
 def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = False,
                    model_config: str = "lite", weights: str | Path = "", backbone: str = "movenet_lightning",
                    backbone_weights: str | Path = "", device: str = "auto", min_views: int = 2,
                    max_view_age_s: float = 0.2, clock_jump_s: float = 1.0) -> PosePipeline:
     """The node's pipeline from its parameters: weights default to the shipped ones (untrained
     identity warps when none exist), the backbone to its converted weights in models/."""
-    from dense_warper_ros.backbones.adapter import load_backbone
     from dense_warper_ros.model import DenseWarper, ModelConfig
 
     dev = resolve_device(device)
