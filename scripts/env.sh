@@ -20,7 +20,7 @@ export HOME="${HOME:-$_dw_repo/.ws}"
 export ROS_LOG_DIR="${ROS_LOG_DIR:-$_dw_repo/.ws/log/ros}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
-export FASTRTPS_DEFAULT_PROFILES_FILE="${FASTRTPS_DEFAULT_PROFILES_FILE:-$_dw_repo/config/fastdds_large_data.xml}"
-export FASTDDS_DEFAULT_PROFILES_FILE="$FASTRTPS_DEFAULT_PROFILES_FILE"
+# (FASTRTPS_DEFAULT_PROFILES_FILE is the deprecated name; Fast DDS 3 reads this one)
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$_dw_repo/config/fastdds_large_data.xml}"
 export PYTHONUNBUFFERED=1
 unset _dw_repo

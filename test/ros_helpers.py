@@ -41,3 +41,74 @@ def wait_for_subscribers(node, publisher, count: int = 1, timeout: float = 15.0)
         if time.monotonic() > deadline:
             raise TimeoutError(f"no subscriber on {publisher.topic_name} after {timeout} s")
         rclpy.spin_once(node, timeout_sec=0.05)
+
+
+class RigPublisher:
+    """Publishes a Recording as a real rig does, from the test process: /tf_static (latched),
+    per camera camera_info + image_raw (reliable, so offline runs lose nothing)."""
+
+    def __init__(self, node, rec, *, reliable: bool = True, depth: int = 200):
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image
+        from tf2_msgs.msg import TFMessage
+        self.node, self.rec = node, rec
+        rel = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        self.tf_pub = node.create_publisher(TFMessage, "/tf_static", QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.info_pubs = [node.create_publisher(CameraInfo, f"/{n}/camera_info", QoSProfile(depth=10, reliability=rel))
+                          for n in rec.names]
+        self.img_pubs = [node.create_publisher(Image, f"/{n}/image_raw", QoSProfile(depth=depth, reliability=rel))
+                         for n in rec.names]
+
+    def wait_for_node(self, timeout: float = 60.0) -> None:
+        for p in self.img_pubs:
+            wait_for_subscribers(self.node, p, 1, timeout)
+
+    def publish_static(self) -> None:
+        from dense_warper_ros.ros import recording_msgs as rm
+        self.tf_pub.publish(rm.tf_static(self.rec, self.rec.frames[0][1]))
+        for i, p in enumerate(self.info_pubs):
+            p.publish(rm.camera_info(self.rec, i, self.rec.frames[0][1]))
+
+    def publish_frame(self, k: int, *, msg=None) -> None:
+        import rclpy
+        from dense_warper_ros.ros import recording_msgs as rm
+        c, stamp, rgb = self.rec.frames[k]
+        self.info_pubs[c].publish(rm.camera_info(self.rec, c, stamp))
+        self.img_pubs[c].publish(msg if msg is not None else rm.image(self.rec, c, stamp, rgb, compressed=False))
+        rclpy.spin_once(self.node, timeout_sec=0.0)
+
+
+class NodeProcess:
+    """`python -m dense_warper_ros.ros.node --ros-args ...` as a subprocess."""
+
+    def __init__(self, params: dict):
+        from dense_warper_ros.ros.launch_logic import ros_args
+        args = ros_args({"parameters": params, "remappings": []})
+        self.proc = subprocess.Popen([sys.executable, "-m", "dense_warper_ros.ros.node", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=os.environ.copy())
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> str:
+        import signal
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out
+
+
+def spin_until(node, predicate, timeout: float) -> bool:
+    import rclpy
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        rclpy.spin_once(node, timeout_sec=0.05)
+    return predicate()

@@ -78,7 +78,7 @@ def test_skeleton_messages_round_trip_between_processes(node):
 def test_large_image_crosses_processes_with_shipped_profile(node):
     """1000x1000 RGB (3 MB) with sensor-data (best-effort) QoS: the shipped 16 MiB shared-memory
     segment carries each frame whole, so (nearly) all frames arrive, bit for bit."""
-    profile = os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE", "")
+    profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", "")
     assert profile.endswith("config/fastdds_large_data.xml") and os.path.exists(profile), profile
     n = 20
     peer = Peer("echo", "sensor_msgs/msg/Image", "/dw_test/image", "--count", str(n), "--qos", "sensor")
