@@ -293,3 +293,36 @@ def undistorter(cameras: list[Camera]):
         return None
     cams = list(cameras)
     return lambda uv: undistort_points_torch(cams, uv)
+
+
+# --- synthetic rigs (tests, benchmark, simulation) -----------------------------------------------
+def look_at_camera(*, position, target, focal_px: float, width: int, height: int,
+                   up=(0.0, 0.0, 1.0), **kw) -> Camera:
+    """A camera at `position` looking at `target` (world z up), principal point at the centre."""
+    p = np.asarray(position, dtype=np.float64)
+    f = np.asarray(target, dtype=np.float64) - p
+    if np.linalg.norm(f) == 0:
+        raise ValueError(f"camera position {p.tolist()} equals its target")
+    f /= np.linalg.norm(f)
+    r = np.cross(f, np.asarray(up, dtype=np.float64))
+    if np.linalg.norm(r) < 1e-9:
+        raise ValueError(f"viewing direction {f.tolist()} is parallel to up {list(up)}")
+    r /= np.linalg.norm(r)
+    d = np.cross(f, r)                                    # image y points down
+    K = np.array([[focal_px, 0.0, (width - 1) / 2], [0.0, focal_px, (height - 1) / 2], [0, 0, 1.0]])
+    return Camera.from_centre(K=K, R=np.stack([r, d, f]), centre=p, width=width, height=height, **kw)
+
+
+def ring_rig(num_views: int = 4, *, radius_m: float = 4.5, height_m: float = 1.6,
+             target=(0.0, 0.0, 1.0), focal_px: float = 1150.0, width: int = 1000,
+             height: int = 1000, phase_deg: float = 45.0) -> list[Camera]:
+    """`num_views` cameras evenly on a circle around `target`, like the Human3.6M studio."""
+    if num_views < 1:
+        raise ValueError(f"num_views must be >= 1, got {num_views}")
+    cams = []
+    for v in range(num_views):
+        a = np.deg2rad(phase_deg + 360.0 * v / num_views)
+        pos = (radius_m * np.cos(a), radius_m * np.sin(a), height_m)
+        cams.append(look_at_camera(position=pos, target=target, focal_px=focal_px, width=width,
+                                   height=height, name=f"cam{v}"))
+    return cams

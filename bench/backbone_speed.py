@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Per-image latency of the 2D backbones (MoveNet Thunder / Lightning; optionally the paper's
+SimpleBaseline ResNet-152 with random weights), batch 1 and 4, on CPU and on CUDA when present.
+
+Why: the node has to keep up with N cameras; this says how many images per second one backbone
+takes. Honest timing: warm-up runs first, CUDA synchronised on both sides of the timer, median and
+90th percentile of repeated runs, the machine's load average recorded (a shared CPU skews results).
+
+Two figures per row: `network` (forward pass on a prepared batch) and `pipeline` (Backbone2D call:
+crop + resample from a 1080x1920 RGB frame, forward, decode, COCO -> H36M).
+
+Usage: python bench/backbone_speed.py [--threads 2] [--batches 1 4] [--repeats 20]
+       [--devices cpu cuda] [--simple-baseline] [--out out/bench/backbone_speed.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dense_warper_ros.backbones import Backbone2D  # noqa: E402
+from dense_warper_ros.backbones.simple_baseline import SimpleBaseline  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], device: torch.device, *, warmup: int, repeats: int) -> list[float]:
+    """Seconds per call, `repeats` times, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def git_hash() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def test_frames(n: int) -> list[np.ndarray]:
+    """Real frames when the Pose2Sim demo is there (the content does not change the cost), else noise."""
+    try:
+        from dense_warper_ros.data import pose2sim
+        frame = pose2sim.load_demo().frames([0])[0][2]
+    except (FileNotFoundError, OSError):
+        frame = np.random.default_rng(0).integers(0, 255, (1920, 1080, 3), dtype=np.uint8)
+    return [frame] * n
+
+
+def bench_backbone(name: str, net: Backbone2D, device: torch.device, batch: int, *,
+                   repeats: int, warmup: int) -> dict:
+    frames = test_frames(batch)
+    boxes = np.tile([[200.0, 500.0, 900.0, 1500.0]], (batch, 1))   # a person-sized crop
+    A_in = net.input_affines(frames, boxes)
+    x = net.prepare(frames, A_in)
+
+    def network() -> None:
+        with torch.inference_mode():
+            net.model(x)
+
+    def pipeline() -> None:
+        out = net(frames, boxes)
+        sync(device)
+        return out
+
+    t_net = time_call(network, device, warmup=warmup, repeats=repeats)
+    t_pipe = time_call(pipeline, device, warmup=min(warmup, 2), repeats=max(3, repeats // 2))
+    per = lambda ts: [1e3 * t / batch for t in ts]   # ms per image  # noqa: E731
+    return {
+        "model": name, "device": str(device), "batch": batch, "input": net.input_size,
+        "network_ms_per_image_median": statistics.median(per(t_net)),
+        "network_ms_per_image_p90": float(np.percentile(per(t_net), 90)),
+        "pipeline_ms_per_image_median": statistics.median(per(t_pipe)),
+        "repeats": repeats,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--variants", nargs="+", default=["thunder", "lightning"])
+    ap.add_argument("--devices", nargs="+", default=["cpu", "cuda"],
+                    help="cuda is skipped (and reported so) when not available")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--simple-baseline", action="store_true",
+                    help="also time the paper's ResNet-152 SimpleBaseline (random weights, 384 px)")
+    ap.add_argument("--out", type=Path, default=REPO / "out" / "bench" / "backbone_speed.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    rows, skipped = [], []
+    for dev in args.devices:
+        if dev == "cuda" and not torch.cuda.is_available():
+            skipped.append("cuda: no CUDA device (not measured)")
+            continue
+        device = torch.device(dev)
+        nets = [(f"movenet_{v}", Backbone2D.movenet(v, device=device)) for v in args.variants]
+        if args.simple_baseline:
+            nets.append(("simple_baseline_r152", Backbone2D(SimpleBaseline().eval(), device=device)))
+        for name, net in nets:
+            for b in args.batches:
+                heavy = name.startswith("simple") and dev == "cpu"
+                row = bench_backbone(name, net, device, b, repeats=3 if heavy else args.repeats,
+                                     warmup=1 if heavy else args.warmup)
+                rows.append(row)
+                print(f"{name:22s} {dev:4s} batch {b}: network {row['network_ms_per_image_median']:7.1f} ms/img "
+                      f"(p90 {row['network_ms_per_image_p90']:.1f}), pipeline "
+                      f"{row['pipeline_ms_per_image_median']:7.1f} ms/img", flush=True)
+
+    meta = {
+        "git": git_hash(), "torch": torch.__version__, "threads": args.threads,
+        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "loadavg_after": os.getloadavg(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "skipped": skipped,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+
+    print("\n| model | device | batch | network ms/image (median, p90) | pipeline ms/image |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} ({r['input']} px) | {r['device']} | {r['batch']} | "
+              f"{r['network_ms_per_image_median']:.1f}, {r['network_ms_per_image_p90']:.1f} | "
+              f"{r['pipeline_ms_per_image_median']:.1f} |")
+    for s in skipped:
+        print(f"| — | {s} | | | |")
+    print(f"\nthreads {args.threads}, torch {torch.__version__}, load average after {meta['loadavg_after']}, "
+          f"JSON: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Heatmap encode (Gaussian targets) and decode (the method's windowed soft-argmax).
+
+Pixel convention (as `cameras.crop_affine`): heatmap pixel (x, y) = (column, row) has its centre at
+integer coordinates, so a keypoint at uv = (3.0, 5.0) peaks exactly on column 3, row 5.
+
+Decoding follows the released code (REFERENCE.md, step 5): hard argmax, then a softmax with
+temperature 0.05 over a 15 x 15 px window around it at 96 x 96 (scaled with the heatmap size), the
+expectation of the pixel coordinates under that softmax; a joint whose peak <= 0.01 is invalid.
+The spread (softmax standard deviation) is the 2D uncertainty proxy the triangulation consumes.
+"""
+from __future__ import annotations
+
+import torch
+
+REFERENCE_SIZE = 96          # heatmap size at which the released window is 15 px
+REFERENCE_HALF_WINDOW = 7    # 15 = 2 * 7 + 1
+
+
+def default_window(size: int) -> int:
+    """Odd window side for a heatmap side `size`: 15 at 96, scaled linearly (9 at 48, 11 at 64)."""
+    if size <= 0:
+        raise ValueError(f"heatmap size must be > 0, got {size}")
+    return 2 * max(1, round(REFERENCE_HALF_WINDOW * size / REFERENCE_SIZE)) + 1
+
+
+def render_gaussians(uv: torch.Tensor, size: int, sigma: float,
+                     valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Unit-peak Gaussian targets: uv (..., J, 2) heatmap px -> (..., J, size, size).
+
+    Invalid joints (`valid` False, or non-finite uv) render as all zeros.
+    """
+    if uv.shape[-1] != 2:
+        raise ValueError(f"uv must end in 2 (x, y), got shape {tuple(uv.shape)}")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0 heatmap px, got {sigma}")
+    ok = torch.isfinite(uv).all(-1)                              # (..., J)
+    if valid is not None:
+        ok = ok & valid.bool()
+    uv0 = torch.where(ok[..., None], uv, torch.zeros_like(uv))
+    r = torch.arange(size, dtype=uv.dtype, device=uv.device)
+    gx = torch.exp(-(r - uv0[..., 0, None]) ** 2 / (2 * sigma ** 2))   # (..., J, W)
+    gy = torch.exp(-(r - uv0[..., 1, None]) ** 2 / (2 * sigma ** 2))   # (..., J, H)
+    hm = gy[..., :, None] * gx[..., None, :]                     # (..., J, H, W)
+    return hm * ok[..., None, None].to(hm.dtype)
+
+
+def soft_argmax(hm: torch.Tensor, window: int | None = None, temperature: float = 0.05,
+                min_peak: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Windowed soft-argmax: hm (..., J, H, W) -> (uv, peak, valid, spread).
+
+    uv (..., J, 2) heatmap px (x, y); peak (..., J) the heatmap maximum (the confidence);
+    valid (..., J) bool, peak > min_peak; spread (..., J) px, the softmax standard deviation
+    sqrt((var_x + var_y) / 2). Differentiable in the heatmap values (the argmax only picks the
+    window). `window` is the odd window side; None scales the method's 15 px at 96 with H and W.
+    Computed and returned in float32 at least: the softmax of value / 0.05 needs it, and half
+    precision would round coordinates near 96 px to 0.06 px.
+    """
+    if hm.dim() < 3:
+        raise ValueError(f"heatmaps must be (..., J, H, W), got shape {tuple(hm.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    H, W = hm.shape[-2:]
+    if window is None:
+        ry, rx = default_window(H) // 2, default_window(W) // 2
+    else:
+        if window < 1 or window % 2 == 0:
+            raise ValueError(f"window must be a positive odd number of px, got {window}")
+        ry = rx = window // 2
+    x = hm.float() if hm.dtype in (torch.float16, torch.bfloat16) else hm
+    flat = x.flatten(-2)                                         # (..., J, H*W)
+    peak, arg = flat.max(dim=-1)                                 # (..., J)
+    ay = torch.div(arg, W, rounding_mode="floor").to(x.dtype)
+    ax = (arg % W).to(x.dtype)
+    ys = torch.arange(H, dtype=x.dtype, device=x.device)
+    xs = torch.arange(W, dtype=x.dtype, device=x.device)
+    in_y = (ys - ay[..., None]).abs() <= ry                      # (..., J, H)
+    in_x = (xs - ax[..., None]).abs() <= rx                      # (..., J, W)
+    inside = (in_y[..., :, None] & in_x[..., None, :]).flatten(-2)  # (..., J, H*W)
+    logits = (flat / temperature).masked_fill(~inside, float("-inf"))
+    p = torch.softmax(logits, dim=-1).view(x.shape)              # (..., J, H, W)
+    py, px = p.sum(-1), p.sum(-2)                                # (..., J, H), (..., J, W)
+    mx, my = (px * xs).sum(-1), (py * ys).sum(-1)                # (..., J)
+    var = ((px * (xs - mx[..., None]) ** 2).sum(-1) + (py * (ys - my[..., None]) ** 2).sum(-1)) / 2
+    uv = torch.stack([mx, my], dim=-1)
+    spread = var.clamp_min(1e-12).sqrt()          # finite gradient for a one-hot window
+    return uv, peak, peak > min_peak, spread

@@ -1,0 +1,516 @@
+"""The DenseWarper model: backbone heatmaps -> epipolar exchange -> temporal warps -> 3D pose.
+
+Legend: B batch, V views, J joints, h x w heatmap. Geometry is pinhole image pixels (P = K [R | t]
+from `cameras.projection_matrices`) plus per-frame crop affines A (image -> heatmap pixels).
+
+Fusion at one target instant t* (REFERENCE.md steps 2-5), for each valid view c:
+  1. pass through: c's frame is at t* (`pairwise`: c is the anchor view) -> Y_c = H_c;
+  2. otherwise pick a guide view g (`pairwise`: the anchor; time-conditioned: the valid view other
+     than c captured closest to t*), exchange E = E[c <- g] along epipolar lines (`epipolar.py`),
+     S = 0.5 E + 0.5 H_c, and warp Y_c = Warp(H_c, S - H_c [, dt]) (`warp.py`);
+  3. windowed soft-argmax of every Y_c, heatmap -> image pixels with A_c^-1, optional undistortion,
+     confidence-weighted DLT with covariance (`triangulation.py`).
+Only the views not captured at t* are warped: V - 1 warps per pose when one view is at t*.
+
+Two configurations (`ModelConfig.named`):
+  - `paper`: the released sizes; one warp per ordered view pair (12 for 4 views), trained for the
+    fixed offsets of an interleaved rig, so the pose must be asked at a view's capture time.
+  - `lite`: real time on 2 CPU cores; one shared, time-conditioned warp (it also reads the signed
+    offsets t* - t_c and t_g - t_c), any number of views, any timing.
+
+Call paths:
+  - `forward_window(heatmaps, P, affines, times, valid)`: a window of V frames, one per view; every
+    view is brought to every view's capture time -> V poses (training and batch evaluation).
+  - `pose_at(..., target_time)`: the newest heatmap of each view -> the pose at one instant; the
+    caller's buffer keeps each frame's backbone heatmap (`heatmaps(images)`) and reuses it in every
+    window the frame belongs to, so a new frame costs one backbone pass and V - 1 warps.
+  For the same frames and eval mode, `pose_at(target_time=times[:, i])` equals slot i of
+  `forward_window` (BatchNorm in train mode uses batch statistics, which differ between the two).
+
+Timing: the model only takes times; the buffer chooses frames.
+  - causal (lowest latency, extrapolation): when a frame arrives, call `pose_at` with each view's
+    newest frame and `target_time` = the new frame's capture time. The other views' frames are
+    older, so their warps extrapolate forward. Needs the time-conditioned config: with `pairwise`
+    warps the pair offsets differ from the fixed ones they were trained for.
+  - windowed (the paper's setting, interpolation, one cycle of delay): the buffer holds the
+    window of V consecutive frames [t_0 .. t_{V-1}], one per view, and asks `forward_window` (all V
+    poses once the last frame arrives) or `pose_at(target_time=t_i)`; frames after t_i are used, so
+    the pose at t_i is out only when the window's last frame has arrived.
+
+Distortion: the exchange and the warps work on the (distorted) crops, as the released code; 2D points
+are undistorted before DLT by the `undistort` hook if the caller passes one
+(`cameras.undistorter(cameras)`), else they are taken as pinhole pixels.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cameras import affine_scales, apply_affines, invert_affines
+from .epipolar import EpipolarSampler, epipolar_exchange, gather_max
+from .heatmaps import soft_argmax
+from .triangulation import triangulate_with_uncertainty
+from .warp import BACKENDS, OFFSET_MODES, TemporalWarp
+
+FORMAT = "dense_warper/1"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the model's shape and behaviour; built once at the entry point."""
+
+    name: str = "paper"                  # configuration name, for logs and checkpoints
+    num_joints: int = 17                 # J: heatmap channels (Human3.6M-17)
+    num_views: int | None = 4            # pairwise warps: exactly this many views; None: any V >= 2
+    input_size: int = 384                # backbone input side (square crops), px
+    heatmap_size: int = 96               # h = w: heatmap side, px
+    target_sigma: float = 3.0            # Gaussian target std for training, heatmap px
+    backbone: str = "simplebaseline_resnet152"   # which backbone the weights expect (informative)
+    time_conditioned: bool = False       # one shared warp fed the signed time offsets
+    warp_channels: int = 128             # trunk width
+    warp_blocks: int = 20                # residual BasicBlocks in the trunk
+    offset_dilations: tuple[int, ...] = (3, 6, 12, 18, 24)   # one offset head per dilation
+    kernel_dilations: tuple[int, ...] | None = None  # deformable kernel dilations; None: as heads
+    offset_mode: str = "per_tap"         # per_tap (the method) or per_channel (shared over taps)
+    trunk_stride: int = 1                # 2: trunk and heads at half resolution, offsets upsampled
+    exchange_stride: int = 1             # 2: epipolar exchange on 2x2 max-pooled heatmaps
+    fill_weight: float = 0.5             # S = fill * E + (1 - fill) * H_cur
+    time_scale_s: float = 0.1            # time offsets are fed to the warp divided by this
+    frame_interval_s: float = 0.02       # nominal interval between consecutive views' captures
+    time_tolerance_s: float = 1e-3       # a frame within this of the target is "at" the target
+    softargmax_window: int | None = None  # odd window side, px; None: 15 at 96, scaled
+    softargmax_temperature: float = 0.05  # softmax temperature on heatmap values
+    min_peak: float = 0.01               # a joint whose heatmap peak is <= this is dropped
+    min_sigma_px: float = 0.5            # floor on the 2D std used for covariance, heatmap px
+    deform_backend: str = "auto"         # auto (torchvision if it imports), grid_sample, torchvision
+
+    def __post_init__(self) -> None:
+        positive = ("num_joints", "input_size", "heatmap_size", "warp_channels", "warp_blocks")
+        for f in positive:
+            if getattr(self, f) <= 0:
+                raise ValueError(f"{f} must be > 0, got {getattr(self, f)}")
+        if self.num_views is not None and self.num_views < 2:
+            raise ValueError(f"num_views must be >= 2 or None, got {self.num_views}")
+        if self.num_views is None and not self.time_conditioned:
+            raise ValueError("pairwise warps need a fixed num_views; got None without time_conditioned")
+        if self.offset_mode not in OFFSET_MODES:
+            raise ValueError(f"offset_mode must be one of {OFFSET_MODES}, got {self.offset_mode!r}")
+        if self.deform_backend not in BACKENDS:
+            raise ValueError(f"deform_backend must be one of {BACKENDS}, got {self.deform_backend!r}")
+        for f in ("trunk_stride", "exchange_stride"):
+            if getattr(self, f) not in (1, 2):
+                raise ValueError(f"{f} must be 1 or 2, got {getattr(self, f)}")
+        if self.exchange_stride == 2 and self.heatmap_size % 2:
+            raise ValueError(f"exchange_stride 2 needs an even heatmap_size, got {self.heatmap_size}")
+        if not 0.0 <= self.fill_weight <= 1.0:
+            raise ValueError(f"fill_weight must be in [0, 1], got {self.fill_weight}")
+        if self.time_scale_s <= 0 or self.time_tolerance_s < 0:
+            raise ValueError(f"time_scale_s must be > 0 and time_tolerance_s >= 0, got "
+                             f"{self.time_scale_s}, {self.time_tolerance_s}")
+        if self.kernel_dilations is not None and len(self.kernel_dilations) != len(self.offset_dilations):
+            raise ValueError(f"kernel_dilations {self.kernel_dilations} must match offset_dilations "
+                             f"{self.offset_dilations} in length")
+
+    @classmethod
+    def named(cls, config_name: str, /, **overrides) -> "ModelConfig":
+        """`paper` or `lite`, optionally with fields overridden (including `name`)."""
+        if config_name not in NAMED_CONFIGS:
+            raise ValueError(f"unknown configuration {config_name!r}, expected one of {sorted(NAMED_CONFIGS)}")
+        return replace(NAMED_CONFIGS[config_name], **overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config fields {sorted(unknown)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+
+NAMED_CONFIGS: dict[str, ModelConfig] = {
+    # The released sizes: SimpleBaseline ResNet-152, 384 -> 96, 12 pairwise warps of 20 x 128.
+    "paper": ModelConfig(),
+    # Real time on 2 CPU cores (README of bench/model_speed.py has the numbers): MoveNet Lightning
+    # heatmaps (192 -> 48), one time-conditioned warp shared by every pair, trunk and exchange at
+    # 24 x 24, three heads with one offset per joint channel.
+    "lite": ModelConfig(
+        name="lite", num_views=None, input_size=192, heatmap_size=48, target_sigma=2.0,
+        backbone="movenet_lightning", time_conditioned=True, warp_channels=32, warp_blocks=2,
+        offset_dilations=(1, 2, 4), kernel_dilations=(1, 1, 1), offset_mode="per_channel",
+        trunk_stride=2, exchange_stride=2,
+        # 0.05 at 48 px over-sharpens (grid aliasing, up to 0.05-0.14 px bias); 0.1 keeps the
+        # decoder's bias under 0.01 px for sigma-2 peaks
+        softargmax_temperature=0.1),
+}
+
+
+class PoseOutput(NamedTuple):
+    points: torch.Tensor              # (B, J, 3) world; NaN where num_views < 2
+    confidence: torch.Tensor          # (B, J) mean heatmap peak of the views used; 0 if < 2 views
+    covariance: torch.Tensor          # (B, J, 3, 3) world covariance, m^2
+    num_views: torch.Tensor           # (B, J) int, views used per joint
+    heatmaps: torch.Tensor            # (B, V, J, h, w) each view's heatmap at the target time
+    uv: torch.Tensor                  # (B, V, J, 2) image px fed to DLT (after undistortion)
+    peak: torch.Tensor                # (B, V, J) heatmap peaks (DLT weights where valid)
+    reprojection_error: torch.Tensor  # (B, J) RMS px
+
+
+class WindowOutput(NamedTuple):
+    heatmaps: torch.Tensor            # (B, V, V, J, h, w): [b, c, i] = view c moved to slot i's time
+    poses: torch.Tensor               # (B, V, J, 3): the pose at each slot's capture time
+    confidence: torch.Tensor          # (B, V, J)
+    covariance: torch.Tensor          # (B, V, J, 3, 3)
+    num_views: torch.Tensor           # (B, V, J)
+    uv_heatmap: torch.Tensor          # (B, V, V, J, 2) soft-argmax of heatmaps[b, c, i], heatmap px
+    peak: torch.Tensor                # (B, V, V, J)
+    reprojection_error: torch.Tensor  # (B, V, J)
+
+
+@dataclass
+class StaticRig:
+    """Precomputed epipolar sampling for a static rig with fixed crops (`DenseWarper.precompute_rig`)."""
+
+    P: torch.Tensor                   # (V, 3, 4) the projections it was built for
+    affines: torch.Tensor             # (V, 2, 3) the crop affines it was built for
+    sampler: EpipolarSampler          # leading shape (V, V): [cur, oth]
+
+
+class FusionPlan(NamedTuple):
+    """Which views pass through and which are warped toward the target, and with which guide."""
+
+    passthrough: torch.Tensor         # (B, V) bool: frame at the target (or the anchor)
+    warp: torch.Tensor                # (B, V) bool: warped toward the target
+    bi: torch.Tensor                  # (N,) batch index of each pair to warp
+    ci: torch.Tensor                  # (N,) view warped
+    gi: torch.Tensor                  # (N,) its guide view
+    times: torch.Tensor               # (B, V) float64 capture times
+    target: torch.Tensor              # (B,) float64 target times
+
+
+def _half_res_affines(A: torch.Tensor) -> torch.Tensor:
+    """(..., 2, 3) affines onto the 2x2 max-pooled grid: pooled pixel i covers pixels 2i and 2i+1,
+    so x' = (x - 0.5) / 2 in the pixel-centre convention."""
+    shift = torch.tensor([[0.0, 0.0, 0.25], [0.0, 0.0, 0.25]], dtype=A.dtype, device=A.device)
+    return 0.5 * A - shift
+
+
+class DenseWarper(nn.Module):
+    """See the module docstring. `backbone` maps images (N, 3, s, s) -> heatmaps (N, J, h, w), or is
+    None when callers pass heatmaps directly."""
+
+    def __init__(self, config: ModelConfig, backbone: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        c = config
+        kw = dict(num_joints=c.num_joints, channels=c.warp_channels, num_blocks=c.warp_blocks,
+                  offset_dilations=c.offset_dilations, kernel_dilations=c.kernel_dilations,
+                  offset_mode=c.offset_mode, trunk_stride=c.trunk_stride, backend=c.deform_backend)
+        if c.time_conditioned:
+            self.warps = nn.ModuleDict({"shared": TemporalWarp(time_inputs=2, **kw)})
+        else:
+            self.warps = nn.ModuleDict({f"{a}_{b}": TemporalWarp(**kw)
+                                        for a in range(c.num_views) for b in range(c.num_views) if a != b})
+
+    # --- what callers size around --------------------------------------------------------------
+    @property
+    def heatmap_size(self) -> int:
+        return self.config.heatmap_size
+
+    @property
+    def input_size(self) -> int:
+        return self.config.input_size
+
+    @property
+    def num_joints(self) -> int:
+        return self.config.num_joints
+
+    @property
+    def time_conditioned(self) -> bool:
+        return self.config.time_conditioned
+
+    @property
+    def views_supported(self) -> tuple[int, int | None]:
+        """(min, max) number of views; max None means any."""
+        n = self.config.num_views
+        return (n, n) if not self.time_conditioned else (2, n)
+
+    def supports_views(self, num_views: int) -> bool:
+        lo, hi = self.views_supported
+        return num_views >= lo and (hi is None or num_views <= hi)
+
+    def describe(self) -> dict:
+        """What a node or benchmark needs to know, as plain data."""
+        lo, hi = self.views_supported
+        return {"config": self.config.to_dict(), "min_views": lo, "max_views": hi,
+                "heatmap_size": self.heatmap_size, "input_size": self.input_size,
+                "time_conditioned": self.time_conditioned, "frames_per_view": 1,
+                "warp_parameters": sum(p.numel() for p in self.warps.parameters()),
+                "has_backbone": self.backbone is not None}
+
+    # --- backbone -------------------------------------------------------------------------------
+    def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
+        """images (..., 3, s, s) -> heatmaps (..., J, h, w) with the backbone (once per frame)."""
+        if self.backbone is None:
+            raise RuntimeError("this DenseWarper has no backbone: pass heatmaps to forward_window/pose_at")
+        lead = images.shape[:-3]
+        hm = self.backbone(images.reshape(-1, *images.shape[-3:]))
+        want = (self.num_joints, self.heatmap_size, self.heatmap_size)
+        if tuple(hm.shape[1:]) != want:
+            raise ValueError(f"backbone returned heatmaps {tuple(hm.shape[1:])}, config expects {want}")
+        return hm.reshape(*lead, *want)
+
+    def forward(self, images: torch.Tensor, P: torch.Tensor, affines: torch.Tensor, times: torch.Tensor,
+                valid: torch.Tensor, **kw) -> WindowOutput:
+        """images (B, V, 3, s, s): backbone, then `forward_window`."""
+        return self.forward_window(self.heatmaps(images), P, affines, times, valid, **kw)
+
+    # --- static rigs ----------------------------------------------------------------------------
+    def precompute_rig(self, P: torch.Tensor, affines: torch.Tensor) -> StaticRig:
+        """Epipolar indices for every ordered pair of a static rig with fixed crops, once.
+        P (V, 3, 4), affines (V, 2, 3)."""
+        V = P.shape[0]
+        if P.shape != (V, 3, 4) or affines.shape != (V, 2, 3):
+            raise ValueError(f"precompute_rig takes P (V, 3, 4) and affines (V, 2, 3), got "
+                             f"{tuple(P.shape)} and {tuple(affines.shape)}")
+        A = _half_res_affines(affines) if self.config.exchange_stride == 2 else affines
+        size = self.heatmap_size // self.config.exchange_stride
+        cur = torch.arange(V).repeat_interleave(V)
+        oth = torch.arange(V).repeat(V)
+        sampler = EpipolarSampler(P[cur], A[cur], P[oth], A[oth], size)
+        sampler.lines = sampler.lines.view(V, V, *sampler.lines.shape[1:])
+        sampler.index = sampler.index.view(V, V, *sampler.index.shape[1:])
+        diag = torch.arange(V)
+        sampler.index[diag, diag] = size * size                  # a view with itself: never used
+        return StaticRig(P.detach().clone(), affines.detach().clone(), sampler)
+
+    # --- fusion ---------------------------------------------------------------------------------
+    def _check_inputs(self, hm, P, A, times, valid) -> None:
+        if hm.dim() != 5:
+            raise ValueError(f"heatmaps must be (B, V, J, h, w), got {tuple(hm.shape)}")
+        B, V, J, h, w = hm.shape
+        if (J, h, w) != (self.num_joints, self.heatmap_size, self.heatmap_size):
+            raise ValueError(f"heatmaps are (J, h, w) = {(J, h, w)}, config expects "
+                             f"{(self.num_joints, self.heatmap_size, self.heatmap_size)}")
+        if not self.supports_views(V):
+            raise ValueError(f"{V} views given; this configuration supports {self.views_supported}")
+        for name, t, shape in (("P", P, (B, V, 3, 4)), ("affines", A, (B, V, 2, 3)),
+                               ("times", times, (B, V)), ("valid", valid, (B, V))):
+            if tuple(t.shape) != shape:
+                raise ValueError(f"{name} must be {shape}, got {tuple(t.shape)}")
+
+    def _check_rig(self, rig: StaticRig, P: torch.Tensor, A: torch.Tensor) -> None:
+        same = (P.shape[1:] == rig.P.shape and A.shape[1:] == rig.affines.shape
+                and torch.allclose(P.detach().to(rig.P), rig.P.expand_as(P), rtol=1e-6, atol=1e-9)
+                and torch.allclose(A.detach().to(rig.affines), rig.affines.expand_as(A), rtol=1e-6, atol=1e-9))
+        if not same:
+            raise ValueError("the StaticRig was built for other cameras or crops than the P/affines given")
+
+    # Fusion stages (module doc, steps 1-3); separate so that bench/model_speed.py can time each.
+    def _plan(self, times: torch.Tensor, valid: torch.Tensor, target: torch.Tensor,
+              anchor: torch.Tensor | None) -> FusionPlan:
+        """Step 1: which views pass through, which are warped, and with which guide."""
+        c = self.config
+        B, V = valid.shape
+        dev = valid.device
+        times = times.to(dev, torch.float64)
+        target = target.to(dev, torch.float64)
+        views = torch.arange(V, device=dev)
+        if anchor is not None:                                   # pairwise: guide = anchor
+            anchor_ok = valid.gather(1, anchor[:, None])         # (B, 1)
+            passthrough = valid & (views[None] == anchor[:, None])
+            warp = valid & ~passthrough & anchor_ok
+            guide = anchor[:, None].expand(B, V)
+        else:                                                    # time-conditioned: nearest frame
+            gap = (times - target[:, None]).abs()                # (B, V)
+            passthrough = valid & (gap <= c.time_tolerance_s)
+            cost = gap[:, None, :].expand(B, V, V).clone()       # [b, c, g]
+            cost[:, views, views] = float("inf")
+            cost = cost.masked_fill(~valid[:, None, :], float("inf"))
+            best, guide = cost.min(dim=-1)                       # (B, V)
+            warp = valid & ~passthrough & torch.isfinite(best)
+        bi, ci = warp.nonzero(as_tuple=True)                     # (N,) pairs to warp
+        return FusionPlan(passthrough, warp, bi, ci, guide[bi, ci], times, target)
+
+    def _exchange(self, hm: torch.Tensor, P: torch.Tensor, A: torch.Tensor, plan: FusionPlan,
+                  rig: StaticRig | None) -> torch.Tensor:
+        """Step 2a: E[c <- g] for the plan's N pairs -> (N, J, h, w)."""
+        bi, ci, gi = plan.bi, plan.ci, plan.gi
+        s = self.config.exchange_stride
+        hm_oth = hm[bi, gi]                                      # (N, J, h, w)
+        x = F.max_pool2d(hm_oth, 2) if s == 2 else hm_oth
+        if rig is not None:
+            E = gather_max(x, rig.sampler.index.to(x.device)[ci, gi])
+        else:
+            A_cur, A_oth = A[bi, ci], A[bi, gi]
+            if s == 2:
+                A_cur, A_oth = _half_res_affines(A_cur), _half_res_affines(A_oth)
+            E = epipolar_exchange(x, P[bi, ci], A_cur, P[bi, gi], A_oth)
+        if s == 2:
+            E = F.interpolate(E, size=hm_oth.shape[-2:], mode="bilinear", align_corners=False)
+        return E
+
+    def _warp(self, hm: torch.Tensor, E: torch.Tensor, plan: FusionPlan) -> torch.Tensor:
+        """Step 2b: S = fill E + (1 - fill) H_c, Y_c = Warp(H_c, S - H_c [, dt]) -> (N, J, h, w)."""
+        c = self.config
+        bi, ci, gi = plan.bi, plan.ci, plan.gi
+        x = hm[bi, ci]                                           # (N, J, h, w)
+        d = c.fill_weight * (E.to(x.dtype) - x)                  # S - H_cur
+        if self.time_conditioned:
+            t, t0 = plan.times, plan.target
+            dt = torch.stack([t0[bi] - t[bi, ci], t[bi, gi] - t[bi, ci]], -1)     # (N, 2) seconds
+            return self.warps["shared"](x, d, (dt / c.time_scale_s).to(x.dtype))
+        V = hm.shape[1]
+        out = torch.empty_like(x)
+        keys = ci * V + gi
+        for key in keys.unique().tolist():
+            sel = (keys == key).nonzero(as_tuple=True)[0]
+            out = out.index_put((sel,), self.warps[f"{key // V}_{key % V}"](x[sel], d[sel]))
+        return out
+
+    def _assemble(self, hm: torch.Tensor, warped: torch.Tensor | None, plan: FusionPlan) -> torch.Tensor:
+        """Every view at the target: pass-through, warped, or zeros (missing) -> (B, V, J, h, w)."""
+        Y = torch.where(plan.passthrough[..., None, None, None], hm, torch.zeros((), dtype=hm.dtype, device=hm.device))
+        if warped is not None:
+            Y = Y.index_put((plan.bi, plan.ci), warped.to(Y.dtype))
+        return Y
+
+    def _triangulate(self, Y: torch.Tensor, P: torch.Tensor, A: torch.Tensor, plan: FusionPlan,
+                     undistort) -> tuple[PoseOutput, torch.Tensor]:
+        """Step 3: soft-argmax, heatmap -> image px, undistort, weighted DLT with covariance.
+        Returns the pose and the soft-argmax coordinates (B, V, J, 2) in heatmap px."""
+        c = self.config
+        uv_h, peak, ok, spread = soft_argmax(Y, c.softargmax_window, c.softargmax_temperature, c.min_peak)
+        uv = apply_affines(invert_affines(A.to(uv_h.dtype)), uv_h)   # (B, V, J, 2) image px
+        if undistort is not None:
+            uv = undistort(uv)
+        used = ok & (plan.passthrough | plan.warp)[..., None]    # (B, V, J)
+        weights = torch.where(used, peak, torch.zeros_like(peak))
+        sigma = spread.clamp_min(c.min_sigma_px) / affine_scales(A.to(spread.dtype))[..., None]
+        tri = triangulate_with_uncertainty(P, uv, weights, sigma)
+        n = tri.num_views
+        conf = weights.sum(1) / used.sum(1).clamp_min(1)
+        conf = torch.where(n >= 2, conf, torch.zeros_like(conf))
+        return PoseOutput(tri.points, conf, tri.covariance, n, Y, uv, peak, tri.reprojection_error), uv_h
+
+    def _fuse(self, hm, P, A, times, valid, target, anchor, undistort,
+              rig) -> tuple[PoseOutput, torch.Tensor]:
+        """All stages at one target per batch item. hm (B, V, J, h, w), target (B,) seconds,
+        anchor (B,) view index (pairwise) or None (time-conditioned)."""
+        plan = self._plan(times, valid.to(hm.device).bool(), target, anchor)
+        warped = None
+        if plan.bi.numel():
+            warped = self._warp(hm, self._exchange(hm, P, A, plan, rig), plan)
+        return self._triangulate(self._assemble(hm, warped, plan), P, A, plan, undistort)
+
+    def pose_at(self, heatmaps: torch.Tensor, P: torch.Tensor, affines: torch.Tensor,
+                times: torch.Tensor, valid: torch.Tensor, target_time: torch.Tensor, *,
+                undistort: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                rig: StaticRig | None = None) -> PoseOutput:
+        """The pose at `target_time` from one frame per view (streaming).
+
+        heatmaps (B, V, J, h, w); P (B, V, 3, 4) pinhole image projections; affines (B, V, 2, 3)
+        image -> heatmap; times (B, V) capture times, s; valid (B, V) bool (missing views False);
+        target_time (B,) s. Pairwise configs need a valid view captured at target_time (within
+        `time_tolerance_s`): it is the anchor. `undistort`: a callable mapping observed image px
+        (..., V, J, 2) to pinhole px (`cameras.undistorter(cameras)`), or None for pinhole cameras.
+        `rig`: indices from `precompute_rig` (static rig, fixed crops).
+        """
+        self._check_inputs(heatmaps, P, affines, times, valid)
+        B = heatmaps.shape[0]
+        target_time = torch.as_tensor(target_time, dtype=torch.float64, device=heatmaps.device).reshape(-1)
+        if target_time.shape != (B,):
+            raise ValueError(f"target_time must be ({B},), got {tuple(target_time.shape)}")
+        if rig is not None:
+            self._check_rig(rig, P, affines)
+        anchor = None
+        if not self.time_conditioned:
+            gap = (times.to(target_time) - target_time[:, None]).abs().masked_fill(~valid.bool(), float("inf"))
+            best, anchor = gap.min(dim=1)
+            bad = best > self.config.time_tolerance_s
+            if bad.any():
+                b = int(bad.nonzero()[0])
+                raise ValueError(f"pairwise config {self.config.name!r}: target_time "
+                                 f"{target_time[b].item():.6f} s matches no valid view's capture time "
+                                 f"{times[b].tolist()} (batch item {b}); use a time-conditioned config")
+        out, _ = self._fuse(heatmaps, P, affines, times, valid, target_time, anchor, undistort, rig)
+        return out
+
+    def forward_window(self, heatmaps: torch.Tensor, P: torch.Tensor, affines: torch.Tensor,
+                       times: torch.Tensor, valid: torch.Tensor, *,
+                       undistort: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                       rig: StaticRig | None = None) -> WindowOutput:
+        """Every view brought to every view's capture time: V poses per window (training, batch).
+
+        Same inputs as `pose_at`; slot i is view i's capture time times[:, i]. A slot whose view is
+        missing gets no pose with pairwise warps (its anchor is missing) and a pose from the frames
+        nearest in time with the time-conditioned warp.
+        """
+        self._check_inputs(heatmaps, P, affines, times, valid)
+        if rig is not None:
+            self._check_rig(rig, P, affines)
+        B, V = heatmaps.shape[:2]
+
+        def per_slot(t: torch.Tensor) -> torch.Tensor:          # (B, ...) -> (B*V, ...), slot-major inside b
+            return t[:, None].expand(B, V, *t.shape[1:]).reshape(B * V, *t.shape[1:])
+
+        target = times.to(torch.float64).reshape(B * V)
+        anchor = None if self.time_conditioned else torch.arange(V, device=heatmaps.device).repeat(B)
+        out, uv_h = self._fuse(per_slot(heatmaps), per_slot(P), per_slot(affines), per_slot(times),
+                               per_slot(valid), target, anchor, undistort, rig)
+
+        def slots_last(t: torch.Tensor) -> torch.Tensor:        # (B*V_i, V_c, ...) -> (B, V_c, V_i, ...)
+            return t.view(B, V, *t.shape[1:]).transpose(1, 2)
+
+        def slots(t: torch.Tensor) -> torch.Tensor:             # (B*V_i, ...) -> (B, V_i, ...)
+            return t.view(B, V, *t.shape[1:])
+
+        return WindowOutput(slots_last(out.heatmaps), slots(out.points), slots(out.confidence),
+                            slots(out.covariance), slots(out.num_views), slots_last(uv_h),
+                            slots_last(out.peak), slots(out.reprojection_error))
+
+    # --- weights --------------------------------------------------------------------------------
+    def save(self, path: str | Path, *, include_backbone: bool = True) -> None:
+        """Weights plus the config. `.safetensors` uses safetensors; other suffixes torch.save."""
+        path = Path(path)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
+                 if include_backbone or not k.startswith("backbone.")}
+        meta = {"format": FORMAT, "config": json.dumps(self.config.to_dict())}
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+            save_file(state, str(path), metadata=meta)
+        else:
+            torch.save({"meta": meta, "state_dict": state}, path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, backbone: nn.Module | None = None,
+             map_location: str | torch.device = "cpu") -> "DenseWarper":
+        """Rebuild from `save`'s file. Backbone weights in the file are loaded into `backbone` when one
+        is given (it must then match) and ignored otherwise."""
+        path = Path(path)
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+            from safetensors.torch import load_file
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            state = load_file(str(path), device=str(map_location))
+        else:
+            blob = torch.load(path, map_location=map_location, weights_only=True)
+            meta, state = blob["meta"], blob["state_dict"]
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a DenseWarper weights file (format {meta.get('format')!r})")
+        model = cls(ModelConfig.from_dict(json.loads(meta["config"])), backbone)
+        if backbone is None:
+            state = {k: v for k, v in state.items() if not k.startswith("backbone.")}
+        model.load_state_dict(state, strict=True)
+        return model.to(map_location)

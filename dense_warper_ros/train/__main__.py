@@ -1,0 +1,5 @@
+import sys
+
+from dense_warper_ros.train.cli import main
+
+sys.exit(main())

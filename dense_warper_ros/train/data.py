@@ -1,0 +1,131 @@
+"""Training and validation windows in heatmap form (fast: no images, no backbone).
+
+Every training batch draws its own camera count V in [min_cameras, max_cameras] (one V per batch:
+the windows of a batch are stacked), a random ring rig per window from a small pool drawn for the
+batch, a random capture schedule (aggregate rate, even or random phases, jitter, drops) and
+detector noise around the benchmark's default; `data.evidence.synthetic_windows` then draws clips,
+augmentations (yaw, shift, mirror, speed 0.5x-2x), start times and the noisy heatmaps. All
+randomness comes from one numpy Generator, whose state the checkpoint keeps.
+
+Validation: a fixed list of windows from clips held out of training (not the benchmark's test
+clips), on the benchmark's default rig, schedule and noise, drawn once from a fixed seed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from dense_warper_ros.cameras import Camera
+from dense_warper_ros.data import motion
+from dense_warper_ros.data.evidence import HeatmapConfig, NoiseConfig, synthetic_windows
+from dense_warper_ros.data.motion import AugmentConfig, MotionClip
+from dense_warper_ros.data.rigs import RigConfig, make_rig
+from dense_warper_ros.data.schedules import ScheduleConfig
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Ranges of the random training scenes (uniform unless said)."""
+
+    train_clips: tuple[str, ...] = ("backflip", "crawl", "dance_a", "getup_facedown", "kick",
+                                    "roll", "run", "spin")           # motion.TRAIN_CLIPS minus val
+    val_clips: tuple[str, ...] = ("jump", "punch")                   # held out of training too
+    min_cameras: int = 3
+    max_cameras: int = 6
+    rigs_per_batch: int = 4            # distinct random rigs drawn per batch
+    radius_m: tuple[float, float] = (3.5, 6.5)
+    height_m: tuple[float, float] = (0.8, 2.6)
+    target_height_m: tuple[float, float] = (0.8, 1.2)
+    focal_px: tuple[float, float] = (850.0, 1450.0)
+    partial_arc_prob: float = 0.2      # rigs on an arc of 120-300 deg instead of the full ring
+    rate_hz: tuple[float, float] = (30.0, 120.0)     # aggregate rate, log-uniform
+    even_prob: float = 0.6             # even interleave c/R; else random phases in one cycle
+    jitter_s: tuple[float, float] = (0.0, 0.002)
+    drop_prob: tuple[float, float] = (0.0, 0.03)
+    noise_scale: tuple[float, float] = (0.6, 1.4)    # x the default jitter and bias
+    heatmap_size: int = 48
+    heatmap_sigma: float = 2.5         # as the benchmark's heatmaps
+    val_windows: int = 96
+    val_seed: int = 12345
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.min_cameras <= self.max_cameras <= 8:
+            raise ValueError(f"data: need 2 <= min_cameras <= max_cameras <= 8, got "
+                             f"{self.min_cameras}, {self.max_cameras}")
+        overlap = set(self.train_clips) & (set(self.val_clips) | set(motion.TEST_CLIPS))
+        if overlap:
+            raise ValueError(f"data: training clips {sorted(overlap)} are validation or test clips")
+        bad = [c for c in self.train_clips + self.val_clips if c not in motion.CLIP_NAMES]
+        if bad:
+            raise ValueError(f"data: unknown clip(s) {bad}, expected some of {motion.CLIP_NAMES}")
+
+
+def _u(rng: np.random.Generator, lohi: tuple[float, float]) -> float:
+    return float(rng.uniform(lohi[0], lohi[1]))
+
+
+def random_rig(rng: np.random.Generator, cfg: DataConfig, num_cameras: int) -> list[Camera]:
+    """A ring (or arc) of cameras around the origin with random geometry."""
+    arc = 360.0 if rng.random() >= cfg.partial_arc_prob else float(rng.uniform(120.0, 300.0))
+    rc = RigConfig(name="random", num_cameras=num_cameras, radius_m=_u(rng, cfg.radius_m),
+                   height_m=_u(rng, cfg.height_m), target_height_m=_u(rng, cfg.target_height_m),
+                   focal_px=_u(rng, cfg.focal_px), start_azimuth_deg=float(rng.uniform(0, 360)),
+                   arc_deg=arc)
+    cams = make_rig(rc)
+    order = rng.permutation(num_cameras)                  # capture order need not follow the ring
+    return [cams[i] for i in order]
+
+
+def random_schedule(rng: np.random.Generator, cfg: DataConfig, num_cameras: int) -> ScheduleConfig:
+    """Aggregate rate log-uniform; even interleave or random phases within one cycle."""
+    rate = float(np.exp(rng.uniform(np.log(cfg.rate_hz[0]), np.log(cfg.rate_hz[1]))))
+    offsets = None
+    if rng.random() >= cfg.even_prob:
+        cycle = num_cameras / rate
+        offsets = tuple(float(x) for x in np.concatenate([[0.0], rng.uniform(0, cycle, num_cameras - 1)]))
+    return ScheduleConfig(rate_hz=rate, offsets_s=offsets, jitter_s=_u(rng, cfg.jitter_s),
+                          drop_prob=_u(rng, cfg.drop_prob))
+
+
+def random_noise(rng: np.random.Generator, cfg: DataConfig) -> NoiseConfig:
+    base = NoiseConfig()
+    k = _u(rng, cfg.noise_scale)
+    return dataclasses.replace(base, jitter_px=base.jitter_px * k, bias_px=base.bias_px * k)
+
+
+def heatmap_config(cfg: DataConfig) -> HeatmapConfig:
+    return HeatmapConfig(size=cfg.heatmap_size, sigma=cfg.heatmap_sigma)
+
+
+def load_clips(names: tuple[str, ...]) -> list[MotionClip]:
+    return [motion.load_clip(n) for n in names]
+
+
+def training_batches(cfg: DataConfig, clips: list[MotionClip], batch_size: int,
+                     rng: np.random.Generator) -> Iterator[Batch]:
+    """Endless batches (see `synthetic_windows` for the keys and shapes); V varies per batch."""
+    hm = heatmap_config(cfg)
+    while True:
+        V = int(rng.integers(cfg.min_cameras, cfg.max_cameras + 1))
+        rigs = [random_rig(rng, cfg, V) for _ in range(cfg.rigs_per_batch)]
+        gen = synthetic_windows(clips=clips, rigs=rigs, schedule=random_schedule(rng, cfg, V),
+                                noise=random_noise(rng, cfg), heatmap=hm, batch_size=batch_size,
+                                rng=rng, augment=AugmentConfig())
+        yield next(gen)
+
+
+def validation_batches(cfg: DataConfig, batch_size: int = 32) -> list[Batch]:
+    """Fixed windows on the benchmark's default scene (4-camera Human3.6M-like rig, even 60 frames/s
+    interleave, default noise) from the validation clips; same list on every call."""
+    rng = np.random.default_rng(cfg.val_seed)
+    gen = synthetic_windows(clips=load_clips(cfg.val_clips), rigs=[make_rig(RigConfig())],
+                            schedule=ScheduleConfig(), noise=NoiseConfig(), heatmap=heatmap_config(cfg),
+                            batch_size=batch_size, rng=rng, augment=AugmentConfig())
+    n = -(-cfg.val_windows // batch_size)
+    return [next(gen) for _ in range(n)]

@@ -1,0 +1,264 @@
+"""The stage-2 training loop: warps train on synthetic windows, the backbone is not involved
+(heatmaps come from `train.data`).
+
+One step (B windows of V views; J joints; h x w heatmaps):
+  1. draw one target slot i per window (uniform over the V slots: the last slot is the causal
+     case, the others the windowed one) and call `DenseWarper.pose_at` at t_i, which warps the
+     V - 1 views not captured at t_i (cheaper than `forward_window`'s V (V - 1) with the same
+     gradient per warp, and more windows per step);
+  2. 2D loss: the method's robust loss between each warped view's soft-argmax (heatmap px) and the
+     time-correct target, the pose at t_i projected into that view's crop; masked to warped, received
+     views, detected peaks, visible targets, and joints visible in >= min_views views;
+  3. optional 3D loss (`w3d` > 0): root-aligned MPJPE of the triangulated pose at t_i (through the
+     differentiable DLT);
+  4. Adam step; learning rate x lr_drop_factor after lr_drop_at of the steps.
+Checkpoints (`ckpt.pt`) hold model, optimiser, step and every RNG state, so `--resume` continues
+exactly; `config.yaml` (the run's config) is written beside them; `model.safetensors` is the
+last weights in `DenseWarper.save` form and `best.safetensors` the best on validation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from dense_warper_ros.cameras import apply_affines
+from dense_warper_ros.data.rigs import config_from_dict
+from dense_warper_ros.model import DenseWarper, ModelConfig
+from dense_warper_ros.train.data import Batch, DataConfig, load_clips, training_batches, validation_batches
+from dense_warper_ros.train.loss import mpjpe_3d_loss, robust_2d_loss
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation of the warps."""
+
+    steps: int = 1500                 # optimiser steps
+    batch_size: int = 16              # windows per step
+    lr: float = 1e-3                  # Adam learning rate (the paper: 1e-4 for its 94 M warps)
+    lr_drop_at: float = 0.75          # fraction of the steps after which ...
+    lr_drop_factor: float = 0.1       # ... the learning rate is multiplied by this
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0            # max global gradient norm; 0: off
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss terms (train.loss)."""
+
+    w2d: float = 1.0                  # robust 2D loss weight
+    alpha: float = -10.0              # Barron alpha (the method: -10)
+    scale_px: float = 4.0             # Barron c, heatmap px (the method: 8 at 96 px; 4 at 48 px)
+    gain: float = 1000.0              # the method's x 1000 on the per-joint mean
+    min_views: int = 3                # joints visible in fewer views (capped at V) are not scored
+    w3d: float = 0.0                  # root-aligned MPJPE (mm) weight; 0: 2D only
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run; filled from YAML (sections model, data, optim, loss)."""
+
+    model: str = "lite"                               # ModelConfig.named(...)
+    model_overrides: Mapping[str, Any] = field(default_factory=dict)
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    loss: LossConfig = LossConfig()
+    seed: int = 0
+    threads: int = 1                                  # torch CPU threads
+    val_every: int = 100                              # steps between validations
+    ckpt_every: int = 100                             # steps between checkpoints
+    log_every: int = 10
+
+
+def config_from_mapping(d: Mapping[str, Any]) -> TrainConfig:
+    d = dict(d)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    bad = sorted(set(d) - known)
+    if bad:
+        raise ValueError(f"train config: unknown key(s) {bad}, expected some of {sorted(known)}")
+    sub = {"data": (DataConfig, "data"), "optim": (OptimConfig, "optim"), "loss": (LossConfig, "loss")}
+    for key, (cls, where) in sub.items():
+        d[key] = config_from_dict(cls, d.get(key), where)
+    d["model_overrides"] = dict(d.get("model_overrides") or {})
+    return TrainConfig(**d)
+
+
+def to_jsonable(cfg: TrainConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def build_model(cfg: TrainConfig) -> DenseWarper:
+    return DenseWarper(ModelConfig.named(cfg.model, **cfg.model_overrides))
+
+
+# --- one step ---------------------------------------------------------------------------------
+def loss_mask(batch: Batch, slot: torch.Tensor, peak: torch.Tensor, min_views: int) -> torch.Tensor:
+    """(B, V, J) bool: which (view, joint) 2D predictions at each window's target slot are scored."""
+    B, V = batch["valid"].shape
+    b = torch.arange(B)
+    vis = batch["target_visible"][b, :, slot]                    # (B, V, J) target inside view c
+    enough = vis.sum(1, keepdim=True) >= min(min_views, V)       # (B, 1, J)
+    warped = torch.arange(V)[None, :] != slot[:, None]           # (B, V) not the anchor view
+    return vis & enough & (warped & batch["valid"].bool())[..., None] & (peak > 0.01)
+
+
+def step_losses(model: DenseWarper, batch: Batch, slot: torch.Tensor,
+                loss_cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """Forward at one slot per window and the weighted loss. slot (B,) long."""
+    B, V = batch["valid"].shape
+    b = torch.arange(B)
+    out = model.pose_at(batch["heatmaps"], batch["P"], batch["affines"], batch["times"],
+                        batch["valid"], batch["times"][b, slot])
+    uv_h = apply_affines(batch["affines"].to(out.uv.dtype), out.uv)   # (B, V, J, 2) heatmap px
+    target = batch["target_uv"][b, :, slot].to(uv_h.dtype)           # (B, V, J, 2)
+    mask = loss_mask(batch, slot, out.peak, loss_cfg.min_views)
+    l2d = robust_2d_loss(uv_h, target, mask, alpha=loss_cfg.alpha, scale=loss_cfg.scale_px,
+                         gain=loss_cfg.gain)
+    total = loss_cfg.w2d * l2d
+    gt = batch["poses"][b, slot].to(out.points.dtype)                # (B, J, 3)
+    l3d = mpjpe_3d_loss(out.points, gt)
+    if loss_cfg.w3d > 0:
+        total = total + loss_cfg.w3d * l3d
+    err = ((uv_h - target).abs().sum(-1) * mask).sum() / mask.sum().clamp_min(1)
+    return total, {k: float(v.detach()) for k, v in
+                   (("loss", total), ("l2d", l2d), ("mpjpe", l3d), ("l1px", err))}
+
+
+@torch.no_grad()
+def validate(model: DenseWarper, batches: list[Batch], loss_cfg: LossConfig) -> dict[str, float]:
+    """Every slot of every fixed window (`forward_window`, eval mode): 2D error of the warped views
+    (px, L1) and root-aligned MPJPE (mm) over all slots and over the last slot (causal case)."""
+    was = model.training
+    model.eval()
+    err_sum = n2d = 0.0
+    mp_all, mp_last = [], []
+    for batch in batches:
+        out = model.forward_window(batch["heatmaps"], batch["P"], batch["affines"], batch["times"],
+                                   batch["valid"])
+        B, V = batch["valid"].shape
+        uv = out.uv_heatmap                                          # (B, V, V, J, 2)
+        vis = batch["target_visible"]                                # (B, V, V, J)
+        off = ~torch.eye(V, dtype=torch.bool)[None, :, :, None]
+        mask = vis & off & (out.peak > 0.01)
+        err = (uv - batch["target_uv"]).abs().sum(-1)
+        err_sum += float((err * mask).nan_to_num().sum())
+        n2d += float(mask.sum())
+        mp_all.append(mpjpe_3d_loss(out.poses, batch["poses"].to(out.poses.dtype)) * B * V)
+        mp_last.append(mpjpe_3d_loss(out.poses[:, -1], batch["poses"][:, -1].to(out.poses.dtype)) * B)
+    model.train(was)
+    nw = sum(b["valid"].shape[0] for b in batches)
+    V = batches[0]["valid"].shape[1]
+    return {"val_l1px": err_sum / max(n2d, 1), "val_mpjpe": float(sum(mp_all)) / (nw * V),
+            "val_mpjpe_last": float(sum(mp_last)) / nw}
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+def save_checkpoint(path: Path, model: DenseWarper, opt: torch.optim.Optimizer, step: int,
+                    rng: np.random.Generator, best: float, history: list[dict]) -> None:
+    """Everything a resumed run needs to take exactly the same next step."""
+    blob = {"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
+            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(), "best": best, "history": history,
+            "model_config": model.config.to_dict()}
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, model: DenseWarper, opt: torch.optim.Optimizer,
+                    rng: np.random.Generator) -> tuple[int, float, list[dict]]:
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(blob["model"])
+    opt.load_state_dict(blob["optim"])
+    rng.bit_generator.state = blob["numpy_rng"]
+    torch.set_rng_state(blob["torch_rng"])
+    random.setstate(blob["python_rng"])
+    return int(blob["step"]), float(blob["best"]), list(blob["history"])
+
+
+def lr_at(cfg: OptimConfig, step: int) -> float:
+    return cfg.lr * (cfg.lr_drop_factor if step >= math.floor(cfg.lr_drop_at * cfg.steps) else 1.0)
+
+
+# --- the loop ---------------------------------------------------------------------------------
+def train(cfg: TrainConfig, out_dir: Path, *, resume: bool = False, progress: bool = True,
+          validation: bool = True, stop_after: int | None = None, log=print) -> dict:
+    """Run (or resume) training into out_dir; returns the best validation MPJPE and the history.
+    `stop_after`: checkpoint and stop after this step, as an interrupted run (the schedule still
+    follows cfg.optim.steps), to be continued with resume=True."""
+    torch.set_num_threads(cfg.threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_model(cfg)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    step, best, history = 0, float("inf"), []
+    ckpt = out_dir / "ckpt.pt"
+    if resume:
+        if not ckpt.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
+        step, best, history = load_checkpoint(ckpt, model, opt, rng)
+        log(f"[train] resumed from {ckpt} at step {step}")
+    import yaml
+    with open(out_dir / "config.yaml", "w") as f:
+        yaml.safe_dump(to_jsonable(cfg), f, sort_keys=False)
+    clips = load_clips(cfg.data.train_clips)
+    val = validation_batches(cfg.data) if validation else []
+    if validation and step == 0:
+        m = validate(model, val, cfg.loss)
+        history.append({"step": 0, **m})
+        log(f"[train] step 0 (identity warps): " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+    batches = training_batches(cfg.data, clips, cfg.optim.batch_size, rng)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.optim.steps, initial=step, file=sys.stderr, mininterval=5.0)
+    t0, run = time.perf_counter(), {}
+    last = cfg.optim.steps if stop_after is None else min(stop_after, cfg.optim.steps)
+    while step < last:
+        batch = next(batches)
+        B, V = batch["valid"].shape
+        slot = torch.as_tensor(rng.integers(0, V, size=B))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg.optim, step)
+        loss, logs = step_losses(model, batch, slot, cfg.loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        opt.step()
+        step += 1
+        for k, v in logs.items():
+            run[k] = 0.9 * run.get(k, v) + 0.1 * v
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.2f}" for k, v in run.items()}, refresh=False)
+        if step % cfg.log_every == 0:
+            log(f"[train] step {step} V {V} {time.perf_counter() - t0:.0f}s " +
+                " ".join(f"{k} {v:.3f}" for k, v in run.items()))
+        if validation and (step % cfg.val_every == 0 or step == cfg.optim.steps):
+            m = validate(model, val, cfg.loss)
+            history.append({"step": step, "seconds": time.perf_counter() - t0, **run, **m})
+            log(f"[train] val step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+            if m["val_mpjpe"] < best:
+                best = m["val_mpjpe"]
+                model.save(out_dir / "best.safetensors")
+        if step % cfg.ckpt_every == 0 or step == last:
+            save_checkpoint(ckpt, model, opt, step, rng, best, history)
+            model.save(out_dir / "model.safetensors")
+    if bar is not None:
+        bar.close()
+    with open(out_dir / "history.json", "w") as f:
+        json.dump(history, f, indent=1)
+    return {"step": step, "best_val_mpjpe": best, "history": history}

@@ -1,0 +1,127 @@
+"""Confidence-weighted linear triangulation with first-order uncertainty, batched and differentiable.
+
+DLT (Hartley & Zisserman, 2nd ed., 12.2): each view v contributes the rows
+    u P_v^3 - P_v^1,   v P_v^3 - P_v^2
+of A in A X = 0 (X homogeneous); each row is scaled to unit norm (conditioning, so that pixel and
+metre units do not matter) and multiplied by the view's weight; X is the eigenvector of A^T A with
+the smallest eigenvalue. Computed in float64 (float32 where the device lacks it).
+
+Uncertainty (H&Z 5.2, first-order propagation): with J_v the 2x3 Jacobian of view v's projection at
+X and sigma_v its 2D standard deviation, the information is sum_v J_v^T J_v / sigma_v^2 and the
+covariance its inverse, inflated by the residuals' chi^2 per degree of freedom (2n - 3) when that
+exceeds 1: the heatmap spread sets the floor, disagreement between views raises it. Weights choose
+the estimate; only views with weight > 0 count, and their sigma sets the covariance.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class TriangulationResult(NamedTuple):
+    points: torch.Tensor              # (..., J, 3) world points; NaN where num_views < 2
+    covariance: torch.Tensor          # (..., J, 3, 3) world covariance (m^2); NaN where num_views < 2
+    num_views: torch.Tensor           # (..., J) int64, views with weight > 0
+    reprojection_error: torch.Tensor  # (..., J) RMS pixel residual over those views; NaN if < 2
+
+
+def _work_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.float32 if t.device.type == "mps" else torch.float64
+
+
+def _check(P: torch.Tensor, uv: torch.Tensor, weights: torch.Tensor) -> None:
+    if P.shape[-2:] != (3, 4):
+        raise ValueError(f"P must be (..., V, 3, 4), got {tuple(P.shape)}")
+    if uv.shape[-1] != 2 or uv.dim() < 3:
+        raise ValueError(f"uv must be (..., V, J, 2), got {tuple(uv.shape)}")
+    if weights.shape != uv.shape[:-1]:
+        raise ValueError(f"weights {tuple(weights.shape)} must be uv's leading shape {tuple(uv.shape[:-1])}")
+    if P.shape[-3] != uv.shape[-3]:
+        raise ValueError(f"P has {P.shape[-3]} views, uv has {uv.shape[-3]}")
+
+
+def _clean(uv: torch.Tensor, weights: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights clamped >= 0 and zeroed where uv is not finite; uv zeroed there (no NaN * 0)."""
+    finite = torch.isfinite(uv).all(-1)
+    w = torch.where(finite, weights.to(dtype).clamp_min(0), torch.zeros((), dtype=dtype, device=uv.device))
+    uv = torch.where(finite[..., None], uv.to(dtype), torch.zeros((), dtype=dtype, device=uv.device))
+    return uv, w
+
+
+def _dlt(P: torch.Tensor, uv: torch.Tensor, w: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """The DLT on cleaned inputs in the working dtype; ok (..., J) marks joints with >= 2 views.
+    Returns finite points (0 where not ok)."""
+    Pw = P[..., None, :, :]                                       # (..., V, 1, 3, 4)
+    rows = torch.stack([uv[..., 0, None] * Pw[..., 2, :] - Pw[..., 0, :],
+                        uv[..., 1, None] * Pw[..., 2, :] - Pw[..., 1, :]], dim=-2)  # (..., V, J, 2, 4)
+    rows = rows * (w[..., None, None] / rows.norm(dim=-1, keepdim=True))
+    A = rows.movedim(-4, -3).flatten(-3, -2)                      # (..., J, 2V, 4)
+    M = A.mT @ A                                                  # (..., J, 4, 4)
+    # Joints without two views get a harmless matrix so eigh's gradient stays finite.
+    safe = torch.diag(torch.tensor([1.0, 2.0, 3.0, 0.0], dtype=M.dtype, device=M.device))
+    M = torch.where(ok[..., None, None], M, safe)
+    M = M / M.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
+    Xh = torch.linalg.eigh(M)[1][..., :, 0]                       # (..., J, 4) smallest eigenvector
+    return Xh[..., :3] / Xh[..., 3:]
+
+
+def triangulate_dlt(P: torch.Tensor, uv: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """P (..., V, 3, 4), uv (..., V, J, 2) undistorted image px, weights (..., V, J) >= 0
+    -> X (..., J, 3) in P's world units; NaN for joints with fewer than 2 weighted views."""
+    _check(P, uv, weights)
+    out_dtype = torch.promote_types(P.dtype, uv.dtype)
+    dt = _work_dtype(uv)
+    uv, w = _clean(uv, weights, dt)
+    ok = (w > 0).sum(-2) >= 2                                     # (..., J)
+    X = _dlt(P.to(dt), uv, w, ok)
+    return torch.where(ok[..., None], X, torch.full_like(X, float("nan"))).to(out_dtype)
+
+
+def projection_jacobians(P: torch.Tensor, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """P (..., V, 3, 4), X (..., J, 3) -> projections (..., V, J, 2) and Jacobians d uv / d X
+    (..., V, J, 2, 3)."""
+    Xh = torch.cat([X, torch.ones_like(X[..., :1])], dim=-1)[..., None, :, :]   # (..., 1, J, 4)
+    x = Xh @ P.transpose(-1, -2)                                  # (..., V, J, 3)
+    uv = x[..., :2] / x[..., 2:3]
+    M = P[..., None, :, :3]                                       # (..., V, 1, 3, 3)
+    Jac = (M[..., :2, :] - uv[..., :, None] * M[..., 2:3, :]) / x[..., 2, None, None]
+    return uv, Jac
+
+
+def triangulate_with_uncertainty(P: torch.Tensor, uv: torch.Tensor, weights: torch.Tensor,
+                                 sigma_px: torch.Tensor) -> TriangulationResult:
+    """DLT point plus covariance, view count and reprojection error (see module doc).
+
+    P (..., V, 3, 4), uv (..., V, J, 2) undistorted image px, weights (..., V, J) >= 0,
+    sigma_px (..., V, J) > 0 per-view 2D standard deviation in image px.
+    """
+    _check(P, uv, weights)
+    if sigma_px.shape != weights.shape:
+        raise ValueError(f"sigma_px {tuple(sigma_px.shape)} must match weights {tuple(weights.shape)}")
+    out_dtype = torch.promote_types(P.dtype, uv.dtype)
+    dt = _work_dtype(uv)
+    uv_c, w = _clean(uv, weights, dt)
+    used = w > 0                                                  # (..., V, J)
+    n = used.sum(-2)                                              # (..., J)
+    ok = n >= 2
+    Pd = P.to(dt)
+    X = _dlt(Pd, uv_c, w, ok)                                     # (..., J, 3), finite
+    proj, Jac = projection_jacobians(Pd, X)                       # (..., V, J, 2), (..., V, J, 2, 3)
+    r2 = ((uv_c - proj) ** 2).sum(-1)                              # (..., V, J)
+    r2 = torch.where(used, r2, torch.zeros_like(r2))
+    sig = sigma_px.to(dt).clamp_min(1e-6)
+    inv_var = torch.where(used, sig ** -2, torch.zeros_like(sig))  # (..., V, J)
+    info = (Jac.transpose(-1, -2) @ Jac * inv_var[..., None, None]).sum(-4)   # (..., J, 3, 3)
+    eye = torch.eye(3, dtype=dt, device=info.device)
+    info = torch.where(ok[..., None, None], info, eye)
+    cov = torch.linalg.inv(info)
+    dof = (2 * n - 3).clamp_min(1).to(dt)
+    chi2 = (r2 * inv_var).sum(-2)                                  # (..., J)
+    cov = cov * (chi2 / dof).clamp_min(1.0)[..., None, None]
+    rms = (r2.sum(-2) / n.clamp_min(1).to(dt)).clamp_min(1e-24).sqrt()   # finite gradient at 0
+    nan = torch.tensor(float("nan"), dtype=dt, device=cov.device)
+    cov = torch.where(ok[..., None, None], cov, nan)
+    rms = torch.where(ok, rms, nan)
+    X = torch.where(ok[..., None], X, nan)
+    return TriangulationResult(X.to(out_dtype), cov.to(out_dtype), n, rms.to(out_dtype))

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Fetch the Pose2Sim single-person demo (4 synchronized real videos + Qualisys calibration).
+
+Why: real multi-view footage of a person with a calibration, from a registry (PyPI `pose2sim`,
+BSD-3-Clause), to check the 2D backbone by triangulation. Only the demo's videos/ and
+calibration/ are extracted (no code of the package is installed or run).
+
+Steps (each skipped when done):
+ 1. `pip download pose2sim==0.10.49 --no-deps` into .cache/pip/ (about 51 MB, once);
+ 2. unzip Pose2Sim/Demo_SinglePerson/{videos,calibration}/ and the licence into data/pose2sim/.
+
+Usage (from the repository root): .venv/bin/python scripts/fetch_pose2sim.py
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VERSION = "0.10.49"
+WHEEL = f"pose2sim-{VERSION}-py3-none-any.whl"
+CACHE = REPO / ".cache" / "pip"
+DEST = REPO / "data" / "pose2sim"
+PREFIX = "Pose2Sim/Demo_SinglePerson/"
+PARTS = ("videos/", "calibration/")
+LICENCE = f"pose2sim-{VERSION}.dist-info/licenses/LICENSE"
+EXPECTED = [f"videos/cam0{i}.mp4" for i in range(1, 5)] + ["calibration/Calib.qca.txt"]
+
+
+def log(msg: str) -> None:
+    print(f"[fetch_pose2sim] {msg}", flush=True)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download() -> Path:
+    whl = CACHE / WHEEL
+    if whl.exists():
+        log(f"cached {whl.relative_to(REPO)}")
+        return whl
+    CACHE.mkdir(parents=True, exist_ok=True)
+    log(f"pip download pose2sim=={VERSION} --no-deps (about 51 MB) ...")
+    subprocess.run([sys.executable, "-m", "pip", "download", f"pose2sim=={VERSION}", "--no-deps",
+                    "--only-binary", ":all:", "-d", str(CACHE), "-q"], check=True)
+    if not whl.exists():
+        raise SystemExit(f"pip download did not produce {whl}")
+    return whl
+
+
+def done(whl_sha: str) -> bool:
+    meta = DEST / "SOURCE.json"
+    if not meta.exists() or not all((DEST / e).exists() for e in EXPECTED):
+        return False
+    try:
+        return json.loads(meta.read_text()).get("wheel_sha256") == whl_sha
+    except json.JSONDecodeError:
+        return False
+
+
+def extract(whl: Path, whl_sha: str) -> None:
+    tmp = DEST.with_name(DEST.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    n = 0
+    with zipfile.ZipFile(whl) as z:
+        for info in z.infolist():
+            name = info.filename
+            if name == LICENCE:
+                (tmp / "LICENSE").write_bytes(z.read(info))
+                continue
+            if info.is_dir() or not name.startswith(PREFIX):
+                continue
+            rel = name[len(PREFIX):]
+            if not rel.startswith(PARTS) or ".." in Path(rel).parts or rel.endswith(".gitkeep"):
+                continue
+            out = tmp / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(z.read(info))
+            n += 1
+    missing = [e for e in EXPECTED if not (tmp / e).exists()]
+    if missing:
+        raise SystemExit(f"{whl.name} lacks {missing}")
+    (tmp / "SOURCE.json").write_text(json.dumps({
+        "registry": "PyPI", "package": "pose2sim", "version": VERSION, "wheel": whl.name,
+        "wheel_sha256": whl_sha, "path_in_wheel": PREFIX, "licence": "BSD-3-Clause (see LICENSE)",
+        "files": {e: sha256(tmp / e) for e in EXPECTED},
+    }, indent=1) + "\n")
+    shutil.rmtree(DEST, ignore_errors=True)
+    tmp.rename(DEST)
+    log(f"extracted {n} files into {DEST.relative_to(REPO)}")
+
+
+def main() -> int:
+    whl = download()
+    whl_sha = sha256(whl)
+    if done(whl_sha):
+        log(f"{DEST.relative_to(REPO)} up to date")
+        return 0
+    extract(whl, whl_sha)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

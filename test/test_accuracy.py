@@ -1,0 +1,197 @@
+"""The accuracy benchmark: baselines, frame selection, the honest comparison, and the CLI."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from dense_warper_ros.data import evidence, motion, rigs, schedules
+from dense_warper_ros.eval import accuracy, baselines, metrics
+from dense_warper_ros.skeleton import H36M_PARENTS, bone_lengths
+
+
+def noiseless_cfg(**bench):
+    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    return dataclasses.replace(cfg, noise=evidence.NoiseConfig.noiseless(),
+                               bench=dataclasses.replace(cfg.bench, **bench))
+
+
+def test_dense_reference_is_exact_on_noiseless_evidence_and_offsets_matter():
+    cfg = noiseless_cfg(clips=("walk",), methods=("a", "b", "c", "e"), max_duration_s=1.0)
+    res = accuracy.synthetic_sequence("walk", cfg, None, cfg.heatmap)
+    err = {k: metrics.mpjpe_root_aligned(o.pred, res.gt) * 1000 for k, o in res.outputs.items()}
+    assert err["e"] < 1.0 and metrics.mpjpe(res.outputs["e"].pred, res.gt) * 1000 < 1.0
+    assert err["b/causal"] > 10 * err["e"]          # ignoring time offsets costs: the benchmark can tell
+    assert err["c/windowed"] < err["b/windowed"] < err["b/causal"]
+    assert err["a"] < err["b/causal"]
+    assert res.outputs["e"].images_per_s == pytest.approx(4 * res.outputs["b/causal"].images_per_s, rel=0.05)
+    assert (res.outputs["b/causal"].delay == 0).all() and res.outputs["b/windowed"].delay.max() <= 0.05 + 1e-9
+    assert metrics.coverage(res.outputs["a"].pred) == 1.0
+
+
+def toy_bank(times_by_cam):
+    """A bank of two cameras with hand-set capture times (points are irrelevant here)."""
+    cams = rigs.make_rig(rigs.RigConfig(num_cameras=2))
+    cam = np.concatenate([np.full(len(t), c) for c, t in enumerate(times_by_cam)])
+    t = np.concatenate(times_by_cam)
+    zeros = np.zeros((len(t), 17, 2))
+    return evidence.EvidenceBank(cams, cam, t, t, np.zeros((len(t), 2, 3)), lambda i: None, zeros,
+                                 np.ones((len(t), 17)))
+
+
+def test_frame_selection():
+    bank = toy_bank([np.array([0.0, 0.1, 0.2]), np.array([0.05, 0.15, 0.25])])
+    slots = np.arange(len(bank))
+    targets = np.array([0.1, 0.15])
+    np.testing.assert_array_equal(baselines.select_latest(bank, slots, targets), [[1, 3], [1, 4]])
+    # windowed: nearest within 0.05 s after the target (ties to the earlier frame)
+    np.testing.assert_array_equal(baselines.select_nearest(bank, slots, targets, 0.05), [[1, 3], [1, 4]])
+    np.testing.assert_array_equal(baselines.select_nearest(bank, slots, np.array([0.12]), 0.05), [[1, 4]])
+    np.testing.assert_array_equal(baselines.select_nearest(bank, slots, np.array([0.12]), 0.01), [[1, 3]])
+    np.testing.assert_array_equal(baselines.select_latest(bank, slots, np.array([0.0]), count=2),
+                                  [[[-1, 0], [-1, -1]]])
+    pairs = baselines.select_bracket(bank, slots, np.array([0.1]), "windowed", 0.05)
+    np.testing.assert_array_equal(pairs, [[[0, 1], [3, 4]]])           # camera 0's next is too late
+    pairs = baselines.select_bracket(bank, slots, np.array([0.1]), "windowed", 0.1)
+    np.testing.assert_array_equal(pairs, [[[1, 2], [3, 4]]])           # frames on both sides
+    pairs = baselines.select_bracket(bank, slots, np.array([0.1]), "causal", 0.05)
+    np.testing.assert_array_equal(pairs, [[[0, 1], [-1, 3]]])        # camera 1 has one past frame
+    with pytest.raises(ValueError, match="'later'"):
+        baselines.select_bracket(bank, slots, targets, "later", 0.05)
+
+
+def test_interpolation_protocol_slerps_bones_and_keeps_lengths():
+    clip = motion.load_clip("spinkick")
+    t = clip.key_times[::4]
+    poses = clip.at(t)
+    q = np.linspace(t[0], t[-1], 97)
+    out = baselines.interpolate_poses(t, poses, q)
+    np.testing.assert_allclose(baselines.interpolate_poses(t, poses, t), poses, atol=1e-12)
+    np.testing.assert_allclose(bone_lengths(out), np.broadcast_to(bone_lengths(poses[:1]), (97, 16)), atol=1e-9)
+    # one bone turning 90 degrees: halfway it points at 45 degrees with full length (a lerp would shorten it)
+    a = np.zeros((2, 17, 3))
+    for j, p in enumerate(H36M_PARENTS):
+        if p >= 0:
+            a[:, j] = a[:, p] + [0, 0, 0.1]
+    a[1, 1:4] = a[1, 0] + np.array([[0.1, 0, 0], [0.2, 0, 0], [0.3, 0, 0]])   # right leg to +x
+    mid = baselines.interpolate_poses(np.array([0.0, 1.0]), a, np.array([0.5]))[0]
+    np.testing.assert_allclose(mid[1], [0.1 / np.sqrt(2), 0, 0.1 / np.sqrt(2)], atol=1e-12)
+    assert np.isnan(baselines.interpolate_poses(np.array([0.0, 1.0]), a, np.array([1.5]))).all()
+
+
+def test_constant_velocity_follows_linear_motion():
+    cams = rigs.make_rig()
+    base = motion.load_clip("walk").key_joints[0]
+
+    def linear(times):                          # the whole body slides at 1.5 m/s along x
+        return base[None] + np.asarray(times)[:, None, None] * np.array([1.5, 0.0, 0.0])
+    s = schedules.interleaved(schedules.ScheduleConfig(), 4, 0.0, 1.0)
+    bank = evidence.synthetic_bank(cams, s.camera, s.nominal, s.time, linear,
+                                   evidence.NoiseConfig.noiseless(), evidence.HeatmapConfig())
+    slots = np.arange(len(bank))
+    targets = s.time[8:-8]
+    gt = linear(targets)
+    naive = baselines.naive(bank, baselines.select_latest(bank, slots, targets))
+    cv = baselines.constant_velocity(bank, baselines.select_bracket(bank, slots, targets, "causal", 0.05), targets)
+    assert metrics.mpjpe(naive, gt) > 0.02                      # up to 3 frames behind at 1.5 m/s
+    assert metrics.mpjpe(cv, gt) < 0.003
+
+
+def test_untrained_densewarper_is_naive_interleaving():
+    """Identity warps leave every view's heatmap as it is, so (d) must reproduce (b) on the same
+    frames: a check that heatmaps, P, affines and times reach the model consistently."""
+    pytest.importorskip("dense_warper_ros.model")
+    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("b", "d"), max_duration_s=0.5))
+    warper = accuracy.load_warper(None, "lite")
+    heatmap = dataclasses.replace(cfg.heatmap, size=warper.heatmap_size)
+    res = accuracy.synthetic_sequence("spinkick", cfg, warper, heatmap)
+    for timing in ("causal", "windowed"):
+        d, b = res.outputs[f"d/{timing}"].pred, res.outputs[f"b/{timing}"].pred
+        assert np.nanmax(np.linalg.norm(d - b, axis=-1)) < 1e-3
+        assert metrics.mpjpe(d, res.gt) > 0.01                  # and it is not trivially exact
+
+
+def test_config_errors_name_the_bad_value(tmp_path):
+    (tmp_path / "b.yaml").write_text("bench:\n  methods: [a, z]\n")
+    with pytest.raises(ValueError, match="'z'"):
+        accuracy.load_config(tmp_path / "b.yaml")
+    (tmp_path / "c.yaml").write_text("camera:\n  x: 1\n")
+    with pytest.raises(ValueError, match="camera"):
+        accuracy.load_config(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("name", ["default", "3cam", "6cam", "uneven"])
+def test_shipped_configs_load(name):
+    cfg = accuracy.load_config(accuracy.REPO / "config" / "bench" / f"{name}.yaml")
+    n = len(rigs.make_rig(cfg.rig))
+    assert n == {"3cam": 3, "6cam": 6}.get(name, 4)
+    assert cfg.schedule.offsets(n).shape == (n,)
+
+
+def test_cli_quick_prints_the_table_and_writes_json_and_png(tmp_path, capsys):
+    rc = accuracy.main(["--quick", "--untrained", "--no-video", "--config",
+                        str(accuracy.REPO / "config" / "bench" / "uneven.yaml"), "--out", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    for name in accuracy.METHOD_NAMES.values():
+        if name.startswith("(d)") and "(d)" not in out:
+            continue
+        assert name in out
+    assert "| causal |" in out and "| windowed |" in out and "windowed (interpolates)" in out
+    report = json.loads((tmp_path / "accuracy.json").read_text())
+    scores = report["synthetic"]["scores"]
+    assert {"a", "b/causal", "b/windowed", "c/causal", "c/windowed", "e"} <= set(scores)
+    for s in scores.values():
+        assert s["mpjpe_root_mm"] > 0 and len(s["per_joint_root_mm"]) == 17 and "walk" in s["per_clip"]
+    assert scores["e"]["images_per_s"] > 3 * scores["b/causal"]["images_per_s"]
+    assert report["git"] and report["config"]["schedule"]["drop_prob"] == 0.02
+    assert (tmp_path / "accuracy.png").stat().st_size > 10_000
+
+
+def test_video_protocol_on_a_synchronised_synthetic_recording():
+    """The real-video path (every camera at every frame, pseudo ground truth = dense triangulation,
+    camera c used only at frames f mod N = c, held-out-view reprojection) on rendered evidence."""
+    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("a", "b", "c", "e")))
+    clip = motion.load_clip("dance_b")
+    cams = rigs.make_rig()
+    frames = np.arange(40) / 60.0
+    sync = schedules.synchronized(frames, 4)
+    bank = evidence.synthetic_bank(cams, sync.camera, sync.nominal, sync.time, clip.at,
+                                   evidence.NoiseConfig.noiseless(), cfg.heatmap)
+    res = accuracy.video_sequence(bank, cfg, None, name="rendered")
+    T = len(res.targets)
+    assert T == 40 - 2 * 4 and res.pseudo_gt
+    np.testing.assert_array_equal(bank.camera[res.target_slots], np.round(res.targets * 60).astype(int) % 4)
+    assert np.allclose(res.outputs["e"].pred, res.gt, equal_nan=True)        # (e) is the pseudo-GT
+    assert metrics.mpjpe(res.gt, clip.at(res.targets)) < 0.001             # noiseless: pseudo-GT = GT
+    b = res.outputs["b/causal"]
+    assert (b.used_now.sum(1) == 1).all()                                   # only the newest frame's camera
+    assert len(res.heldout_px["b/causal"]) == T * 3 * 17                    # 3 held-out views x 17 joints
+    a = res.outputs["a"]
+    assert (a.used_now.sum(1) % 4 == 0).all() and a.used_now.any()         # all 4 at sync frames, else none
+    assert "e" not in res.heldout_px
+    # causal naive interleaving reprojects worse into the views it did not use than windowed (c)
+    assert np.mean(res.heldout_px["b/causal"]) > np.mean(res.heldout_px["c/windowed"])
+    table = accuracy.markdown_table(accuracy.score([res]), pseudo_gt=True)
+    assert "vs pseudo-GT" in table and "Held-out reproj. px" in table and "n/a (all views used)" in table
+
+
+def test_pose2sim_video_through_the_backbone():
+    """A few frames of the real demo through MoveNet (skipped without the fetched data/weights)."""
+    video = accuracy.REPO / "data" / "pose2sim"
+    from dense_warper_ros.backbones.movenet import weights_paths
+    if not (video / "videos").is_dir() or not weights_paths("lightning")[0].exists():
+        pytest.skip("pose2sim demo or MoveNet weights not fetched (scripts/fetch_pose2sim.py, fetch_movenet.py)")
+    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("a", "b", "c", "e"),
+                                                             video_frames=10))
+    res = accuracy.run_video(cfg, None, video, log=lambda s: None)
+    assert len(res.targets) == 10 - 8
+    assert np.isfinite(res.gt).all(-1).mean() > 0.9                         # the person triangulates
+    from dense_warper_ros.skeleton import H36M_BONES
+    thigh = H36M_BONES.index((2, 1))
+    assert 0.3 < np.nanmedian(bone_lengths(res.gt)[:, thigh]) < 0.55        # metres, a human thigh
+    held = np.concatenate([res.heldout_px[k] for k in res.heldout_px])
+    assert 1.0 < np.median(held) < 60.0                                     # px in 1080 x 1920 images

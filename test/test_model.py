@@ -1,0 +1,320 @@
+"""Heatmap decode, configurations, and the model's two call paths (batch window vs streaming)."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dense_warper_ros import cameras as C
+from dense_warper_ros.heatmaps import default_window, render_gaussians, soft_argmax
+from dense_warper_ros.model import DenseWarper, ModelConfig
+from dense_warper_ros.warp import TemporalWarp
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: thread start-up and barrier waits dominate, and on a busy 2-core machine an
+    OpenMP barrier waiting for a descheduled thread makes each op ~20x slower. One thread here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+ROOT = np.array([0.1, -0.1, 1.0])
+
+
+# --- heatmaps ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("size,sigma,temperature,tol", [(96, 3.0, 0.05, 2e-3), (48, 2.0, 0.1, 5e-3)])
+def test_soft_argmax_recovers_rendered_keypoints(size, sigma, temperature, tol):
+    g = torch.Generator().manual_seed(size)
+    uv = torch.rand(4, 17, 2, generator=g, dtype=torch.float64) * (size - 20) + 10
+    hm = render_gaussians(uv, size, sigma)
+    assert hm.shape == (4, 17, size, size)
+    est, peak, valid, spread = soft_argmax(hm, temperature=temperature)
+    torch.testing.assert_close(est, uv, atol=tol, rtol=0)
+    assert valid.all() and (peak > 0.9).all() and (peak <= 1).all()
+    assert (spread > 0).all() and (spread < 1.5).all()
+
+
+def test_soft_argmax_validity_peak_and_spread():
+    uv = torch.tensor([[20.0, 30.0], [40.0, 10.0], [5.0, 5.0]])
+    hm = render_gaussians(uv, 64, 2.0)
+    hm[1] *= 0.3                                                   # a weak joint
+    hm[2] *= 0.005                                                 # below the 0.01 threshold
+    _, peak, valid, spread = soft_argmax(hm)
+    torch.testing.assert_close(peak, hm.flatten(-2).max(-1).values)
+    assert valid.tolist() == [True, True, False]
+    assert spread[1] > 1.5 * spread[0], "a weaker, flatter peak must have a larger spread"
+    blurred = render_gaussians(uv[:1], 64, 4.0)
+    assert soft_argmax(blurred)[3][0] > spread[0]
+    assert default_window(96) == 15 and default_window(48) == 9 and default_window(64) == 11
+    with pytest.raises(ValueError, match="odd"):
+        soft_argmax(hm, window=4)
+    assert render_gaussians(uv, 16, 1.0, valid=torch.tensor([True, False, True]))[1].abs().sum() == 0
+
+
+# --- configurations ----------------------------------------------------------------------------
+def test_named_configs_have_the_released_sizes():
+    paper = ModelConfig.named("paper")
+    assert (paper.input_size, paper.heatmap_size, paper.warp_blocks, paper.warp_channels) == (384, 96, 20, 128)
+    assert paper.offset_dilations == (3, 6, 12, 18, 24) and not paper.time_conditioned
+    with torch.device("meta"):                                     # shapes only, no memory
+        model = DenseWarper(paper)
+    assert len(model.warps) == 12
+    per_warp = sum(p.numel() for p in model.warps["0_1"].parameters())
+    assert 7.4e6 < per_warp < 8.0e6, per_warp                      # REFERENCE: ~7.9 M per warp
+    assert model.views_supported == (4, 4) and not model.supports_views(3)
+    lite = ModelConfig.named("lite")
+    assert lite.time_conditioned and lite.num_views is None and lite.heatmap_size == 48
+    lm = DenseWarper(lite)
+    assert lm.views_supported == (2, None) and lm.supports_views(7)
+    d = lm.describe()
+    assert d["time_conditioned"] and d["heatmap_size"] == 48 and d["input_size"] == 192
+    assert ModelConfig.named("paper", warp_blocks=3).warp_blocks == 3
+    with pytest.raises(ValueError, match="'huge'"):
+        ModelConfig.named("huge")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        paper.heatmap_size = 64
+    with pytest.raises(ValueError, match="fill_weight.*1.5"):
+        ModelConfig(fill_weight=1.5)
+    assert ModelConfig.from_dict(lite.to_dict()) == lite
+
+
+# --- a synthetic interleaved rig -------------------------------------------------------------------
+def small_paper(**kw):
+    return ModelConfig.named("paper", name="paper_small", heatmap_size=32, target_sigma=2.0,
+                             softargmax_temperature=0.1, warp_blocks=2, warp_channels=8,
+                             offset_dilations=(1, 3), **kw)
+
+
+def scene(cfg, V=4, B=2, times=None, seed=0, cams=None, distort=False):
+    """Heatmaps of a moving skeleton seen by an interleaved ring rig: returns model inputs and truth."""
+    g = np.random.default_rng(seed)
+    cams = cams or C.ring_rig(V)
+    X0 = g.normal(size=(B, 17, 3)) * 0.25 + ROOT                   # (B, J, 3)
+    vel = g.normal(size=(B, 1, 3)) * 0.5                           # m/s
+    if times is None:
+        times = np.arange(V) * cfg.frame_interval_s + g.uniform(0, 1, size=(B, 1))
+    times = np.broadcast_to(times, (B, V))
+    A = np.stack([C.root_crop_affine(c, ROOT, out_size=cfg.heatmap_size) for c in cams])   # (V, 2, 3)
+    uv = np.stack([[C.apply_affine(A[v], cams[v].project(X0[b] + vel[b] * times[b, v], distort=distort))
+                    for v in range(V)] for b in range(B)])         # (B, V, J, 2) heatmap px
+    hm = render_gaussians(torch.as_tensor(uv, dtype=torch.float32), cfg.heatmap_size, cfg.target_sigma)
+    P = C.projection_matrices(cams).expand(B, -1, -1, -1)
+    At = torch.as_tensor(A, dtype=torch.float32).expand(B, -1, -1, -1)
+    return dict(hm=hm, P=P, A=At, times=torch.as_tensor(times.copy()), valid=torch.ones(B, V, dtype=torch.bool),
+                X0=torch.as_tensor(X0), vel=torch.as_tensor(vel), cams=cams)
+
+
+def perturbed(cfg, seed=0):
+    """A model whose warps do something (random non-zero offset heads), in eval mode."""
+    torch.manual_seed(seed)
+    m = DenseWarper(cfg)
+    with torch.no_grad():
+        for name, p in m.warps.named_parameters():
+            if name.split(".")[1] == "heads":
+                p.normal_(0, 0.02)
+    return m.eval()
+
+
+def count_warp_items(model):
+    """Forward hooks recording how many heatmaps each warp call moves (and the dt it got)."""
+    log = []
+    for name, mod in model.warps.items():
+        mod.register_forward_hook(lambda m, args, out, name=name: log.append(
+            (name, args[0].shape[0], None if len(args) < 3 or args[2] is None else args[2].clone())))
+    return log
+
+
+CONFIGS = [small_paper(), ModelConfig.named("lite")]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
+def test_untrained_window_recovers_a_static_pose(cfg):
+    static = scene(cfg, times=np.zeros(4))                         # every frame shows the same pose
+    times = static["times"] + torch.arange(4) * cfg.frame_interval_s   # ... at interleaved times
+    model = DenseWarper(cfg).eval()
+    with torch.no_grad():
+        out = model.forward_window(static["hm"], static["P"], static["A"], times, static["valid"])
+    B, V, J, h = 2, 4, 17, cfg.heatmap_size
+    assert out.heatmaps.shape == (B, V, V, J, h, h) and out.poses.shape == (B, V, J, 3)
+    for i in range(V):                                             # slot i's own view passes through
+        torch.testing.assert_close(out.heatmaps[:, i, i], static["hm"][:, i], rtol=0, atol=0)
+    # untrained warps are the identity: every view "moved" to every slot is its own heatmap
+    torch.testing.assert_close(out.heatmaps, static["hm"][:, :, None].expand_as(out.heatmaps),
+                               rtol=0, atol=1e-5)
+    err = (out.poses.double() - static["X0"][:, None]).norm(dim=-1)
+    assert err.max() < 5e-3, err.max()
+    assert (out.num_views == 4).all() and torch.isfinite(out.covariance).all()
+    assert (out.confidence > 0.9).all()
+    torch.testing.assert_close(out.uv_heatmap[:, 0, 0],
+                               soft_argmax(static["hm"][:, 0], temperature=cfg.softargmax_temperature)[0])
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
+def test_streaming_equals_batch(cfg):
+    s = scene(cfg)
+    model = perturbed(cfg)
+    rig = model.precompute_rig(s["P"][0], s["A"][0])
+    with torch.no_grad():
+        win = model.forward_window(s["hm"], s["P"], s["A"], s["times"], s["valid"])
+        win_rig = model.forward_window(s["hm"], s["P"], s["A"], s["times"], s["valid"], rig=rig)
+        assert not torch.allclose(win.heatmaps[:, 0, 1], s["hm"][:, 0], atol=1e-3), "warps must act"
+        torch.testing.assert_close(win_rig.poses, win.poses, rtol=0, atol=0)
+        for i in range(4):
+            po = model.pose_at(s["hm"], s["P"], s["A"], s["times"], s["valid"], s["times"][:, i])
+            torch.testing.assert_close(po.heatmaps, win.heatmaps[:, :, i], rtol=0, atol=1e-6)
+            torch.testing.assert_close(po.points, win.poses[:, i], rtol=0, atol=1e-6)
+            torch.testing.assert_close(po.covariance, win.covariance[:, i], rtol=1e-4, atol=1e-12)
+            po_rig = model.pose_at(s["hm"], s["P"], s["A"], s["times"], s["valid"], s["times"][:, i], rig=rig)
+            torch.testing.assert_close(po_rig.points, po.points, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
+def test_streaming_runs_only_v_minus_1_warps(cfg):
+    s = scene(cfg, B=1)
+    model = DenseWarper(cfg).eval()
+    log = count_warp_items(model)
+    with torch.no_grad():
+        model.pose_at(s["hm"], s["P"], s["A"], s["times"], s["valid"], s["times"][:, 3])
+    assert sum(n for _, n, _ in log) == 3
+    if not cfg.time_conditioned:
+        assert sorted(name for name, _, _ in log) == ["0_3", "1_3", "2_3"]
+    log.clear()
+    with torch.no_grad():
+        model.forward_window(s["hm"], s["P"], s["A"], s["times"], s["valid"])
+    assert sum(n for _, n, _ in log) == 12
+
+
+def test_time_conditioning_any_views_any_times():
+    cfg = ModelConfig.named("lite")
+    model = DenseWarper(cfg).eval()
+    log = count_warp_items(model)
+    for V in (2, 3, 6):
+        times = np.sort(np.random.default_rng(V).uniform(0, 0.2, size=V))
+        s = scene(cfg, V=V, B=1, times=times)
+        log.clear()
+        with torch.no_grad():
+            # between two frames: no view is at the target, all V are warped
+            mid = torch.tensor([(times[0] + times[1]) / 2])
+            out = model.pose_at(s["hm"], s["P"], s["A"], s["times"], s["valid"], mid)
+            assert sum(n for _, n, _ in log) == V
+            dt = log[-1][2].double() * cfg.time_scale_s            # (V, 2): t* - t_c, t_g - t_c
+            t = torch.as_tensor(times)
+            torch.testing.assert_close(dt[:, 0], mid.double() - t, atol=1e-6, rtol=0)
+            guide = torch.tensor([1] + [0] * (V - 1))              # nearest other frame to the target
+            torch.testing.assert_close(dt[:, 1], t[guide] - t, atol=1e-6, rtol=0)
+            assert out.points.shape == (1, 17, 3) and torch.isfinite(out.points).all()
+            # at a view's capture time that view passes through untouched
+            out = model.pose_at(s["hm"], s["P"], s["A"], s["times"], s["valid"], s["times"][:, -1])
+            torch.testing.assert_close(out.heatmaps[:, -1], s["hm"][:, -1], rtol=0, atol=0)
+
+
+def test_missing_views():
+    lite = ModelConfig.named("lite")
+    s = scene(lite)
+    s["valid"][0, 2] = False
+    model = perturbed(lite)
+    with torch.no_grad():
+        po = model.pose_at(s["hm"], s["P"], s["A"], s["times"], s["valid"], s["times"][:, 3])
+        win = model.forward_window(s["hm"], s["P"], s["A"], s["times"], s["valid"])
+    assert (po.num_views[0] == 3).all() and (po.num_views[1] == 4).all()
+    assert po.heatmaps[0, 2].abs().sum() == 0 and torch.isfinite(po.points).all()
+    assert torch.isfinite(win.poses).all(), "time-conditioned: a missing slot view still gets a pose"
+    paper = small_paper()
+    model = perturbed(paper)
+    sp = scene(paper)
+    sp["valid"][0, 2] = False
+    with torch.no_grad():
+        win = model.forward_window(sp["hm"], sp["P"], sp["A"], sp["times"], sp["valid"])
+    assert torch.isnan(win.poses[0, 2]).all(), "pairwise: no anchor, no pose"
+    assert torch.isfinite(win.poses[0, [0, 1, 3]]).all() and torch.isfinite(win.poses[1]).all()
+    assert (win.num_views[0, 0] == 3).all()
+    with pytest.raises(ValueError, match="matches no valid view"):
+        model.pose_at(sp["hm"], sp["P"], sp["A"], sp["times"], sp["valid"], sp["times"][:, 2])
+
+
+def test_input_errors_name_the_problem():
+    paper = small_paper()
+    model = DenseWarper(paper).eval()
+    s = scene(paper)
+    with pytest.raises(ValueError, match="matches no valid view"):
+        model.pose_at(s["hm"], s["P"], s["A"], s["times"], s["valid"], s["times"][:, 0] + 0.01)
+    s3 = scene(paper, V=3)
+    with pytest.raises(ValueError, match="3 views given"):
+        model.forward_window(s3["hm"], s3["P"], s3["A"], s3["times"], s3["valid"])
+    with pytest.raises(ValueError, match=r"times must be \(2, 4\)"):
+        model.forward_window(s["hm"], s["P"], s["A"], s["times"][:, :3], s["valid"])
+    other = model.precompute_rig(s["P"][0], s["A"][0] * 1.1)
+    with pytest.raises(ValueError, match="StaticRig"):
+        model.pose_at(s["hm"], s["P"], s["A"], s["times"], s["valid"], s["times"][:, 0], rig=other)
+
+
+def test_undistort_hook():
+    cfg = ModelConfig.named("lite")
+    cams = [C.Camera(K=c.K, R=c.R, t=c.t, width=1000, height=1000, dist=[-0.6, 0.2, 0, 0, 0],
+                     dist_model="plumb_bob") for c in C.ring_rig(4)]
+    s = scene(cfg, cams=cams, distort=True, times=np.zeros(4))
+    model = DenseWarper(cfg).eval()
+    args = (s["hm"], s["P"], s["A"], s["times"], s["valid"], s["times"][:, 0])
+    with torch.no_grad():
+        raw = model.pose_at(*args)
+        fixed = model.pose_at(*args, undistort=C.undistorter(cams))
+    e_raw = (raw.points.double() - s["X0"]).norm(dim=-1).mean()
+    e_fixed = (fixed.points.double() - s["X0"]).norm(dim=-1).mean()
+    assert e_fixed < 3e-3 and e_fixed < 0.3 * e_raw, (e_fixed, e_raw)
+    with torch.no_grad():
+        win = model.forward_window(*args[:5], undistort=C.undistorter(cams))
+    assert (win.poses.double() - s["X0"][:, None]).norm(dim=-1).mean() < 3e-3
+
+
+class TinyBackbone(nn.Module):
+    def __init__(self, joints, size):
+        super().__init__()
+        self.conv = nn.Conv2d(3, joints, 3, padding=1)
+        self.size = size
+
+    def forward(self, x):
+        return torch.sigmoid(nn.functional.adaptive_avg_pool2d(self.conv(x), self.size))
+
+
+def test_backbone_is_pluggable_and_weights_round_trip(tmp_path):
+    cfg = ModelConfig.named("lite")
+    model = perturbed(cfg)
+    model.backbone = TinyBackbone(17, 48)
+    s = scene(cfg, B=1)
+    images = torch.rand(1, 4, 3, 96, 96)
+    with torch.no_grad():
+        out = model(images, s["P"][:1], s["A"][:1], s["times"][:1], s["valid"][:1])
+    assert out.poses.shape == (1, 4, 17, 3)
+    for suffix in (".safetensors", ".pt"):
+        path = tmp_path / f"w{suffix}"
+        model.save(path)
+        back = DenseWarper.load(path, backbone=TinyBackbone(17, 48)).eval()
+        assert back.config == cfg
+        with torch.no_grad():
+            again = back(images, s["P"][:1], s["A"][:1], s["times"][:1], s["valid"][:1])
+        torch.testing.assert_close(again.poses, out.poses, rtol=0, atol=0)
+        fusion_only = DenseWarper.load(path)                         # backbone weights ignored
+        assert fusion_only.backbone is None
+    model.backbone = TinyBackbone(17, 40)
+    with pytest.raises(ValueError, match=r"\(17, 40, 40\)"):
+        model.heatmaps(images)
+    with pytest.raises(RuntimeError, match="no backbone"):
+        DenseWarper(cfg).heatmaps(images)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
+def test_gradients_flow_from_poses(cfg):
+    s = scene(cfg, B=1)
+    model = perturbed(cfg).train()
+    hm = s["hm"].clone().requires_grad_()
+    out = model.forward_window(hm, s["P"], s["A"], s["times"], s["valid"])
+    target = s["X0"].float()[:, None] + s["vel"].float()[:, None] * s["times"].float()[..., None, None]
+    loss = (out.poses - target).norm(dim=-1).mean()
+    loss.backward()
+    assert torch.isfinite(hm.grad).all() and hm.grad.abs().sum() > 0
+    for name, p in model.warps.named_parameters():
+        if ".heads." in name or ".kernels." in name:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -1,0 +1,109 @@
+"""Training (issue 6): the loss on hand-computed values, a few steps lower it, --resume is exact,
+the shipped lite weights load and are trained (not the identity start)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dense_warper_ros.data.rigs import read_yaml
+from dense_warper_ros.model import DenseWarper
+from dense_warper_ros.train.data import DataConfig, load_clips, training_batches
+from dense_warper_ros.train.loop import (LossConfig, OptimConfig, TrainConfig, build_model,
+                                         config_from_mapping, step_losses, train)
+from dense_warper_ros.train.loss import barron_rho, mpjpe_3d_loss, robust_2d_loss
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "models" / "dense_warper_lite.safetensors"
+
+
+def test_barron_rho_hand_values():
+    x = torch.tensor([0.0, 8.0, 16.0, 1e6])
+    # alpha -10, c 8: rho(x) = 1.2 (1 - (1 + (x/8)^2 / 12)^-5)
+    want = torch.tensor([0.0, 1.2 * (1 - (12 / 13) ** 5), 1.2 * (1 - (12 / 16) ** 5), 1.2])
+    assert torch.allclose(barron_rho(x, alpha=-10.0, scale=8.0), want, atol=1e-6)
+    # near 0 it is quadratic: rho ~ 0.5 (x / c)^2
+    assert barron_rho(torch.tensor(0.01, dtype=torch.float64), scale=1.0).item() == pytest.approx(0.5e-4, rel=1e-3)
+    with pytest.raises(ValueError):
+        barron_rho(x, alpha=2.0)
+
+
+def test_robust_2d_loss_masks_and_averages():
+    uv = torch.tensor([[0.0, 0.0], [3.0, 5.0], [100.0, 0.0]])
+    target = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, float("nan")]])
+    mask = torch.tensor([True, True, False])          # the NaN target is masked out
+    # x = 0 and 8 (|3| + |5|): mean of rho = rho(8) / 2, x 1000
+    want = 1000 * 1.2 * (1 - (12 / 13) ** 5) / 2
+    got = robust_2d_loss(uv, target, mask, scale=8.0)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+    assert robust_2d_loss(uv, target, torch.zeros(3, dtype=torch.bool)).item() == 0.0
+
+
+def test_mpjpe_3d_loss_hand_values():
+    gt = torch.zeros(1, 3, 3)
+    pred = torch.tensor([[[1.0, 1.0, 1.0], [1.003, 1.0, 1.0], [1.0, 1.004, 1.0]]])  # root-aligned: 0, 3, 4 mm
+    assert mpjpe_3d_loss(pred, gt).item() == pytest.approx((0 + 3 + 4) / 3, rel=1e-4)
+    pred[0, 2] = float("nan")                          # untriangulated joints are skipped
+    assert mpjpe_3d_loss(pred, gt).item() == pytest.approx(1.5, rel=1e-4)
+
+
+def _tiny_config(**optim) -> TrainConfig:
+    data = DataConfig(train_clips=("run",), min_cameras=3, max_cameras=3, rigs_per_batch=1)
+    return TrainConfig(data=data, optim=OptimConfig(batch_size=2, **optim), threads=1,
+                       ckpt_every=2, val_every=1000, log_every=1000)
+
+
+def test_recipe_parses():
+    cfg = config_from_mapping(read_yaml(REPO / "config" / "train" / "lite.yaml"))
+    assert cfg.model == "lite" and cfg.loss.w2d > 0
+    assert build_model(cfg).time_conditioned
+
+
+def test_steps_reduce_loss_on_a_tiny_batch():
+    torch.manual_seed(0)
+    cfg = _tiny_config()
+    model = build_model(cfg)
+    model.train()
+    batch = next(training_batches(cfg.data, load_clips(cfg.data.train_clips), 4, np.random.default_rng(1)))
+    slot = torch.tensor([0, 1, 2, 2])
+    loss_cfg = LossConfig()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first, _ = step_losses(model, batch, slot, loss_cfg)
+    for _ in range(3):
+        loss, _ = step_losses(model, batch, slot, loss_cfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after, _ = step_losses(model, batch, slot, loss_cfg)
+    assert after.item() < first.item()
+
+
+def test_resume_gives_the_exact_same_next_step(tmp_path):
+    cfg3 = _tiny_config(steps=3)            # lr drops after step 2 (lr_drop_at 0.75): covered
+    train(cfg3, tmp_path / "a", stop_after=2, progress=False, validation=False, log=lambda s: None)
+    train(cfg3, tmp_path / "a", resume=True, progress=False, validation=False, log=lambda s: None)
+    train(cfg3, tmp_path / "b", progress=False, validation=False, log=lambda s: None)
+    a = DenseWarper.load(tmp_path / "a" / "model.safetensors").state_dict()
+    b = DenseWarper.load(tmp_path / "b" / "model.safetensors").state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert (tmp_path / "a" / "config.yaml").exists()
+
+
+def test_shipped_weights_load_and_are_trained():
+    assert SHIPPED.exists(), f"{SHIPPED} missing"
+    model = DenseWarper.load(SHIPPED)
+    assert model.config.name == "lite"
+    heads = [p for n, p in model.warps.named_parameters() if ".heads." in n and n.endswith("weight")]
+    assert heads and any(h.abs().max() > 0 for h in heads)      # identity start: all zero
+    warp = model.warps["shared"].eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 17, 48, 48, generator=g)
+    d = torch.rand(2, 17, 48, 48, generator=g) - x
+    with torch.no_grad():
+        y = warp(x, d, torch.tensor([[0.3, 0.3], [-0.2, -0.2]]))
+    assert not torch.allclose(y, x, atol=1e-3)
