@@ -1,0 +1,127 @@
+"""Node-level benchmark over real DDS: a publisher process streams N cameras of real pose2sim
+frames (interleaved stamps = wall-clock capture times) at a set per-camera rate into the node in
+live mode; we measure output rate vs the sum of camera rates, capture -> publish latency
+percentiles, drops, and the node's CPU and memory (from /proc) over time.
+
+    python bench/node_speed.py --cameras 2 4 6 --fps 10 --duration 30 [--timing causal]
+
+Prints a markdown table and writes out/bench/node_speed.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "test"))
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(cpu seconds, RSS MiB) of a process."""
+    stat = Path(f"/proc/{pid}/stat").read_text().split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(stat[13]) + int(stat[14])) / ticks
+    rss = next(int(l.split()[1]) for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("VmRSS"))
+    return cpu, rss / 1024
+
+
+def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: float) -> dict:
+    import rclpy
+    from dense_warper_ros.data.pose2sim_recording import pose2sim_recording
+    from dense_warper_ros.data.recording import Recording
+    from dense_warper_ros.msg import Skeleton3DArray
+    from dense_warper_ros.ros import recording_msgs as rm
+    from ros_helpers import NodeProcess, RigPublisher, spin_until
+
+    base = pose2sim_recording(num_frames=8 * 4, scale=scale, with_truth=False, interleaved=False)
+    cams = [base.cameras[i % 4] for i in range(num_cams)]
+    names = [f"cam{i}" for i in range(num_cams)]
+    imgs = {i: [img for c, _, img in base.frames if c == i % 4] for i in range(num_cams)}
+    rec = Recording(names=names, cameras=cams, frames=[(0, 1, imgs[0][0])])
+    rclpy.init()
+    node = rclpy.create_node("bench_rig")
+    got, lat = [], []
+
+    def on_sk(m):
+        now = time.time_ns()
+        got.append(now)
+        lat.append((now - (m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)) * 1e-9)
+
+    node.create_subscription(Skeleton3DArray, "/dense_warper/skeletons", on_sk, 100)
+    proc = NodeProcess(dict(cameras=names, mode="live", timing=timing, qos_reliability="best_effort",
+                            queue_size=max(2, num_cams), device="auto", tf_timeout=0.05,
+                            max_view_age=1.5 / fps))
+    pub = RigPublisher(node, rec, reliable=False, depth=5)
+    pub.wait_for_node(timeout=120)
+    pub.publish_static()
+    time.sleep(1.0)
+    period = 1.0 / (fps * num_cams)                      # interleaved: one frame every period
+    t_start = time.monotonic()
+    k, sent, samples = 0, 0, []
+    cpu0, _ = proc_stats(proc.proc.pid)
+    next_sample = t_start
+    while time.monotonic() - t_start < duration:
+        due = t_start + k * period
+        while time.monotonic() < due:
+            rclpy.spin_once(node, timeout_sec=max(0.0, min(0.002, due - time.monotonic())))
+        c = k % num_cams
+        stamp = time.time_ns()                           # capture time = now
+        img = imgs[c][(k // num_cams) % len(imgs[c])]
+        pub.info_pubs[c].publish(rm.camera_info(rec, c, stamp))
+        pub.img_pubs[c].publish(rm.image(rec, c, stamp, img, compressed=False))
+        sent += 1
+        k += 1
+        if time.monotonic() >= next_sample:
+            samples.append((time.monotonic() - t_start, *proc_stats(proc.proc.pid)))
+            next_sample += 5.0
+    spin_until(node, lambda: False, 1.0)
+    cpu1, rss1 = proc_stats(proc.proc.pid)
+    elapsed = time.monotonic() - t_start
+    proc.stop()
+    node.destroy_node()
+    rclpy.try_shutdown()
+    steady = [t for t in got if t >= got[0] + 2e9] if got else []
+    out_rate = (len(steady) - 1) / ((steady[-1] - steady[0]) * 1e-9) if len(steady) > 2 else 0.0
+    L = np.array(lat[len(lat) // 10:]) * 1000 if lat else np.full(1, np.nan)
+    rss = [s[2] for s in samples]
+    return {"cameras": num_cams, "fps_per_camera": fps, "sum_camera_rate_hz": fps * num_cams, "timing": timing,
+            "frames_sent": sent, "poses_received": len(got), "output_rate_hz": out_rate,
+            "latency_ms": {p: float(np.percentile(L, p)) for p in (50, 95, 99)},
+            "dropped_frames": sent - len(got), "node_cpu_percent": 100 * (cpu1 - cpu0) / elapsed,
+            "node_rss_mib_start_end": [rss[0] if rss else rss1, rss1], "rss_samples": samples}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cameras", type=int, nargs="+", default=[2, 4, 6])
+    ap.add_argument("--fps", type=float, default=10.0)
+    ap.add_argument("--duration", type=float, default=30.0)
+    ap.add_argument("--timing", default="causal")
+    ap.add_argument("--scale", type=float, default=0.5)
+    ap.add_argument("--out", type=Path, default=REPO / "out/bench/node_speed.json")
+    args = ap.parse_args()
+    rows = [run_one(n, args.fps, args.duration, args.timing, args.scale) for n in args.cameras]
+    print("| cameras | camera rates | output rate | latency p50 / p95 / p99 | frames without pose | node CPU | RSS start -> end |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        la = r["latency_ms"]
+        print(f"| {r['cameras']} | {r['cameras']} x {r['fps_per_camera']:g} = {r['sum_camera_rate_hz']:g} Hz | "
+              f"{r['output_rate_hz']:.1f} poses/s | {la[50]:.0f} / {la[95]:.0f} / {la[99]:.0f} ms | "
+              f"{r['dropped_frames']}/{r['frames_sent']} | {r['node_cpu_percent']:.0f} % | "
+              f"{r['node_rss_mib_start_end'][0]:.0f} -> {r['node_rss_mib_start_end'][1]:.0f} MiB |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+                                    "git": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
+                                                          text=True, cwd=REPO).stdout.strip()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
