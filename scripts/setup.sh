@@ -57,7 +57,7 @@ if ! fresh build "$key"; then
   # Built from a staged copy in .ws/src, as in a user's workspace: CMake refuses exported include
   # paths inside the source tree, and .venv (numpy's headers) is inside this checkout.
   src=.ws/src/dense_warper_ros
-  rm -rf "$src" && mkdir -p "$src/scripts"
+  rm -rf "$src" && mkdir -p "$src/scripts" models
   cp -r package.xml CMakeLists.txt msg dense_warper_ros launch config models "$src/"
   cp -r scripts/ros "$src/scripts/"
   find "$src" -name __pycache__ -prune -exec rm -rf {} +
