@@ -11,8 +11,11 @@ export PATH="$VIRTUAL_ENV/bin:$PATH"
 export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$VIRTUAL_ENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 if [ -f "$_dw_repo/.ws/install/local_setup.sh" ]; then
+  # colcon's script reads unset variables: relax `set -u` (if the caller has it) around it
+  _dw_nounset=$(set +o | grep nounset); set +u
   # shellcheck disable=SC1091
   COLCON_CURRENT_PREFIX="$_dw_repo/.ws/install" . "$_dw_repo/.ws/install/local_setup.sh"
+  eval "$_dw_nounset"; unset _dw_nounset
 fi
 # The checkout before the installed copy: edits need no rebuild (see dense_warper_ros/__init__.py).
 export PYTHONPATH="$_dw_repo${PYTHONPATH:+:$PYTHONPATH}"

@@ -3,6 +3,7 @@ camera at 15 fps, 60 poses/s in all) or dense (every camera at every frame), wit
 pseudo ground truth: the project's pipeline on all 4 views at every frame (method (e))."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from dense_warper_ros.data import pose2sim
@@ -28,11 +29,16 @@ def pose2sim_recording(*, interleaved: bool = True, scale: float = 0.5, num_fram
     demo = pose2sim.load_demo()
     n = demo.num_frames if num_frames is None else min(num_frames, demo.num_frames)
     names = [f"cam{v + 1:02d}" for v in range(len(demo.cameras))]
-    full = Recording(names=names, cameras=list(demo.cameras), frames=[], source="pose2sim demo")
-    dense = demo.frames(range(n))                                    # [f][v] RGB
     V = len(demo.cameras)
-    frames = [(v, t0_ns + int(round(f * 1e9 / demo.fps)), dense[f][v]) for f in range(n) for v in range(V)]
-    rec = Recording(names=names, cameras=full.cameras, frames=frames).scaled(scale)
+    # one view at a time, downscaled at once (the full-size demo decodes to 2.5 GB)
+    small = Recording(names=names, cameras=list(demo.cameras), frames=[]).scaled(scale)
+    views = []
+    for v in range(V):
+        cam = small.cameras[v]
+        views.append([cv2.resize(img, (cam.width, cam.height), interpolation=cv2.INTER_AREA)
+                      for img in pose2sim.read_frames(demo.videos[v], range(n))])
+    frames = [(v, t0_ns + int(round(f * 1e9 / demo.fps)), views[v][f]) for f in range(n) for v in range(V)]
+    rec = Recording(names=names, cameras=small.cameras, frames=frames)
     truth = pseudo_ground_truth(rec) if with_truth else []
     if interleaved:
         frames = [fr for k, fr in enumerate(rec.frames) if fr[0] == (k // V) % V]   # frame f = k // V
