@@ -22,8 +22,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,8 +31,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dense_warper_ros.backbones import Backbone2D  # noqa: E402
-from dense_warper_ros.backbones.simple_baseline import SimpleBaseline  # noqa: E402
+from dense_warper_ros.backbones import Backbone2D
+from dense_warper_ros.backbones.simple_baseline import SimpleBaseline
 
 
 def sync(device: torch.device) -> None:
@@ -90,11 +90,12 @@ def bench_backbone(name: str, net: Backbone2D, device: torch.device, batch: int,
 
     t_net = time_call(network, device, warmup=warmup, repeats=repeats)
     t_pipe = time_call(pipeline, device, warmup=min(warmup, 2), repeats=max(3, repeats // 2))
-    per = lambda ts: [1e3 * t / batch for t in ts]   # ms per image  # noqa: E731
+    per = lambda ts: [1e3 * t / batch for t in ts]   # ms per image
     return {
         "model": name, "device": str(device), "batch": batch, "input": net.input_size,
         "network_ms_per_image_median": statistics.median(per(t_net)),
         "network_ms_per_image_p90": float(np.percentile(per(t_net), 90)),
+        "network_ms_per_image_min": min(per(t_net)),   # least disturbed run on a shared machine
         "pipeline_ms_per_image_median": statistics.median(per(t_pipe)),
         "repeats": repeats,
     }
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench" / "backbone_speed.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
 
     rows, skipped = [], []
     for dev in args.devices:
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "git": git_hash(), "torch": torch.__version__, "threads": args.threads,
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "skipped": skipped,
@@ -144,15 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
 
-    print("\n| model | device | batch | network ms/image (median, p90) | pipeline ms/image |")
+    print("\n| model | device | batch | network ms/image (median, p90, min) | pipeline ms/image (median) |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} ({r['input']} px) | {r['device']} | {r['batch']} | "
-              f"{r['network_ms_per_image_median']:.1f}, {r['network_ms_per_image_p90']:.1f} | "
+              f"{r['network_ms_per_image_median']:.1f}, {r['network_ms_per_image_p90']:.1f}, "
+              f"{r['network_ms_per_image_min']:.1f} | "
               f"{r['pipeline_ms_per_image_median']:.1f} |")
     for s in skipped:
         print(f"| — | {s} | | | |")
-    print(f"\nthreads {args.threads}, torch {torch.__version__}, load average after {meta['loadavg_after']}, "
+    print(f"\nthreads {args.threads}, torch {torch.__version__}, load average before {load_before}, "
+          f"after {meta['loadavg_after']}, "
           f"JSON: {args.out}")
     return 0
 

@@ -18,7 +18,7 @@ average is recorded). CPU peak memory is the growth of the process's peak RSS du
 (malloc_trim, then /proc/self/clear_refs resets the high-water mark); CUDA peak is
 max_memory_allocated above what was allocated before the call.
 
-Usage: python bench/model_speed.py [--configs paper lite] [--threads 2] [--json out.json]
+Usage: python bench/model_speed.py [--configs lite paper] [--threads 2] [--clock wall|cpu] [--json PATH]
 """
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: latency; cpu: this process's CPU time (with --threads 1, the latency on "
                         "an idle core, robust to other processes sharing the machine)")
-    p.add_argument("--json", type=Path, default=Path("model_speed.json"), help="results file")
+    p.add_argument("--json", type=Path, default=REPO / "out" / "model_speed.json",
+                   help="results file (default out/model_speed.json, git-ignored)")
     return p.parse_args(argv)
 
 
@@ -208,7 +209,8 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def print_table(rows: list[dict], summary: list[dict]) -> None:
-    head = f"{'config':7} {'device':6} {'dtype':8} {'stage':13} {'median ms':>10} {'p90 ms':>9} {'peak MB':>8} {'n':>4}"
+    head = (f"{'config':7} {'device':6} {'dtype':8} {'stage':13} {'median ms':>10} {'p90 ms':>9} "
+            f"{'peak MB':>8} {'n':>4}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -265,6 +267,7 @@ def main(argv=None) -> int:
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "rounds": args.rounds, "budget_s": args.budget_s, "clock": args.clock,
     }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
     print(f"results: {args.json}")
     return 0

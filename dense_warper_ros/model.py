@@ -121,7 +121,8 @@ class ModelConfig:
     def named(cls, config_name: str, /, **overrides) -> "ModelConfig":
         """`paper` or `lite`, optionally with fields overridden (including `name`)."""
         if config_name not in NAMED_CONFIGS:
-            raise ValueError(f"unknown configuration {config_name!r}, expected one of {sorted(NAMED_CONFIGS)}")
+            raise ValueError(f"unknown configuration {config_name!r}, expected one of "
+                             f"{sorted(NAMED_CONFIGS)}")
         return replace(NAMED_CONFIGS[config_name], **overrides)
 
     def to_dict(self) -> dict:
@@ -140,13 +141,14 @@ class ModelConfig:
 NAMED_CONFIGS: dict[str, ModelConfig] = {
     # The released sizes: SimpleBaseline ResNet-152, 384 -> 96, 12 pairwise warps of 20 x 128.
     "paper": ModelConfig(),
-    # Real time on 2 CPU cores (README of bench/model_speed.py has the numbers): MoveNet Lightning
-    # heatmaps (192 -> 48), one time-conditioned warp shared by every pair, trunk and exchange at
-    # 24 x 24, three heads with one offset per joint channel.
+    # Real time on 2 CPU cores (bench/model_speed.py measures it): MoveNet Lightning heatmaps
+    # (192 -> 48), one time-conditioned warp shared by every view pair and timing, trunk (2 blocks of
+    # 32 channels) and epipolar exchange at 24 x 24, two offset heads (dilations 1 and 3 at 24 px,
+    # i.e. 2 and 6 heatmap px) with one offset per joint channel shared by the 3x3 kernel's taps.
     "lite": ModelConfig(
         name="lite", num_views=None, input_size=192, heatmap_size=48, target_sigma=2.0,
         backbone="movenet_lightning", time_conditioned=True, warp_channels=32, warp_blocks=2,
-        offset_dilations=(1, 2, 4), kernel_dilations=(1, 1, 1), offset_mode="per_channel",
+        offset_dilations=(1, 3), kernel_dilations=(1, 1), offset_mode="per_channel",
         trunk_stride=2, exchange_stride=2,
         # 0.05 at 48 px over-sharpens (grid aliasing, up to 0.05-0.14 px bias); 0.1 keeps the
         # decoder's bias under 0.01 px for sigma-2 peaks
@@ -310,9 +312,10 @@ class DenseWarper(nn.Module):
                 raise ValueError(f"{name} must be {shape}, got {tuple(t.shape)}")
 
     def _check_rig(self, rig: StaticRig, P: torch.Tensor, A: torch.Tensor) -> None:
+        tol = dict(rtol=1e-6, atol=1e-9)
         same = (P.shape[1:] == rig.P.shape and A.shape[1:] == rig.affines.shape
-                and torch.allclose(P.detach().to(rig.P), rig.P.expand_as(P), rtol=1e-6, atol=1e-9)
-                and torch.allclose(A.detach().to(rig.affines), rig.affines.expand_as(A), rtol=1e-6, atol=1e-9))
+                and torch.allclose(P.detach().to(rig.P), rig.P.expand_as(P), **tol)
+                and torch.allclose(A.detach().to(rig.affines), rig.affines.expand_as(A), **tol))
         if not same:
             raise ValueError("the StaticRig was built for other cameras or crops than the P/affines given")
 
@@ -348,7 +351,8 @@ class DenseWarper(nn.Module):
         bi, ci, gi = plan.bi, plan.ci, plan.gi
         s = self.config.exchange_stride
         hm_oth = hm[bi, gi]                                      # (N, J, h, w)
-        x = F.max_pool2d(hm_oth, 2) if s == 2 else hm_oth
+        N, J, h, w = hm_oth.shape
+        x = hm_oth.view(N, J, h // 2, 2, w // 2, 2).amax((3, 5)) if s == 2 else hm_oth   # 2x2 max pool
         if rig is not None:
             E = gather_max(x, rig.sampler.index.to(x.device)[ci, gi])
         else:
@@ -356,8 +360,9 @@ class DenseWarper(nn.Module):
             if s == 2:
                 A_cur, A_oth = _half_res_affines(A_cur), _half_res_affines(A_oth)
             E = epipolar_exchange(x, P[bi, ci], A_cur, P[bi, gi], A_oth)
-        if s == 2:
-            E = F.interpolate(E, size=hm_oth.shape[-2:], mode="bilinear", align_corners=False)
+        if s == 2:   # channels-last: PyTorch's CPU bilinear kernel is several times faster so
+            E = F.interpolate(E.contiguous(memory_format=torch.channels_last), size=(h, w),
+                              mode="bilinear", align_corners=False)
         return E
 
     def _warp(self, hm: torch.Tensor, E: torch.Tensor, plan: FusionPlan) -> torch.Tensor:
@@ -380,7 +385,8 @@ class DenseWarper(nn.Module):
 
     def _assemble(self, hm: torch.Tensor, warped: torch.Tensor | None, plan: FusionPlan) -> torch.Tensor:
         """Every view at the target: pass-through, warped, or zeros (missing) -> (B, V, J, h, w)."""
-        Y = torch.where(plan.passthrough[..., None, None, None], hm, torch.zeros((), dtype=hm.dtype, device=hm.device))
+        zero = torch.zeros((), dtype=hm.dtype, device=hm.device)
+        Y = torch.where(plan.passthrough[..., None, None, None], hm, zero)
         if warped is not None:
             Y = Y.index_put((plan.bi, plan.ci), warped.to(Y.dtype))
         return Y
@@ -435,7 +441,8 @@ class DenseWarper(nn.Module):
             self._check_rig(rig, P, affines)
         anchor = None
         if not self.time_conditioned:
-            gap = (times.to(target_time) - target_time[:, None]).abs().masked_fill(~valid.bool(), float("inf"))
+            gap = (times.to(target_time) - target_time[:, None]).abs()
+            gap = gap.masked_fill(~valid.bool(), float("inf"))
             best, anchor = gap.min(dim=1)
             bad = best > self.config.time_tolerance_s
             if bad.any():

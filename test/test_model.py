@@ -9,7 +9,6 @@ from torch import nn
 from dense_warper_ros import cameras as C
 from dense_warper_ros.heatmaps import default_window, render_gaussians, soft_argmax
 from dense_warper_ros.model import DenseWarper, ModelConfig
-from dense_warper_ros.warp import TemporalWarp
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -20,6 +19,7 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
 
 ROOT = np.array([0.1, -0.1, 1.0])
 
@@ -57,7 +57,8 @@ def test_soft_argmax_validity_peak_and_spread():
 # --- configurations ----------------------------------------------------------------------------
 def test_named_configs_have_the_released_sizes():
     paper = ModelConfig.named("paper")
-    assert (paper.input_size, paper.heatmap_size, paper.warp_blocks, paper.warp_channels) == (384, 96, 20, 128)
+    sizes = (paper.input_size, paper.heatmap_size, paper.warp_blocks, paper.warp_channels)
+    assert sizes == (384, 96, 20, 128)
     assert paper.offset_dilations == (3, 6, 12, 18, 24) and not paper.time_conditioned
     with torch.device("meta"):                                     # shapes only, no memory
         model = DenseWarper(paper)
@@ -103,7 +104,8 @@ def scene(cfg, V=4, B=2, times=None, seed=0, cams=None, distort=False):
     hm = render_gaussians(torch.as_tensor(uv, dtype=torch.float32), cfg.heatmap_size, cfg.target_sigma)
     P = C.projection_matrices(cams).expand(B, -1, -1, -1)
     At = torch.as_tensor(A, dtype=torch.float32).expand(B, -1, -1, -1)
-    return dict(hm=hm, P=P, A=At, times=torch.as_tensor(times.copy()), valid=torch.ones(B, V, dtype=torch.bool),
+    return dict(hm=hm, P=P, A=At, times=torch.as_tensor(times.copy()),
+                valid=torch.ones(B, V, dtype=torch.bool),
                 X0=torch.as_tensor(X0), vel=torch.as_tensor(vel), cams=cams)
 
 

@@ -65,7 +65,7 @@ def run_tfjs(variant: str, inputs: np.ndarray, tmp: Path) -> list[dict[str, np.n
            "outputs": list(mv.TF_OUTPUTS.values()), "inputs": files, "out_dir": str(tmp / "out")}
     (tmp / "job.json").write_text(json.dumps(job))
     r = subprocess.run(["node", str(REPO / "scripts" / "tfjs_reference.js"), str(tmp / "job.json")],
-                       capture_output=True, text=True, timeout=300)
+                       check=False, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads((tmp / "out" / "result.json").read_text())
     assert result["backend"] == "cpu"

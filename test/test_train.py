@@ -63,6 +63,7 @@ def test_recipe_parses():
 
 
 def test_steps_reduce_loss_on_a_tiny_batch():
+    torch.set_num_threads(1)          # as training; oversubscribed threads are slow on a shared CPU
     torch.manual_seed(0)
     cfg = _tiny_config()
     model = build_model(cfg)

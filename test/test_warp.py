@@ -110,6 +110,9 @@ def test_shared_offset_fast_path_is_exact(dil):
     w = torch.randn(Cn, 1, 3, 3, generator=g, dtype=torch.float64)
     flow = 3.0 * torch.randn(N, 2 * Cn, H, Wd, generator=g, dtype=torch.float64)
     fast = W.shared_offset_deform_conv(x, flow, w, dilation=dil)
+    # the training path (autograd through the flow) builds the grid differently: same values
+    torch.testing.assert_close(W.shared_offset_deform_conv(x, flow.clone().requires_grad_(), w,
+                                                           dilation=dil).detach(), fast, rtol=0, atol=1e-12)
     per_tap = flow.view(N, Cn, 1, 2, H, Wd).expand(N, Cn, 9, 2, H, Wd).reshape(N, Cn * 18, H, Wd)
     ref = W.deform_conv2d_grid_sample(x, per_tap, w, padding=dil, dilation=dil)
     torch.testing.assert_close(fast, ref, rtol=0, atol=1e-12)

@@ -18,15 +18,19 @@ Derived joints (MoveNet has no pelvis, spine, thorax or head top). Choice: from 
 as heatmap combinations (the mean of two hip heatmaps is bimodal; its argmax is a hip, not the
 pelvis). pelvis = mid-hips, thorax = mid-shoulders, spine = mid(pelvis, thorax), each scored by the
 min of its parents' scores; head top = ear midpoint + 1.0 x (ear midpoint - thorax) (eye
-midpoint + 0.7 x (eye midpoint - thorax) when the eyes score higher), a rough estimate scored x 0.5. Their heatmap channels are Gaussians
-(sigma `derived_sigma` cells, about a MoveNet peak's width) at the derived point, with the score as
-the peak; the 13 direct channels are MoveNet's own sigmoid heatmaps, differentiable end to end.
+midpoint + 0.7 x (eye midpoint - thorax) when the eyes score higher), a rough estimate scored x 0.5.
+Their heatmap channels are Gaussians (sigma `derived_sigma` cells, about a MoveNet peak's width) at
+the derived point, with the score as the peak; the 13 direct channels are MoveNet's own sigmoid
+heatmaps, differentiable end to end (call `forward_inputs` outside inference mode to train).
+
+Heatmaps live in the pixels of the image as captured (distorted); undistort decoded points with
+`Camera.undistort_points` before pinhole geometry, as the rest of the package does.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -38,7 +42,7 @@ from .movenet import MoveNet, load_movenet
 from .simple_baseline import SimpleBaseline
 
 # COCO indices used by the derived joints.
-_NOSE, _L_EYE, _R_EYE, _L_EAR, _R_EAR, _L_SH, _R_SH = 0, 1, 2, 3, 4, 5, 6
+_L_EYE, _R_EYE, _L_EAR, _R_EAR, _L_SH, _R_SH = 1, 2, 3, 4, 5, 6
 _L_HIP, _R_HIP = 11, 12
 # H36M indices of the derived joints.
 H36M_DERIVED = {"pelvis": 0, "spine": 7, "thorax": 8, "head": 10}
@@ -96,7 +100,7 @@ def warp_to_input(image: np.ndarray, A: np.ndarray, size: int) -> np.ndarray:
     s = A[0, 0]
     if not (abs(A[0, 1]) < 1e-12 and abs(A[1, 0]) < 1e-12 and abs(A[1, 1] - s) < 1e-9 * s and s > 0):
         raise ValueError(f"crop affine must be an isotropic scale + shift, got {A.tolist()}")
-    flags = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    flags = {"flags": cv2.INTER_LINEAR, "borderMode": cv2.BORDER_CONSTANT, "borderValue": 0}
     if s >= 1.0:
         return cv2.warpAffine(image, A, (size, size), **flags)
     # Image region that lands in the crop, with a 2 px margin for the filters. It is not clipped to
@@ -112,8 +116,8 @@ def warp_to_input(image: np.ndarray, A: np.ndarray, size: int) -> np.ndarray:
     if x1 - x0 < 2 or y1 - y0 < 2:
         return np.zeros((size, size) + image.shape[2:], dtype=image.dtype)
     roi = _padded_region(image, x0, y0, x1, y1)
-    w_small = max(1, int(round((x1 - x0) * s)))
-    h_small = max(1, int(round((y1 - y0) * s)))
+    w_small = max(1, round((x1 - x0) * s))
+    h_small = max(1, round((y1 - y0) * s))
     small = cv2.resize(roi, (w_small, h_small), interpolation=cv2.INTER_AREA)
     # roi pixel u -> small pixel (u + 0.5) * k - 0.5 (cv2.resize's pixel-area alignment).
     kx, ky = w_small / (x1 - x0), h_small / (y1 - y0)
@@ -229,13 +233,13 @@ class Backbone2D:
 
     @classmethod
     def movenet(cls, variant: str = "thunder", *, models_dir: str | Path | None = None,
-                device: str | torch.device = "cpu", **kw) -> "Backbone2D":
+                device: str | torch.device = "cpu", **kw) -> Backbone2D:
         return cls(load_movenet(variant, models_dir=None if models_dir is None else Path(models_dir),
                                 device=device), **kw)
 
     @classmethod
     def simple_baseline(cls, checkpoint: str | Path, *, device: str | torch.device = "cpu",
-                        **kw) -> "Backbone2D":
+                        **kw) -> Backbone2D:
         from .simple_baseline import load_simple_baseline
         return cls(load_simple_baseline(checkpoint, device=device), **kw)
 

@@ -27,6 +27,7 @@ Decoding (`decode`) is the graph's own, step for step (see the method docstring)
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -77,7 +78,7 @@ class MoveNetConfig:
         return self.input_size // self.stride
 
     @staticmethod
-    def from_json(d: dict) -> "MoveNetConfig":
+    def from_json(d: dict) -> MoveNetConfig:
         return MoveNetConfig(**{**d, "blocks": tuple(tuple(b) for b in d["blocks"]),
                                 "fpn": tuple(d["fpn"]), "lateral_taps": tuple(d["lateral_taps"])})
 
@@ -208,7 +209,7 @@ class MoveNet(nn.Module):
             taps[i] = x
         x = self.last(x)                                            # (B, 1280, S/32, S/32)
         t16, t8, t4 = (taps[i] for i in self.config.lateral_taps)
-        up = dict(scale_factor=2, mode="bilinear", align_corners=False)  # TF half-pixel centres
+        up = {"scale_factor": 2, "mode": "bilinear", "align_corners": False}  # TF half-pixel centres
         x = self.lateral32(x)                                       # (B, 64, S/32, S/32)
         x = self.smooth16(F.interpolate(x, **up) + self.lateral16(t16))  # (B, 32, S/16, S/16)
         x = self.smooth8(F.interpolate(x, **up) + self.lateral8(t8))     # (B, 24, S/8, S/8)
@@ -338,7 +339,7 @@ def config_from_graph(model_json: dict, name: str) -> MoveNetConfig:
 
 
 def _decode_attr(node: dict, key: str) -> list[str]:
-    import base64
+    """A string or string-list attribute of a graph node (TF.js stores them base64-encoded)."""
     v = node.get("attr", {}).get(key, {})
     if "s" in v:
         return [base64.b64decode(v["s"]).decode()]
@@ -371,7 +372,7 @@ def convert_tfjs_graph(model_json: dict, weights: dict[str, np.ndarray], name: s
             path = path.replace("?", "1" if stride == 2 else "0")
         conv = modules.get(path)
         if not isinstance(conv, nn.Conv2d):
-            raise ValueError(f"{node['name']!r} maps to {path!r}, which is not a Conv2d")
+            raise TypeError(f"{node['name']!r} maps to {path!r}, which is not a Conv2d")
         stride = int(node["attr"]["strides"]["list"]["i"][1])
         if conv.stride[0] != stride:
             raise ValueError(f"{node['name']!r}: graph stride {stride}, module {path} stride {conv.stride}")
@@ -479,11 +480,15 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+FORMAT = "dense_warper_ros.movenet/2"
+_META_KEY = "dense_warper_ros"   # one metadata key: safetensors writes several in random order
+
+
 def save_movenet(config: MoveNetConfig, state: dict[str, torch.Tensor], path: Path) -> None:
-    """safetensors with the config in its (string) metadata."""
+    """safetensors with the config in its (string) metadata; byte-identical for identical input."""
     from safetensors.torch import save_file
-    save_file({k: v.contiguous() for k, v in state.items()}, str(path),
-              metadata={"config": json.dumps(asdict(config)), "format": "dense_warper_ros.movenet/1"})
+    meta = json.dumps({"format": FORMAT, "config": asdict(config)}, sort_keys=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={_META_KEY: meta})
 
 
 def load_movenet(variant: str = "thunder", *, models_dir: Path | None = None,
@@ -495,9 +500,13 @@ def load_movenet(variant: str = "thunder", *, models_dir: Path | None = None,
         raise FileNotFoundError(f"{path} not found: run `make setup` (scripts/fetch_movenet.py)")
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-        if "config" not in meta:
+        if _META_KEY in meta:
+            config = json.loads(meta[_META_KEY])["config"]
+        elif "config" in meta:          # format 1 (two metadata keys)
+            config = json.loads(meta["config"])
+        else:
             raise ValueError(f"{path} has no MoveNet config in its metadata: re-run scripts/fetch_movenet.py")
-        state = {k: f.get_tensor(k) for k in f.keys()}
-    model = MoveNet(MoveNetConfig.from_json(json.loads(meta["config"])))
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    model = MoveNet(MoveNetConfig.from_json(config))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()

@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 
-
 @dataclass(frozen=True)
 class SimpleBaselineConfig:
     """Shape of the network; the defaults are the paper's (ResNet-152, 384 -> 96, 17 joints)."""
@@ -191,8 +190,8 @@ def config_from_state_dict(sd: dict[str, torch.Tensor], **overrides) -> SimpleBa
     deconv = tuple(int(v.shape[1]) for k, v in sorted(
         ((k, v) for k, v in sd.items() if re.fullmatch(r"deconv_layers\.\d+\.weight", k) and v.ndim == 4),
         key=lambda kv: int(kv[0].split(".")[1])))
-    fields = dict(layers=tuple(layers), num_joints=int(sd["final_layer.weight"].shape[0]),
-                  deconv_channels=deconv)
+    fields = {"layers": tuple(layers), "num_joints": int(sd["final_layer.weight"].shape[0]),
+                  "deconv_channels": deconv}
     fields.update(overrides)
     return SimpleBaselineConfig(**fields)
 

@@ -22,9 +22,9 @@ Calibration (calibration/Calib.qca.txt), converted once here into `cameras.Camer
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -117,7 +117,7 @@ def read_frames(video: str | Path, indices: Sequence[int]) -> list[np.ndarray]:
     """Frames `indices` of a video as RGB uint8, read sequentially (exact frames, no seeking)."""
     if not len(indices):
         return []
-    wanted = sorted(set(int(i) for i in indices))
+    wanted = sorted({int(i) for i in indices})
     if wanted[0] < 0:
         raise ValueError(f"frame indices must be >= 0, got {wanted[0]}")
     cap = cv2.VideoCapture(str(video))

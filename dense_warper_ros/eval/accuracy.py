@@ -478,6 +478,8 @@ def run_video(cfg: AccuracyConfig, warper: WarperHandle | None, video_dir: Path,
         bank = video_bank(demo.cameras, demo.videos, demo.fps, frames, Backbone2D.movenet(variant),
                           decoder=decoder_of(warper))
         cache.parent.mkdir(parents=True, exist_ok=True)
+        for stale in cache.parent.glob(f"movenet_{variant}_f{frames}_*.pt"):   # older code or weights
+            stale.unlink()
         torch.save({"camera": torch.as_tensor(bank.camera), "times": torch.as_tensor(bank.time),
                     "heatmaps": bank.heatmaps(np.arange(len(bank))), "affines": torch.as_tensor(bank.affines)},
                    cache)
@@ -495,8 +497,9 @@ def _video_key(demo, variant: str) -> str:
     h = hashlib.sha256()
     for p in (*demo.videos, movenet.weights_paths(variant)[0], Path(adapter.__file__), Path(movenet.__file__)):
         h.update(Path(p).read_bytes())
-    for fn in (backbone_heatmaps, video_bank, _stream_frames):
+    for fn in (backbone_heatmaps, _stream_frames):      # what decides the stored heatmaps
         h.update(inspect.getsource(fn).encode())
+    h.update(b"layout 1: camera-major, frames in order")   # bump if video_bank's layout changes
     return h.hexdigest()[:16]
 
 
@@ -600,11 +603,14 @@ def plot(results: Sequence[SequenceResult], path: Path, title: str) -> None:
     top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 1])
     ax = top.add_subplot(1, 1, 1)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    offset, starts = 0.0, []
+    offset, starts, lowest = 0.0, [], np.inf
     for r in results:
         t = r.targets - r.targets[0] + offset
         for i, key in enumerate(keys):
+            if r.pseudo_gt and key == "e":
+                continue                                   # (e) is the pseudo ground truth: 0
             e = np.nanmean(joint_errors(r.outputs[key].pred, r.gt, "root"), axis=1) * 1000.0
+            lowest = min(lowest, float(np.nanmin(np.where(e > 1e-6, e, np.inf))))
             ax.plot(t, e, color=colours[i % len(colours)], lw=1, ls="--" if key.endswith("causal") else "-",
                     label=key if r is results[0] else None)
         starts.append((offset, r.name))
@@ -616,6 +622,8 @@ def plot(results: Sequence[SequenceResult], path: Path, title: str) -> None:
     ax.set_xlabel("time (s), sequences one after another")
     ax.set_ylabel("MPJPE root-aligned (mm), per pose")
     ax.set_yscale("log")
+    if np.isfinite(lowest):                               # exact zeros (pseudo-GT frames) drop out
+        ax.set_ylim(bottom=0.7 * lowest)
     ax.legend(ncol=len(keys), fontsize=8, loc="lower center")
     ax.set_title(title, fontsize=10)
     # skeletons: the instant where naive causal interleaving errs most in the first sequence
@@ -641,6 +649,14 @@ def plot(results: Sequence[SequenceResult], path: Path, title: str) -> None:
                     f"(the instant where {ref} errs most)", fontsize=10)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _label_model(scores: dict[str, dict], status: str) -> dict[str, dict]:
+    """Say in (d)'s row which weights ran (trained file or untrained identity warps)."""
+    for key, s in scores.items():
+        if key.startswith("d/"):
+            s["name"] = f"{s['name']} [{status}]"
+    return scores
 
 
 def git_hash() -> str:
@@ -720,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_synthetic:
         results, heatmap = run_synthetic(cfg, warper)
-        scores = score(results)
+        scores = _label_model(score(results), report["model"])
         V = len(make_rig(cfg.rig))
         title = (f"Synthetic held-out clips {', '.join(cfg.bench.clips)}: rig {cfg.rig.name} ({V} cameras), "
                  f"{cfg.schedule.rate_hz:g} frames/s interleaved; (d) = {report['model']}")
@@ -736,7 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\n(pose2sim video not found under {cfg.bench.video_dir}: "
                   "run scripts/fetch_pose2sim.py to add it)")
         else:
-            vscores = score([res])
+            vscores = _label_model(score([res]), report["model"])
             title = (f"pose2sim demo video ({len(res.targets)} scored frames, 4 cameras, 60 frames/s "
                      f"interleaved); (d) = {report['model']}")
             print(f"\n### {title}\n")
