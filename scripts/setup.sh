@@ -76,6 +76,13 @@ for fetch in scripts/fetch_movenet.py scripts/fetch_pose2sim.py; do
   fi
 done
 
+step "TF.js reference for the MoveNet parity test (Node.js)"
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  bash scripts/install_tfjs_reference.sh
+else
+  echo "node/npm absent: the parity test will skip"
+fi
+
 step "done"
 python - <<'PY'
 import torch, rclpy, cv2
