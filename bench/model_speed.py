@@ -255,6 +255,11 @@ def main(argv=None) -> int:
     summary = summarise(rows)
     print(f"clock: {args.clock}, {args.threads} CPU thread(s), load average before "
           f"{' '.join(f'{x:.2f}' for x in load_before)}")
+    busy = load_before[0]
+    if busy > 0.75 * (os.cpu_count() or 1):
+        print(f"warning: load average {busy:.1f} on {os.cpu_count()} cores: other processes share the CPU "
+              f"and these timings are inflated (with more than one thread, OpenMP barriers waiting for "
+              f"a descheduled thread can make them many times slower; try --threads 1 --clock cpu)")
     print_table(rows, summary)
     if "cuda" not in devices:
         print("cuda: not measured (no CUDA device here)")

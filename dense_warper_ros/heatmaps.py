@@ -69,18 +69,22 @@ def soft_argmax(hm: torch.Tensor, window: int | None = None, temperature: float 
     x = hm.float() if hm.dtype in (torch.float16, torch.bfloat16) else hm
     flat = x.flatten(-2)                                         # (..., J, H*W)
     peak, arg = flat.max(dim=-1)                                 # (..., J)
-    ay = torch.div(arg, W, rounding_mode="floor").to(x.dtype)
-    ax = (arg % W).to(x.dtype)
-    ys = torch.arange(H, dtype=x.dtype, device=x.device)
-    xs = torch.arange(W, dtype=x.dtype, device=x.device)
-    in_y = (ys - ay[..., None]).abs() <= ry                      # (..., J, H)
-    in_x = (xs - ax[..., None]).abs() <= rx                      # (..., J, W)
-    inside = (in_y[..., :, None] & in_x[..., None, :]).flatten(-2)  # (..., J, H*W)
-    logits = (flat / temperature).masked_fill(~inside, float("-inf"))
-    p = torch.softmax(logits, dim=-1).view(x.shape)              # (..., J, H, W)
-    py, px = p.sum(-1), p.sum(-2)                                # (..., J, H), (..., J, W)
-    mx, my = (px * xs).sum(-1), (py * ys).sum(-1)                # (..., J)
-    var = ((px * (xs - mx[..., None]) ** 2).sum(-1) + (py * (ys - my[..., None]) ** 2).sum(-1)) / 2
+    ay = torch.div(arg, W, rounding_mode="floor")
+    ax = arg - ay * W
+    dy = torch.arange(-ry, ry + 1, device=x.device)
+    dx = torch.arange(-rx, rx + 1, device=x.device)
+    py = (ay[..., None] + dy)[..., :, None]                      # (..., J, wy, 1) window rows
+    px = (ax[..., None] + dx)[..., None, :]                      # (..., J, 1, wx) window columns
+    inside = ((py >= 0) & (py < H) & (px >= 0) & (px < W)).flatten(-2)   # (..., J, wy*wx)
+    idx = (py.clamp(0, H - 1) * W + px.clamp(0, W - 1)).flatten(-2)
+    logits = (flat.gather(-1, idx) / temperature).masked_fill(~inside, float("-inf"))
+    p = torch.softmax(logits, dim=-1).unflatten(-1, (2 * ry + 1, 2 * rx + 1))   # (..., J, wy, wx)
+    pyf, pxf = py.to(x.dtype), px.to(x.dtype)
+    prow, pcol = p.sum(-1, keepdim=True), p.sum(-2, keepdim=True)  # marginals (..., J, wy, 1), (.., 1, wx)
+    my = (prow * pyf).sum((-2, -1))                              # (..., J)
+    mx = (pcol * pxf).sum((-2, -1))
+    var = ((pcol * (pxf - mx[..., None, None]) ** 2).sum((-2, -1))
+           + (prow * (pyf - my[..., None, None]) ** 2).sum((-2, -1))) / 2
     uv = torch.stack([mx, my], dim=-1)
     spread = var.clamp_min(1e-12).sqrt()          # finite gradient for a one-hot window
     return uv, peak, peak > min_peak, spread

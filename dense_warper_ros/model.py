@@ -143,11 +143,11 @@ NAMED_CONFIGS: dict[str, ModelConfig] = {
     "paper": ModelConfig(),
     # Real time on 2 CPU cores (bench/model_speed.py measures it): MoveNet Lightning heatmaps
     # (192 -> 48), one time-conditioned warp shared by every view pair and timing, trunk (2 blocks of
-    # 32 channels) and epipolar exchange at 24 x 24, two offset heads (dilations 1 and 3 at 24 px,
+    # 24 channels) and epipolar exchange at 24 x 24, two offset heads (dilations 1 and 3 at 24 px,
     # i.e. 2 and 6 heatmap px) with one offset per joint channel shared by the 3x3 kernel's taps.
     "lite": ModelConfig(
         name="lite", num_views=None, input_size=192, heatmap_size=48, target_sigma=2.0,
-        backbone="movenet_lightning", time_conditioned=True, warp_channels=32, warp_blocks=2,
+        backbone="movenet_lightning", time_conditioned=True, warp_channels=24, warp_blocks=2,
         offset_dilations=(1, 3), kernel_dilations=(1, 1), offset_mode="per_channel",
         trunk_stride=2, exchange_stride=2,
         # 0.05 at 48 px over-sharpens (grid aliasing, up to 0.05-0.14 px bias); 0.1 keeps the

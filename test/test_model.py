@@ -37,6 +37,24 @@ def test_soft_argmax_recovers_rendered_keypoints(size, sigma, temperature, tol):
     assert (spread > 0).all() and (spread < 1.5).all()
 
 
+def test_soft_argmax_equals_brute_force_window_at_borders():
+    """The window is clipped at the heatmap border, not wrapped or padded: brute-force reference."""
+    g = torch.Generator().manual_seed(3)
+    hm = torch.rand(3, 20, 24, generator=g, dtype=torch.float64) * 0.2
+    hm[0, 0, 0], hm[1, 19, 10], hm[2, 7, 23] = 1.0, 0.9, 0.8       # peaks in a corner and on edges
+    uv, peak, _, spread = soft_argmax(hm, window=7, temperature=0.1)
+    for j in range(3):
+        y0, x0 = divmod(int(hm[j].argmax()), 24)
+        ys, xs = np.mgrid[max(0, y0 - 3):min(20, y0 + 4), max(0, x0 - 3):min(24, x0 + 4)]
+        w = np.exp(hm[j].numpy()[ys, xs] / 0.1)
+        w /= w.sum()
+        mx, my = (w * xs).sum(), (w * ys).sum()
+        sd = np.sqrt(((w * (xs - mx) ** 2).sum() + (w * (ys - my) ** 2).sum()) / 2)
+        np.testing.assert_allclose(uv[j].numpy(), [mx, my], atol=1e-12)
+        np.testing.assert_allclose(spread[j].item(), sd, atol=1e-12)
+        assert peak[j].item() == hm[j].max().item()
+
+
 def test_soft_argmax_validity_peak_and_spread():
     uv = torch.tensor([[20.0, 30.0], [40.0, 10.0], [5.0, 5.0]])
     hm = render_gaussians(uv, 64, 2.0)
