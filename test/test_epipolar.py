@@ -5,7 +5,8 @@ import torch
 
 from dense_warper_ros import cameras as C
 from dense_warper_ros.epipolar import (EpipolarSampler, epipolar_exchange, epipolar_lines,
-                                       gather_max, heatmap_fundamental, line_samples, pixel_grid)
+                                       gather_max, heatmap_fundamental, line_indices, line_samples,
+                                       pixel_grid)
 from dense_warper_ros.heatmaps import render_gaussians
 
 
@@ -198,3 +199,32 @@ def test_exchange_max_semantics_and_gradient():
 def test_gather_max_rejects_wrong_index():
     with pytest.raises(ValueError, match="100 pixels"):
         gather_max(torch.rand(2, 3, 8, 8), torch.zeros(100, 8, dtype=torch.long))
+
+
+def test_dominant_direction_equals_the_released_union_of_both_steppings():
+    """The released code samples w points stepping x AND h points stepping y; one direction gives
+    the same max (the other's nearest pixels are among its own), checked on random lines."""
+    rng = np.random.default_rng(5)
+    H = W = 20
+    hm = torch.rand(1, H, W, dtype=torch.float64)
+    centre = rng.uniform(0, W - 1, size=(300, 2))
+    angle = rng.uniform(0, np.pi, size=300)
+    n = np.stack([np.sin(angle), -np.cos(angle)], 1)             # line normals
+    lines = np.c_[n, -(n * centre).sum(1)]                         # through `centre`
+    idx = line_indices(torch.as_tensor(lines), (H, W))             # (300, L)
+    idx = torch.cat([idx, torch.full((H * W - 300, idx.shape[1]), H * W, dtype=idx.dtype)])  # pad rows
+    got = gather_max(hm, idx)[0].reshape(-1)[:300]
+    img = hm[0].numpy()
+    for i, (a, b, c) in enumerate(lines):
+        vals = [0.0]
+        if abs(b) > 1e-12:                                         # stepping x: y = -(a x + c) / b
+            for x in range(W):
+                y = round(-(a * x + c) / b)
+                if 0 <= y < H:
+                    vals.append(img[y, x])
+        if abs(a) > 1e-12:                                         # stepping y: x = -(b y + c) / a
+            for y in range(H):
+                x = round(-(b * y + c) / a)
+                if 0 <= x < W:
+                    vals.append(img[y, x])
+        assert got[i].item() == pytest.approx(max(vals)), i
