@@ -271,8 +271,9 @@ def fundamental_matrices(P_a: torch.Tensor, P_b: torch.Tensor) -> torch.Tensor:
     return F / F.flatten(-2).norm(dim=-1)[..., None, None]
 
 
-def undistort_points_torch(cameras: list[Camera], uv: torch.Tensor) -> torch.Tensor:
+def undistort_points_torch(cameras: list[Camera | None], uv: torch.Tensor) -> torch.Tensor:
     """(..., V, N, 2) observed pixels of V cameras -> pinhole pixels, with OpenCV (not differentiable).
+    A None camera (a missing view) and non-finite points pass through unchanged.
 
     The hook the model calls before DLT (`DenseWarper.pose_at(undistort=...)`); build it with
     `undistorter(cameras)`.
@@ -280,16 +281,21 @@ def undistort_points_torch(cameras: list[Camera], uv: torch.Tensor) -> torch.Ten
     if uv.shape[-3] != len(cameras):
         raise ValueError(f"uv has {uv.shape[-3]} views (shape {tuple(uv.shape)}), "
                          f"but {len(cameras)} cameras were given")
-    arr = uv.detach().cpu().double().numpy()
-    out = np.empty_like(arr)
+    out = uv.detach().cpu().double().numpy().copy()
     for v, cam in enumerate(cameras):
-        out[..., v, :, :] = cam.undistort_points(arr[..., v, :, :])
+        if cam is None or not cam.has_distortion:
+            continue
+        pts = out[..., v, :, :].reshape(-1, 2)
+        ok = np.isfinite(pts).all(axis=1)
+        if ok.any():
+            pts[ok] = cam.undistort_points(pts[ok])
+        out[..., v, :, :] = pts.reshape(out[..., v, :, :].shape)
     return torch.as_tensor(out, dtype=uv.dtype, device=uv.device)
 
 
-def undistorter(cameras: list[Camera]):
+def undistorter(cameras: list[Camera | None]):
     """A callable uv (..., V, N, 2) -> undistorted uv for a fixed rig, or None if no lens distorts."""
-    if not any(c.has_distortion for c in cameras):
+    if not any(c is not None and c.has_distortion for c in cameras):
         return None
     cams = list(cameras)
     return lambda uv: undistort_points_torch(cams, uv)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dense_warper_ros.buffer import BufferConfig, Frame, InterleavedBuffer, Window
-from dense_warper_ros.cameras import Camera
+from dense_warper_ros.cameras import Camera, undistorter
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
@@ -134,7 +134,7 @@ class PosePipeline:
             times[0, v] = (f.stamp_ns - w.target_ns) * 1e-9
             valid[0, v] = True
             cams.append(f.data.camera)
-        undistort = _undistorter(cams) if any(c is not None and c.has_distortion for c in cams) else None
+        undistort = undistorter(cams)
         out = self.model.pose_at(hm, P.to(self.device), A.to(self.device), times.to(self.device),
                                  valid.to(self.device), torch.zeros(1, dtype=torch.float64, device=self.device),
                                  undistort=undistort)
@@ -156,22 +156,6 @@ class PosePipeline:
         self.lost = False
         self._last = result
         return result
-
-
-def _undistorter(cams: list[Camera | None]):
-    """(1, V, J, 2) observed pixels -> pinhole pixels, per view with OpenCV (the fusion is pinhole)."""
-    def undistort(uv: torch.Tensor) -> torch.Tensor:
-        out = uv.clone()
-        for v, cam in enumerate(cams):
-            if cam is not None and cam.has_distortion:
-                pts = uv[0, v].detach().double().cpu().numpy()
-                ok = np.isfinite(pts).all(axis=1)
-                fixed = pts.copy()
-                if ok.any():
-                    fixed[ok] = cam.undistort_points(pts[ok])
-                out[0, v] = torch.from_numpy(fixed).to(uv)
-        return out
-    return undistort
 
 
 def resolve_device(device: str) -> str:

@@ -112,3 +112,16 @@ def spin_until(node, predicate, timeout: float) -> bool:
             return True
         rclpy.spin_once(node, timeout_sec=0.05)
     return predicate()
+
+
+def replay_recording(rec, pipeline) -> list:
+    """A Recording's messages (tf_static, camera_info + image_raw per frame) through the node's
+    per-frame path offline, without ROS transport -> the poses."""
+    from dense_warper_ros.replay import OfflineReplay
+    from dense_warper_ros.ros import recording_msgs as rm
+    rep = OfflineReplay(pipeline=pipeline, cameras=rec.names)
+    rep.feed("/tf_static", rm.tf_static(rec, rec.frames[0][1]))
+    for c, stamp, rgb in rec.frames:
+        rep.feed(f"/{rec.names[c]}/camera_info", rm.camera_info(rec, c, stamp))
+        rep.feed(f"/{rec.names[c]}/image_raw", rm.image(rec, c, stamp, rgb, compressed=False))
+    return rep.finish().poses

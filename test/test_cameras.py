@@ -6,14 +6,7 @@ import torch
 from dense_warper_ros import cameras as C
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: thread start-up and barrier waits dominate, and on a busy 2-core machine an
-    OpenMP barrier waiting for a descheduled thread makes each op ~20x slower. One thread here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from torch_threads import one_torch_thread  # noqa: E402,F401  (autouse fixture)
 
 
 def _rng():

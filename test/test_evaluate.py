@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy missing: run `make setup`")
 
 from dense_warper_ros.eval import metrics  # noqa: E402
+from ros_helpers import replay_recording  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,7 @@ def recording():
 
 def test_replay_of_a_synthetic_bag_matches_the_direct_figure(recording, tmp_path):
     from dense_warper_ros.pipeline import build_pipeline
-    from dense_warper_ros.replay import OfflineReplay, match_ground_truth
-    from dense_warper_ros.ros import recording_msgs as rm
+    from dense_warper_ros.replay import match_ground_truth
     from dense_warper_ros.ros.bags import read_messages, topics_of
     from dense_warper_ros.ros.evaluate import main as evaluate
     from dense_warper_ros.ros.record import write_bag
@@ -36,12 +36,7 @@ def test_replay_of_a_synthetic_bag_matches_the_direct_figure(recording, tmp_path
 
     # the same frames without a bag, scored with the benchmark's metric
     pipe = build_pipeline(num_cameras=4, timing="windowed", offline=True, device="cpu")
-    rep = OfflineReplay(pipeline=pipe, cameras=rec.names)
-    rep.feed("/tf_static", rm.tf_static(rec))
-    for c, stamp, rgb in rec.frames:
-        rep.feed(f"/{rec.names[c]}/camera_info", rm.camera_info(rec, c, stamp))
-        rep.feed(f"/{rec.names[c]}/image_raw", rm.image(rec, c, stamp, rgb, compressed=False))
-    _, pred, gt = match_ground_truth(rep.finish().poses, dict(rec.ground_truth))
+    _, pred, gt = match_ground_truth(replay_recording(rec, pipe), dict(rec.ground_truth))
     direct = metrics.mpjpe_root_aligned(pred, gt) * 1000
     assert report["accuracy"]["matched"] == len(rec.frames)
     assert report["accuracy"]["mpjpe_root_mm"] == pytest.approx(direct, abs=1e-9)

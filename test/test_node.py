@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from dense_warper_ros.msg import Skeleton3DArray  # noqa: E402
-from ros_helpers import NodeProcess, RigPublisher, spin_until  # noqa: E402
+from ros_helpers import NodeProcess, RigPublisher, replay_recording, spin_until  # noqa: E402
 
 pose2sim = pytest.importorskip("dense_warper_ros.data.pose2sim")
 NUM_FRAMES = 12
@@ -48,16 +48,9 @@ def node_params(rec, **kw) -> dict:
 def offline_reference(rec, params) -> list:
     """The same frames through the node's per-frame path, without ROS transport."""
     from dense_warper_ros.pipeline import build_pipeline
-    from dense_warper_ros.replay import OfflineReplay
-    from dense_warper_ros.ros import recording_msgs as rm
     pipe = build_pipeline(num_cameras=len(rec.names), timing=params["timing"], offline=True,
                           device="cpu", max_view_age_s=params["max_view_age"])
-    rep = OfflineReplay(pipeline=pipe, cameras=rec.names)
-    rep.feed("/tf_static", rm.tf_static(rec, rec.frames[0][1]))
-    for c, stamp, rgb in rec.frames:
-        rep.feed(f"/{rec.names[c]}/camera_info", rm.camera_info(rec, c, stamp))
-        rep.feed(f"/{rec.names[c]}/image_raw", rm.image(rec, c, stamp, rgb, compressed=False))
-    return rep.finish().poses
+    return replay_recording(rec, pipe)
 
 
 def test_node_offline_one_skeleton_per_frame_equal_to_offline_replay(recording, ros_node):

@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from dense_warper_ros.cameras import undistorter
 from dense_warper_ros.data import motion
 from dense_warper_ros.data.evidence import (EvidenceBank, HeatmapConfig, NoiseConfig, decode_heatmaps,
                                             heatmap_from_dict, noise_from_dict, synthetic_bank)
@@ -163,29 +164,12 @@ def load_warper(weights: Path | None, config_name: str) -> WarperHandle | None:
     return WarperHandle(net, status, net.heatmap_size)
 
 
-def _undistorter(cameras: Sequence) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """(B, V, J, 2) observed pixels -> pinhole pixels, per view (None when no camera distorts)."""
-    if not any(c.has_distortion for c in cameras):
-        return None
-
-    def undistort(uv: torch.Tensor) -> torch.Tensor:
-        out = uv.detach().double().cpu().numpy().copy()
-        for v, cam in enumerate(cameras):
-            pts = out[:, v].reshape(-1, 2)
-            ok = np.isfinite(pts).all(1)
-            if cam.has_distortion and ok.any():
-                pts[ok] = cam.undistort_points(pts[ok])
-            out[:, v] = pts.reshape(out[:, v].shape)
-        return torch.as_tensor(out, dtype=uv.dtype, device=uv.device)
-    return undistort
-
-
 @torch.no_grad()
 def densewarper(handle: WarperHandle, bank: EvidenceBank, sel: np.ndarray, targets: np.ndarray,
                 batch_size: int) -> np.ndarray:
     """(d): pose at each target (T,) from the selected frames (T, V) -> (T, J, 3)."""
     T, V = sel.shape
-    undistort = _undistorter(bank.cameras)
+    undistort = undistorter(list(bank.cameras))
     out = np.full((T, NUM_JOINTS, 3), np.nan)
     P = torch.as_tensor(bank.P, dtype=torch.float32)
     t_ref = float(targets.min()) if T else 0.0          # times relative to the sequence: float32-safe

@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from dense_warper_ros.eval import metrics, pictures
@@ -82,7 +83,6 @@ def replay(bag: Path, cams: list[str], args, *, weights: str, keep_images: bool)
 
 
 def cv2_resize(rgb: np.ndarray, scale: float) -> np.ndarray:
-    import cv2
     return cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
 
 
