@@ -88,3 +88,35 @@ def soft_argmax(hm: torch.Tensor, window: int | None = None, temperature: float 
     uv = torch.stack([mx, my], dim=-1)
     spread = var.clamp_min(1e-12).sqrt()          # finite gradient for a one-hot window
     return uv, peak, peak > min_peak, spread
+
+
+def compose_affines(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """(..., 2, 3) affines -> A after B, (..., 2, 3): x -> A (B x)."""
+    L = A[..., :2, :2] @ B[..., :2, :2]                          # (..., 2, 2)
+    t = (A[..., :2, :2] @ B[..., :2, 2:3])[..., 0] + A[..., :2, 2]   # (..., 2)
+    return torch.cat([L, t[..., None]], dim=-1)
+
+
+def resample_to_crop(hm: torch.Tensor, src_affines: torch.Tensor, dst_affines: torch.Tensor,
+                     size: int | None = None) -> torch.Tensor:
+    """A heatmap rendered in one crop, seen through another crop of the same camera.
+
+    Why: a view's earlier frame was cropped around the root of that instant, so its heatmap pixels
+    do not line up with the current frame's; before the warp compares the two, the earlier heatmap
+    is moved into the current crop. hm (N, J, h, w) in the crops src_affines (N, 2, 3) (image ->
+    src heatmap px) -> (N, J, size, size) in the crops dst_affines (N, 2, 3). Bilinear, zeros
+    outside; pixel centres at integer coordinates (module doc), so a peak at image point u moves
+    from src_affines(u) to dst_affines(u).
+    """
+    from .cameras import invert_affines
+    N, J, h, w = hm.shape
+    size = size or h
+    M = compose_affines(src_affines.to(hm.dtype), invert_affines(dst_affines.to(hm.dtype)))   # dst -> src
+    r = torch.arange(size, dtype=hm.dtype, device=hm.device)
+    gy, gx = torch.meshgrid(r, r, indexing="ij")                 # (size, size) dst pixel centres
+    pts = torch.stack([gx, gy], -1).reshape(1, -1, 2)            # (1, size*size, 2) (x, y)
+    q = pts @ M[:, :, :2].transpose(-1, -2) + M[:, None, :, 2]   # (N, size*size, 2) src px
+    grid = torch.stack([q[..., 0] * (2.0 / (w - 1)) - 1.0, q[..., 1] * (2.0 / (h - 1)) - 1.0], -1)
+    out = torch.nn.functional.grid_sample(hm, grid.view(N, size, size, 2), mode="bilinear",
+                                          padding_mode="zeros", align_corners=True)
+    return out                                                   # (N, J, size, size)

@@ -54,7 +54,7 @@ from torch import nn
 
 from .cameras import affine_scales, apply_affines, invert_affines
 from .epipolar import EpipolarSampler, epipolar_exchange, gather_max
-from .heatmaps import soft_argmax
+from .heatmaps import compose_affines, resample_to_crop, soft_argmax
 from .triangulation import triangulate_with_uncertainty
 from .warp import BACKENDS, OFFSET_MODES, TemporalWarp
 
@@ -89,6 +89,10 @@ class ModelConfig:
     min_peak: float = 0.01               # a joint whose heatmap peak is <= this is dropped
     min_sigma_px: float = 0.5            # floor on the 2D std used for covariance, heatmap px
     deform_backend: str = "auto"         # auto (torchvision if it imports), grid_sample, torchvision
+    # Temporal-context extension (issue 6; not in the paper; 0 / False = the faithful method):
+    temporal_context: int = 0            # K earlier frames per view the warp reads (`PreviousFrames`)
+    velocity_prior: bool = False         # offsets start at the constant-velocity guess from frame k=0
+    view_confidence: bool = False        # the warp also gives a per-joint DLT log-weight
 
     def __post_init__(self) -> None:
         positive = ("num_joints", "input_size", "heatmap_size", "warp_channels", "warp_blocks")
@@ -113,6 +117,10 @@ class ModelConfig:
         if self.time_scale_s <= 0 or self.time_tolerance_s < 0:
             raise ValueError(f"time_scale_s must be > 0 and time_tolerance_s >= 0, got "
                              f"{self.time_scale_s}, {self.time_tolerance_s}")
+        if self.temporal_context < 0:
+            raise ValueError(f"temporal_context must be >= 0, got {self.temporal_context}")
+        if self.velocity_prior and self.temporal_context == 0:
+            raise ValueError("velocity_prior needs temporal_context >= 1 (an earlier frame per view)")
         if self.kernel_dilations is not None and len(self.kernel_dilations) != len(self.offset_dilations):
             raise ValueError(f"kernel_dilations {self.kernel_dilations} must match offset_dilations "
                              f"{self.offset_dilations} in length")
@@ -155,6 +163,21 @@ NAMED_CONFIGS: dict[str, ModelConfig] = {
         # decoder's bias under 0.01 px for sigma-2 peaks
         softargmax_temperature=0.1),
 }
+# The temporal-context extension of `lite` (issue 6): the same warp, which also reads each view's
+# previous frame (resampled into the current crop, as a difference map plus its time offset),
+# starts its offsets at that view's constant-velocity motion, and weights its view in the DLT.
+NAMED_CONFIGS["lite_tc"] = replace(NAMED_CONFIGS["lite"], name="lite_tc", temporal_context=1,
+                                   velocity_prior=True, view_confidence=True)
+
+
+class PreviousFrames(NamedTuple):
+    """Each view's K earlier frames (temporal-context configs). k = 0 is the frame just before the
+    current one of that view, k = 1 the one before, ... Times in the same time base as `times`."""
+
+    heatmaps: torch.Tensor            # (B, V, K, J, h, w)
+    affines: torch.Tensor             # (B, V, K, 2, 3) image -> heatmap px of each earlier frame
+    times: torch.Tensor               # (B, V, K) float64 capture times, s
+    valid: torch.Tensor               # (B, V, K) bool (missing frames False)
 
 
 class PoseOutput(NamedTuple):
@@ -219,6 +242,11 @@ class DenseWarper(nn.Module):
         kw = dict(num_joints=c.num_joints, channels=c.warp_channels, num_blocks=c.warp_blocks,
                   offset_dilations=c.offset_dilations, kernel_dilations=c.kernel_dilations,
                   offset_mode=c.offset_mode, trunk_stride=c.trunk_stride, backend=c.deform_backend)
+        if c.temporal_context:
+            kw.update(context_inputs=c.temporal_context * (c.num_joints + 1),
+                      velocity_prior=c.velocity_prior, confidence=c.view_confidence)
+        elif c.view_confidence:
+            kw.update(confidence=True)
         if c.time_conditioned:
             self.warps = nn.ModuleDict({"shared": TemporalWarp(time_inputs=2, **kw)})
         else:
@@ -257,7 +285,9 @@ class DenseWarper(nn.Module):
         lo, hi = self.views_supported
         return {"config": self.config.to_dict(), "min_views": lo, "max_views": hi,
                 "heatmap_size": self.heatmap_size, "input_size": self.input_size,
-                "time_conditioned": self.time_conditioned, "frames_per_view": 1,
+                "time_conditioned": self.time_conditioned,
+                "frames_per_view": 1 + self.config.temporal_context,
+                "temporal_context": self.config.temporal_context,
                 "warp_parameters": sum(p.numel() for p in self.warps.parameters()),
                 "has_backbone": self.backbone is not None}
 
@@ -370,23 +400,82 @@ class DenseWarper(nn.Module):
                               mode="bilinear", align_corners=False)
         return E
 
-    def _warp(self, hm: torch.Tensor, E: torch.Tensor, plan: FusionPlan) -> torch.Tensor:
-        """Step 2b: S = fill E + (1 - fill) H_c, Y_c = Warp(H_c, S - H_c [, dt]) -> (N, J, h, w)."""
+    def _warp(self, hm: torch.Tensor, E: torch.Tensor, plan: FusionPlan, affines: torch.Tensor | None = None,
+              previous: PreviousFrames | None = None, *, with_confidence: bool = False):
+        """Step 2b: S = fill E + (1 - fill) H_c, Y_c = Warp(H_c, S - H_c [, dt] [, context]) ->
+        (N, J, h, w); with_confidence: (Y, DLT log-weights (N, J) or None).
+        Temporal-context configs also read `previous` (None: no history) and need `affines`."""
         c = self.config
         bi, ci, gi = plan.bi, plan.ci, plan.gi
         x = hm[bi, ci]                                           # (N, J, h, w)
         d = c.fill_weight * (E.to(x.dtype) - x)                  # S - H_cur
+        kw = {}
+        if c.temporal_context:
+            if affines is None:
+                raise ValueError("a temporal-context model's _warp needs the crop affines")
+            kw["context"], kw["prior"] = self._temporal_context(x, affines[bi, ci], plan, previous)
         if self.time_conditioned:
             t, t0 = plan.times, plan.target
             dt = torch.stack([t0[bi] - t[bi, ci], t[bi, gi] - t[bi, ci]], -1)     # (N, 2) seconds
-            return self.warps["shared"](x, d, (dt / c.time_scale_s).to(x.dtype))
+            y, logw = self.warps["shared"](x, d, (dt / c.time_scale_s).to(x.dtype), return_confidence=True, **kw)
+            return (y, logw) if with_confidence else y
         V = hm.shape[1]
         out = torch.empty_like(x)
+        logw = torch.zeros(x.shape[:2], dtype=x.dtype, device=x.device) if c.view_confidence else None
         keys = ci * V + gi
         for key in keys.unique().tolist():
             sel = (keys == key).nonzero(as_tuple=True)[0]
-            out = out.index_put((sel,), self.warps[f"{key // V}_{key % V}"](x[sel], d[sel]))
-        return out
+            y, lw = self.warps[f"{key // V}_{key % V}"](
+                x[sel], d[sel], return_confidence=True, **{k: v[sel] for k, v in kw.items()})
+            out = out.index_put((sel,), y)
+            if lw is not None:
+                logw = logw.index_put((sel,), lw)
+        return (out, logw) if with_confidence else out
+
+    def _temporal_context(self, x: torch.Tensor, A_cur: torch.Tensor, plan: FusionPlan,
+                          previous: PreviousFrames | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the warp of each of the plan's N pairs reads about its view's earlier frames.
+
+        x (N, J, h, w) current heatmaps, A_cur (N, 2, 3) their crops. Returns context
+        (N, K*(J+1), h, w): per earlier frame k, its heatmap resampled into the current crop minus x,
+        then a plane (t_cur - t_k) / time_scale_s (all zero for a missing frame); and the
+        constant-velocity displacement (N, J, 2) heatmap px from frame k=0 to the target time
+        (zero where a joint is undetected in either frame, or None without a velocity prior).
+        """
+        c = self.config
+        K = c.temporal_context
+        N, J, h, w = x.shape
+        bi, ci = plan.bi, plan.ci
+        if previous is None or N == 0:
+            ctx = torch.zeros(N, K * (J + 1), h, w, dtype=x.dtype, device=x.device)
+            prior = torch.zeros(N, J, 2, dtype=x.dtype, device=x.device) if c.velocity_prior else None
+            return ctx, prior
+        hp = previous.heatmaps[bi, ci].to(x.dtype)              # (N, K, J, h, w)
+        Ap = previous.affines[bi, ci].to(x.dtype)               # (N, K, 2, 3)
+        t_cur = plan.times[bi, ci]                              # (N,) float64
+        gap = t_cur[:, None] - previous.times[bi, ci].to(t_cur)  # (N, K) s, > 0 for earlier frames
+        ok = previous.valid[bi, ci].bool() & torch.isfinite(gap) & (gap > 1e-4)
+        R = resample_to_crop(hp.flatten(0, 1), Ap.flatten(0, 1),
+                             A_cur.to(x.dtype).repeat_interleave(K, 0)).view(N, K, J, h, w)
+        okf = ok.to(x.dtype)[:, :, None, None, None]
+        diff = (R - x[:, None]) * okf                           # (N, K, J, h, w)
+        tplane = (torch.where(ok, gap, torch.zeros_like(gap)) / c.time_scale_s).to(x.dtype)
+        tplane = tplane[:, :, None, None, None].expand(N, K, 1, h, w)
+        ctx = torch.cat([diff, tplane], dim=2).reshape(N, K * (J + 1), h, w)
+        if not c.velocity_prior:
+            return ctx, None
+        dec = dict(window=c.softargmax_window, temperature=c.softargmax_temperature, min_peak=c.min_peak)
+        with torch.no_grad():
+            u_c, _, ok_c, _ = soft_argmax(x.detach(), **dec)                      # (N, J, 2)
+            u_p, _, ok_p, _ = soft_argmax(hp[:, 0].detach(), **dec)               # prev crop px
+            u_p = apply_affines(compose_affines(A_cur.to(u_p.dtype), invert_affines(Ap[:, 0].to(u_p.dtype))), u_p)
+            g0 = torch.where(ok[:, 0], gap[:, 0], torch.ones_like(gap[:, 0]))
+            ahead = (plan.target[bi] - t_cur) / g0                                # (N,) float64
+            disp = (u_c - u_p) * ahead.to(u_c.dtype)[:, None, None]                # (N, J, 2)
+            use = ok_c & ok_p & ok[:, :1]
+            lim = 0.25 * h
+            disp = torch.where(use[..., None], disp.clamp(-lim, lim), torch.zeros_like(disp))
+        return ctx, disp.to(x.dtype)
 
     def _assemble(self, hm: torch.Tensor, warped: torch.Tensor | None, plan: FusionPlan) -> torch.Tensor:
         """Every view at the target: pass-through, warped, or zeros (missing) -> (B, V, J, h, w)."""
@@ -397,8 +486,9 @@ class DenseWarper(nn.Module):
         return Y
 
     def _triangulate(self, Y: torch.Tensor, P: torch.Tensor, A: torch.Tensor, plan: FusionPlan,
-                     undistort) -> tuple[PoseOutput, torch.Tensor]:
+                     undistort, view_logw: torch.Tensor | None = None) -> tuple[PoseOutput, torch.Tensor]:
         """Step 3: soft-argmax, heatmap -> image px, undistort, weighted DLT with covariance.
+        view_logw (B, V, J): log-multipliers of the DLT weights (the warp's confidence), or None.
         Returns the pose and the soft-argmax coordinates (B, V, J, 2) in heatmap px."""
         c = self.config
         uv_h, peak, ok, spread = soft_argmax(Y, c.softargmax_window, c.softargmax_temperature, c.min_peak)
@@ -407,6 +497,8 @@ class DenseWarper(nn.Module):
             uv = undistort(uv)
         used = ok & (plan.passthrough | plan.warp)[..., None]    # (B, V, J)
         weights = torch.where(used, peak, torch.zeros_like(peak))
+        if view_logw is not None:
+            weights = weights * view_logw.to(weights.dtype).exp()
         sigma = spread.clamp_min(c.min_sigma_px) / affine_scales(A.to(spread.dtype))[..., None]
         tri = triangulate_with_uncertainty(P, uv, weights, sigma)
         n = tri.num_views
@@ -415,19 +507,50 @@ class DenseWarper(nn.Module):
         return PoseOutput(tri.points, conf, tri.covariance, n, Y, uv, peak, tri.reprojection_error), uv_h
 
     def _fuse(self, hm, P, A, times, valid, target, anchor, undistort,
-              rig) -> tuple[PoseOutput, torch.Tensor]:
+              rig, previous: PreviousFrames | None = None) -> tuple[PoseOutput, torch.Tensor]:
         """All stages at one target per batch item. hm (B, V, J, h, w), target (B,) seconds,
         anchor (B,) view index (pairwise) or None (time-conditioned)."""
         plan = self._plan(times, valid.to(hm.device).bool(), target, anchor)
-        warped = None
+        warped, view_logw = None, None
         if plan.bi.numel():
-            warped = self._warp(hm, self._exchange(hm, P, A, plan, rig), plan)
-        return self._triangulate(self._assemble(hm, warped, plan), P, A, plan, undistort)
+            warped, logw = self._warp(hm, self._exchange(hm, P, A, plan, rig), plan, A, previous,
+                                      with_confidence=True)
+            if logw is not None:
+                view_logw = torch.zeros(hm.shape[:3], dtype=logw.dtype, device=hm.device)
+                view_logw = view_logw.index_put((plan.bi, plan.ci), logw)
+        return self._triangulate(self._assemble(hm, warped, plan), P, A, plan, undistort, view_logw)
+
+    def _check_previous(self, previous: PreviousFrames | None, B: int, V: int) -> PreviousFrames | None:
+        """None for models without temporal context (they ignore it); else K = temporal_context
+        earlier frames per view (more are cut, fewer padded as missing)."""
+        K = self.config.temporal_context
+        if not K or previous is None:
+            return None
+        hm, A, t, ok = previous
+        h = self.heatmap_size
+        k = hm.shape[2] if hm.dim() == 6 else -1
+        want = {"heatmaps": (hm, (B, V, k, self.num_joints, h, h)), "affines": (A, (B, V, k, 2, 3)),
+                "times": (t, (B, V, k)), "valid": (ok, (B, V, k))}
+        for name, (x, shape) in want.items():
+            if k < 0 or tuple(x.shape) != shape:
+                raise ValueError(f"previous.{name} must be (B, V, K, ...) = {shape if k >= 0 else (B, V, 'K')}, "
+                                 f"got {tuple(x.shape)}")
+        t = t.to(torch.float64)
+        ok = ok.bool()
+        if k > K:
+            hm, A, t, ok = hm[:, :, :K], A[:, :, :K], t[:, :, :K], ok[:, :, :K]
+        elif k < K:
+            pad = K - k
+            hm = torch.cat([hm, hm.new_zeros(B, V, pad, *hm.shape[3:])], 2)
+            A = torch.cat([A, A.new_zeros(B, V, pad, 2, 3) + torch.eye(2, 3, dtype=A.dtype, device=A.device)], 2)
+            t = torch.cat([t, t.new_zeros(B, V, pad)], 2)
+            ok = torch.cat([ok, ok.new_zeros(B, V, pad)], 2)
+        return PreviousFrames(hm, A, t, ok)
 
     def pose_at(self, heatmaps: torch.Tensor, P: torch.Tensor, affines: torch.Tensor,
                 times: torch.Tensor, valid: torch.Tensor, target_time: torch.Tensor, *,
                 undistort: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                rig: StaticRig | None = None) -> PoseOutput:
+                rig: StaticRig | None = None, previous: PreviousFrames | None = None) -> PoseOutput:
         """The pose at `target_time` from one frame per view (streaming).
 
         heatmaps (B, V, J, h, w); P (B, V, 3, 4) pinhole image projections; affines (B, V, 2, 3)
@@ -436,6 +559,8 @@ class DenseWarper(nn.Module):
         `time_tolerance_s`): it is the anchor. `undistort`: a callable mapping observed image px
         (..., V, J, 2) to pinhole px (`cameras.undistorter(cameras)`), or None for pinhole cameras.
         `rig`: indices from `precompute_rig` (static rig, fixed crops).
+        `previous`: each view's earlier frames (`PreviousFrames`, K = config.temporal_context) for
+        temporal-context configs; None = no history. Configs without temporal context ignore it.
         """
         self._check_inputs(heatmaps, P, affines, times, valid)
         B = heatmaps.shape[0]
@@ -455,13 +580,15 @@ class DenseWarper(nn.Module):
                 raise ValueError(f"pairwise config {self.config.name!r}: target_time "
                                  f"{target_time[b].item():.6f} s matches no valid view's capture time "
                                  f"{times[b].tolist()} (batch item {b}); use a time-conditioned config")
-        out, _ = self._fuse(heatmaps, P, affines, times, valid, target_time, anchor, undistort, rig)
+        previous = self._check_previous(previous, B, heatmaps.shape[1])
+        out, _ = self._fuse(heatmaps, P, affines, times, valid, target_time, anchor, undistort, rig,
+                            previous)
         return out
 
     def forward_window(self, heatmaps: torch.Tensor, P: torch.Tensor, affines: torch.Tensor,
                        times: torch.Tensor, valid: torch.Tensor, *,
                        undistort: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                       rig: StaticRig | None = None) -> WindowOutput:
+                       rig: StaticRig | None = None, previous: PreviousFrames | None = None) -> WindowOutput:
         """Every view brought to every view's capture time: V poses per window (training, batch).
 
         Same inputs as `pose_at`; slot i is view i's capture time times[:, i]. A slot whose view is
@@ -472,6 +599,7 @@ class DenseWarper(nn.Module):
         if rig is not None:
             self._check_rig(rig, P, affines)
         B, V = heatmaps.shape[:2]
+        previous = self._check_previous(previous, B, V)
 
         def per_slot(t: torch.Tensor) -> torch.Tensor:          # (B, ...) -> (B*V, ...), slot-major inside b
             return t[:, None].expand(B, V, *t.shape[1:]).reshape(B * V, *t.shape[1:])
@@ -479,7 +607,8 @@ class DenseWarper(nn.Module):
         target = times.to(torch.float64).reshape(B * V)
         anchor = None if self.time_conditioned else torch.arange(V, device=heatmaps.device).repeat(B)
         out, uv_h = self._fuse(per_slot(heatmaps), per_slot(P), per_slot(affines), per_slot(times),
-                               per_slot(valid), target, anchor, undistort, rig)
+                               per_slot(valid), target, anchor, undistort, rig,
+                               None if previous is None else PreviousFrames(*map(per_slot, previous)))
 
         def slots_last(t: torch.Tensor) -> torch.Tensor:        # (B*V_i, V_c, ...) -> (B, V_c, V_i, ...)
             return t.view(B, V, *t.shape[1:]).transpose(1, 2)

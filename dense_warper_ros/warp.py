@@ -186,12 +186,25 @@ class BasicBlock(nn.Module):
 
 class TemporalWarp(nn.Module):
     """One warp: x (N, J, H, W) own heatmap, d (N, J, H, W) difference map, dt (N, time_inputs)
-    normalised signed time offsets or None -> (N, J, H, W) x moved in time. See module doc."""
+    normalised signed time offsets or None -> (N, J, H, W) x moved in time. See module doc.
+
+    Temporal-context extension (all off by default, so the faithful warp is unchanged):
+      - `context_inputs` extra trunk channels (the model feeds the same view's earlier heatmaps,
+        resampled into the current crop, as differences to x, plus their time-offset planes);
+      - `velocity_prior`: forward's `prior` (N, J, 2) is a displacement (dx, dy) in heatmap px per
+        joint (the model's constant-velocity guess); the offsets start at -gain_j * prior (gain 1)
+        and the heads learn the residual, so training starts from constant-velocity motion
+        instead of from standing still;
+      - `confidence`: a 1x1 head, spatially averaged, gives a per-joint log-weight (zero start) that
+        the model multiplies into the DLT weight of the warped view (a stale view can be trusted
+        less than the fresh one; only the 3D loss trains it).
+    """
 
     def __init__(self, *, num_joints: int, channels: int, num_blocks: int,
                  offset_dilations: tuple[int, ...], kernel_dilations: tuple[int, ...] | None = None,
                  offset_mode: str = "per_tap", trunk_stride: int = 1, time_inputs: int = 0,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", context_inputs: int = 0, velocity_prior: bool = False,
+                 confidence: bool = False) -> None:
         super().__init__()
         kernel_dilations = tuple(kernel_dilations or offset_dilations)
         if len(kernel_dilations) != len(offset_dilations) or not offset_dilations:
@@ -206,9 +219,10 @@ class TemporalWarp(nn.Module):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}, expected one of {BACKENDS}")
         self.num_joints, self.time_inputs = num_joints, time_inputs
+        self.context_inputs = context_inputs
         self.offset_mode, self.backend = offset_mode, backend
         self.kernel_dilations = kernel_dilations
-        blocks = [BasicBlock(num_joints + time_inputs, channels, trunk_stride)]
+        blocks = [BasicBlock(num_joints + time_inputs + context_inputs, channels, trunk_stride)]
         blocks += [BasicBlock(channels, channels) for _ in range(num_blocks - 1)]
         self.trunk = nn.Sequential(*blocks)
         taps = 9 if offset_mode == "per_tap" else 1
@@ -217,6 +231,8 @@ class TemporalWarp(nn.Module):
             for dil in offset_dilations)
         self.kernels = nn.ParameterList(
             nn.Parameter(torch.zeros(num_joints, 1, 3, 3)) for _ in offset_dilations)
+        self.prior_gain = nn.Parameter(torch.ones(num_joints)) if velocity_prior else None
+        self.confidence_head = nn.Conv2d(channels, num_joints, 1) if confidence else None
         self.reset_to_identity()
 
     @torch.no_grad()
@@ -228,20 +244,55 @@ class TemporalWarp(nn.Module):
         for k in self.kernels:
             k.zero_()
             k[:, 0, 1, 1] = 1.0
+        if self.prior_gain is not None:
+            self.prior_gain.fill_(1.0)
+        if self.confidence_head is not None:
+            self.confidence_head.weight.zero_()
+            self.confidence_head.bias.zero_()
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor, dt: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, d: torch.Tensor, dt: torch.Tensor | None = None, *,
+                context: torch.Tensor | None = None, prior: torch.Tensor | None = None,
+                return_confidence: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """-> Y (N, J, H, W), or (Y, log-weight (N, J) or None) with return_confidence.
+        context (N, context_inputs, H, W); prior (N, J, 2) displacement (dx, dy) in px or None."""
         N, J, H, W = x.shape
         if d.shape != x.shape:
             raise ValueError(f"difference map {tuple(d.shape)} must match heatmaps {tuple(x.shape)}")
-        inp = d
+        inp = [d]
         if self.time_inputs:
             if dt is None or dt.shape != (N, self.time_inputs):
                 raise ValueError(f"this warp is time-conditioned: dt must be ({N}, {self.time_inputs}), "
                                  f"got {None if dt is None else tuple(dt.shape)}")
-            planes = dt.to(d.dtype)[:, :, None, None].expand(N, self.time_inputs, H, W)
-            inp = torch.cat([d, planes], dim=1)                  # (N, J + time_inputs, H, W)
-        feat = self.trunk(inp)                                   # (N, C, H/s, W/s)
+            inp.append(dt.to(d.dtype)[:, :, None, None].expand(N, self.time_inputs, H, W))
+        if self.context_inputs:
+            if context is None or context.shape != (N, self.context_inputs, H, W):
+                raise ValueError(f"this warp takes temporal context ({N}, {self.context_inputs}, {H}, {W}), "
+                                 f"got {None if context is None else tuple(context.shape)}")
+            inp.append(context.to(d.dtype))
+        feat = self.trunk(torch.cat(inp, dim=1) if len(inp) > 1 else d)   # (N, C, H/s, W/s)
         offs = [head(feat) for head in self.heads]               # K x (N, 2*taps*J, H/s, W/s)
+        if self.prior_gain is not None and prior is not None:
+            offs = [o + self._prior_offsets(prior.to(o.dtype))[:, :, None, None] for o in offs]
+        out = self._deform(x, offs)
+        if not return_confidence:
+            return out
+        logw = None
+        if self.confidence_head is not None:
+            logw = self.confidence_head(feat).mean(dim=(-2, -1)).clamp(-4.0, 2.0)   # (N, J)
+        return out, logw
+
+    def _prior_offsets(self, prior: torch.Tensor) -> torch.Tensor:
+        """Displacement (N, J, 2) as (dx, dy) -> offset channels (N, 2*taps*J) in the heads' layout.
+        Content moved by +delta means sampling at p - delta: offsets (dy, dx) = -gain * (dy, dx)."""
+        N, J, _ = prior.shape
+        off = -(self.prior_gain[None, :, None] * prior.flip(-1))  # (N, J, 2) as (dy, dx)
+        if self.offset_mode == "per_tap":
+            off = off[:, :, None, :].expand(N, J, 9, 2)
+        return off.reshape(N, -1)
+
+    def _deform(self, x: torch.Tensor, offs: list[torch.Tensor]) -> torch.Tensor:
+        """The K heads' deformable convolutions of x, averaged -> (N, J, H, W)."""
+        N, J, H, W = x.shape
         if self.offset_mode == "per_channel" and len(set(self.kernel_dilations)) == 1:
             return self._merged_heads(x, offs)
         out = 0

@@ -302,7 +302,7 @@ def synthetic_windows(*, clips: Sequence[MotionClip], rigs: Sequence[Sequence[Ca
                       schedule: ScheduleConfig, noise: NoiseConfig, heatmap: HeatmapConfig,
                       batch_size: int, rng: np.random.Generator,
                       augment: AugmentConfig | None = DEFAULT_AUGMENT,
-                      dtype: torch.dtype = torch.float32) -> Iterator[dict[str, torch.Tensor]]:
+                      dtype: torch.dtype = torch.float32, history: int = 0) -> Iterator[dict[str, torch.Tensor]]:
     """Endless batches of interleaved windows: V cameras, one frame each, camera c at
     t0 + offset_c (+ jitter), as the method consumes them. Each window draws a clip, an
     augmentation (rotation, translation, mirror, speed), a rig and a start time at random.
@@ -317,6 +317,12 @@ def synthetic_windows(*, clips: Sequence[MotionClip], rigs: Sequence[Sequence[Ca
         target_uv (B, V, V, J, 2)  [b, c, i]: pose at slot i's time projected into view c's crop
                                    (heatmap px): the 2D target of warping view c to time t_i
         target_visible (B, V, V, J) bool: that target lies inside view c's heatmap
+    With `history` = K > 0 (the temporal-context model), also each view's K earlier frames, one
+    camera period apart (k = 0 the newest), with the same detector-noise trajectory as the current
+    frame (`observe` runs per camera over all its slots), their own jitter and drops:
+        prev_heatmaps (B, V, K, J, h, w), prev_affines (B, V, K, 2, 3),
+        prev_times (B, V, K) (same time base as times), prev_valid (B, V, K) bool
+    history = 0 draws exactly the random numbers it always did (same windows for the same seed).
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
@@ -325,30 +331,52 @@ def synthetic_windows(*, clips: Sequence[MotionClip], rigs: Sequence[Sequence[Ca
         raise ValueError(f"all rigs must have the same number of cameras, got {[len(r) for r in rigs]}")
     offsets = schedule.offsets(V)
     span = float(offsets.max() - offsets.min()) + 4 * schedule.jitter_s
+    period = 1.0 / schedule.rates(V)                                     # (V,) s per camera
+    back = history * float(period.max())                                 # room for earlier frames
+    keys = ["heatmaps", "P", "affines", "times", "valid", "poses", "target_uv", "target_visible"]
+    if history:
+        keys += ["prev_heatmaps", "prev_affines", "prev_times", "prev_valid"]
     durations = np.array([c.duration for c in clips])
     while True:
-        batch: dict[str, list[np.ndarray]] = {k: [] for k in (
-            "heatmaps", "P", "affines", "times", "valid", "poses", "target_uv", "target_visible")}
+        batch: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         for _ in range(batch_size):
             clip = clips[rng.choice(len(clips), p=durations / durations.sum())]
             aug = sample_augmentation(rng, augment) if augment is not None else None
             speed = aug.speed if aug is not None else 1.0
-            if clip.duration / speed <= span:
-                speed = clip.duration / (2 * span)           # too short at this speed: slow down
+            if clip.duration / speed <= span + back:
+                speed = clip.duration / (2 * (span + back))  # too short at this speed: slow down
             cams = list(rigs[rng.integers(len(rigs))])
-            lo = 3 * schedule.jitter_s
+            lo = 3 * schedule.jitter_s + back
             t0 = rng.uniform(lo, max(lo, clip.duration / speed - span))
             nominal = t0 + offsets - offsets.min()
             cam_idx = np.arange(V)
             jitter = np.clip(rng.standard_normal(V), -3, 3) * schedule.jitter_s
             dropped = rng.random(V) < schedule.drop_prob
             times = np.clip(nominal + jitter, 0.0, clip.duration / speed)
-            X = clip.at(times * speed)                                   # (V, J, 3)
+            all_cam, all_times = cam_idx, times
+            if history:                                                  # earlier frames, k = 0 newest
+                k = np.arange(1, history + 1)
+                prev_nom = nominal[:, None] - k[None, :] * period[:, None]             # (V, K)
+                prev_jit = np.clip(rng.standard_normal((V, history)), -3, 3) * schedule.jitter_s
+                prev_times = np.clip(prev_nom + prev_jit, 0.0, clip.duration / speed)
+                prev_dropped = rng.random((V, history)) < schedule.drop_prob
+                all_cam = np.concatenate([cam_idx, np.repeat(cam_idx, history)])
+                all_times = np.concatenate([times, prev_times.ravel()])
+            X_all = clip.at(all_times * speed)                           # (V [+ V*K], J, 3)
             if aug is not None:
-                X = aug.apply(X)
-            obs = observe(cams, cam_idx, times, X, noise, heatmap, rng)
+                X_all = aug.apply(X_all)
+            X = X_all[:V]                                                # (V, J, 3)
+            obs = observe(cams, all_cam, all_times, X_all, noise, heatmap, rng)
             hm = render_observations(obs, cam_idx, heatmap, dtype)       # (V, J, h, w)
             hm[torch.as_tensor(dropped)] = 0
+            if history:
+                prev_idx = np.arange(V, V + V * history)
+                hp = render_observations(obs, prev_idx, heatmap, dtype).view(V, history, *hm.shape[1:])
+                hp[torch.as_tensor(prev_dropped)] = 0
+                batch["prev_heatmaps"].append(hp.numpy())
+                batch["prev_affines"].append(obs.affines[V:].reshape(V, history, 2, 3))
+                batch["prev_times"].append(prev_times - nominal.min())
+                batch["prev_valid"].append(~prev_dropped)
             P = np.stack([c.P for c in cams])
             # targets: pose at slot i projected into camera c, in camera c's crop
             tgt = np.zeros((V, V, NUM_JOINTS, 2))
@@ -361,7 +389,7 @@ def synthetic_windows(*, clips: Sequence[MotionClip], rigs: Sequence[Sequence[Ca
                 vis[c] = ((depth > 0.05) & (uv_hm >= -0.5).all(-1) & (uv_hm <= heatmap.size - 0.5).all(-1))
             batch["heatmaps"].append(hm.numpy())
             batch["P"].append(P)
-            batch["affines"].append(obs.affines)
+            batch["affines"].append(obs.affines[:V])
             batch["times"].append(times - nominal.min())
             batch["valid"].append(~dropped)
             batch["poses"].append(X)

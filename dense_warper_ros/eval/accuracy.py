@@ -8,6 +8,9 @@ Methods (REFERENCE.md, "Evaluation protocol"; `eval.baselines` for (a), (b), (c)
   (c) interleaved + per-view constant-velocity motion of the 2D points to the target instant;
   (d) DenseWarper on the interleaved frames (`model.DenseWarper.pose_at`), with the given weights,
       or untrained identity warps when there are none (the table says which);
+  (d+) the temporal-context extension of (d) (issue 6, not in the paper): the warp also reads each
+      view's previous frame(s) (`--weights-tc`, default models/dense_warper_lite_tc.safetensors);
+      (d) itself feeds earlier frames too when its own weights have temporal context;
   (e) reference: dense synchronised capture at every instant (N x the images).
 Timings: causal = only frames captured at or before the target; windowed = frames up to one cycle
 minus one frame after it (the paper's window latency). Every method is scored at the same target
@@ -54,12 +57,14 @@ from dense_warper_ros.skeleton import H36M_JOINTS, NUM_JOINTS
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "config" / "bench" / "default.yaml"
 DEFAULT_WEIGHTS = REPO / "models" / "dense_warper_lite.safetensors"
-METHODS = ("a", "b", "c", "d", "e")
+DEFAULT_WEIGHTS_TC = REPO / "models" / "dense_warper_lite_tc.safetensors"
+METHODS = ("a", "b", "c", "d", "d+", "e")
 METHOD_NAMES = {
     "a": "(a) sync at 1/N of instants + interpolation",
     "b": "(b) interleaved, naive (offsets ignored)",
     "c": "(c) interleaved + 2D constant velocity",
     "d": "(d) DenseWarper interleaved",
+    "d+": "(d+) DenseWarper + temporal context",
     "e": "(e) dense sync, every instant (N x images)",
 }
 
@@ -77,6 +82,7 @@ class BenchConfig:
     methods: tuple[str, ...] = METHODS
     timings: tuple[str, ...] = baselines.TIMINGS
     model: str = "lite"                          # ModelConfig name for (d) without a weights file
+    model_tc: str = "lite_tc"                    # ModelConfig name for (d+) without a weights file
     batch_size: int = 32                         # targets per DenseWarper forward
     video_dir: str = "data/pose2sim"             # real video (relative to the repository)
     video_frames: int | None = None              # use only the first frames of the video
@@ -164,10 +170,23 @@ def load_warper(weights: Path | None, config_name: str) -> WarperHandle | None:
     return WarperHandle(net, status, net.heatmap_size)
 
 
+def _previous_frames(bank: EvidenceBank, prev: np.ndarray, t_ref: float):
+    """Bank slots (B, V, K) (-1: none) -> `model.PreviousFrames` (zeros where missing)."""
+    from dense_warper_ros.model import PreviousFrames
+    B, V, K = prev.shape
+    ok = prev >= 0
+    safe = np.maximum(prev, 0)
+    hm = bank.heatmaps(safe.ravel())
+    hm = hm.view(B, V, K, *hm.shape[1:]) * torch.as_tensor(ok, dtype=hm.dtype)[..., None, None, None]
+    return PreviousFrames(hm, torch.as_tensor(bank.affines[safe], dtype=torch.float32),
+                          torch.as_tensor(bank.time[safe] - t_ref, dtype=torch.float64), torch.as_tensor(ok))
+
+
 @torch.no_grad()
 def densewarper(handle: WarperHandle, bank: EvidenceBank, sel: np.ndarray, targets: np.ndarray,
-                batch_size: int) -> np.ndarray:
-    """(d): pose at each target (T,) from the selected frames (T, V) -> (T, J, 3)."""
+                batch_size: int, prev: np.ndarray | None = None) -> np.ndarray:
+    """(d): pose at each target (T,) from the selected frames (T, V) -> (T, J, 3). `prev` (T, V, K):
+    each selected frame's earlier frames of the same camera (temporal-context models), or None."""
     T, V = sel.shape
     undistort = undistorter(list(bank.cameras))
     out = np.full((T, NUM_JOINTS, 3), np.nan)
@@ -186,7 +205,8 @@ def densewarper(handle: WarperHandle, bank: EvidenceBank, sel: np.ndarray, targe
             torch.as_tensor(bank.affines[safe], dtype=torch.float32),
             torch.as_tensor(bank.time[safe] - t_ref, dtype=torch.float32),
             torch.as_tensor(valid),
-            torch.as_tensor(targets[b] - t_ref, dtype=torch.float32), undistort=undistort)
+            torch.as_tensor(targets[b] - t_ref, dtype=torch.float32), undistort=undistort,
+            previous=None if prev is None else _previous_frames(bank, prev[b], t_ref))
         out[b] = res.points.double().numpy()
     return out
 
@@ -211,10 +231,10 @@ class SequenceResult:
     heldout_px: dict[str, np.ndarray] = field(default_factory=dict)   # per method: reprojection errors
 
 
-def method_keys(bench: BenchConfig, have_model: bool) -> list[str]:
+def method_keys(bench: BenchConfig, have_model: bool, have_tc: bool = False) -> list[str]:
     keys = []
     for m in bench.methods:
-        if m == "d" and not have_model:
+        if (m == "d" and not have_model) or (m == "d+" and not have_tc):
             continue
         if m in ("a", "e"):
             keys.append(m)
@@ -242,9 +262,11 @@ def _used_now(bank: EvidenceBank, sel: np.ndarray, target_nominal: np.ndarray) -
 
 def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule, dense: Schedule,
                  target_slots: np.ndarray, gt: np.ndarray, bench: BenchConfig, delay_s: float,
-                 warper: WarperHandle | None, *, pseudo_gt: bool = False) -> SequenceResult:
+                 warper: WarperHandle | None, *, pseudo_gt: bool = False,
+                 warper_tc: WarperHandle | None = None) -> SequenceResult:
     """Run every method on one sequence. Schedules hold received frames only; all their frames are
-    in `bank`; `target_slots` (T,) are the scored interleaved frames."""
+    in `bank`; `target_slots` (T,) are the scored interleaved frames. `warper_tc`: the model of
+    (d+), the temporal-context extension."""
     targets = bank.time[target_slots]
     t_nom = bank.nominal[target_slots]
     V = len(bank.cameras)
@@ -259,7 +281,7 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
         return float(len(s) / span)
 
     outputs: dict[str, MethodOutput] = {}
-    for key in method_keys(bench, warper is not None):
+    for key in method_keys(bench, warper is not None, warper_tc is not None):
         m, _, timing = key.partition("/")
         if m == "e":
             sel = _lookup_grid(bank, t_nom, V)
@@ -274,11 +296,16 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
             used = np.zeros((len(targets), V), dtype=bool)
             used[at_sync] = True
             outputs[key] = MethodOutput(pred, np.maximum(inst_t[nxt] - targets, 0.0), used, rate(sync))
-        elif m in ("b", "d"):
+        elif m in ("b", "d", "d+"):
             sel = (baselines.select_latest(bank, inter_slots, targets) if timing == "causal"
                    else baselines.select_nearest(bank, inter_slots, targets, delay_s))
-            pred = (baselines.naive(bank, sel) if m == "b"
-                    else densewarper(warper, bank, sel, targets, bench.batch_size))
+            if m == "b":
+                pred = baselines.naive(bank, sel)
+            else:
+                handle = warper if m == "d" else warper_tc
+                K = handle.model.config.temporal_context
+                prev = baselines.select_previous(bank, inter_slots, sel, K) if K else None
+                pred = densewarper(handle, bank, sel, targets, bench.batch_size, prev)
             outputs[key] = MethodOutput(pred, _delay(bank, sel, targets), _used_now(bank, sel, t_nom),
                                         rate(inter))
         elif m == "c":
@@ -297,7 +324,7 @@ def _lookup_grid(bank: EvidenceBank, instants: np.ndarray, V: int) -> np.ndarray
 
 
 def synthetic_sequence(clip_name: str, cfg: AccuracyConfig, warper: WarperHandle | None,
-                       heatmap: HeatmapConfig) -> SequenceResult:
+                       heatmap: HeatmapConfig, warper_tc: WarperHandle | None = None) -> SequenceResult:
     """One held-out clip: schedules, one evidence bank for all methods, every method."""
     clip = motion.load_clip(clip_name)
     cams = make_rig(cfg.rig)
@@ -322,13 +349,14 @@ def synthetic_sequence(clip_name: str, cfg: AccuracyConfig, warper: WarperHandle
     cam = np.concatenate([inter.camera, sync.camera, dense.camera])
     nom = np.concatenate([inter.nominal, sync.nominal, dense.nominal])
     tim = np.concatenate([inter.time, sync.time, dense.time])
-    bank = synthetic_bank(cams, cam, nom, tim, clip.at, cfg.noise, heatmap, soft_argmax_kw=decoder_of(warper))
+    bank = synthetic_bank(cams, cam, nom, tim, clip.at, cfg.noise, heatmap, soft_argmax_kw=decoder_of(warper or warper_tc))
     target_slots = bank.lookup(inter.camera[scored], inter.nominal[scored])
     order = np.argsort(bank.time[target_slots], kind="stable")
     target_slots = target_slots[order]
     gt = clip.at(bank.time[target_slots])
     delay = cfg.bench.window_delay_s if cfg.bench.window_delay_s is not None else cycle - 1.0 / cfg.schedule.rate_hz
-    return run_sequence(clip_name, bank, inter, sync, dense, target_slots, gt, cfg.bench, delay, warper)
+    return run_sequence(clip_name, bank, inter, sync, dense, target_slots, gt, cfg.bench, delay, warper,
+                        warper_tc=warper_tc)
 
 
 # --- the real video (pose2sim demo) ---------------------------------------------------------
@@ -409,7 +437,7 @@ def heldout_reprojection(bank: EvidenceBank, out: MethodOutput, target_slots: np
 
 
 def video_sequence(bank: EvidenceBank, cfg: AccuracyConfig, warper: WarperHandle | None,
-                   name: str = "pose2sim") -> SequenceResult:
+                   name: str = "pose2sim", warper_tc: WarperHandle | None = None) -> SequenceResult:
     """The interleaved run on a synchronised recording: camera c only at frames f with
     f mod N = c; (a) every N-th frame from all cameras; (e) every frame from all cameras, whose
     triangulation is the pseudo ground truth."""
@@ -431,7 +459,7 @@ def video_sequence(bank: EvidenceBank, cfg: AccuracyConfig, warper: WarperHandle
     target_slots = scored[np.argsort(bank.time[scored], kind="stable")]
     delay = cfg.bench.window_delay_s if cfg.bench.window_delay_s is not None else (V - 1) * dt
     res = run_sequence(name, bank, inter, sync, dense, target_slots, gt[frame[target_slots]], cfg.bench,
-                       delay, warper, pseudo_gt=True)
+                       delay, warper, pseudo_gt=True, warper_tc=warper_tc)
     for key, out in res.outputs.items():
         if key != "e":
             res.heldout_px[key] = heldout_reprojection(bank, out, target_slots)
@@ -439,7 +467,7 @@ def video_sequence(bank: EvidenceBank, cfg: AccuracyConfig, warper: WarperHandle
 
 
 def run_video(cfg: AccuracyConfig, warper: WarperHandle | None, video_dir: Path,
-              log: Callable[[str], None] = print) -> SequenceResult | None:
+              log: Callable[[str], None] = print, warper_tc: WarperHandle | None = None) -> SequenceResult | None:
     """The pose2sim demo through the project's loader and backbone; None when it is absent."""
     from dense_warper_ros.data import pose2sim
     if not (Path(video_dir) / "videos").is_dir():
@@ -447,7 +475,8 @@ def run_video(cfg: AccuracyConfig, warper: WarperHandle | None, video_dir: Path,
     t = time.perf_counter()
     demo = pose2sim.load_demo(video_dir)
     frames = demo.num_frames if cfg.bench.video_frames is None else min(demo.num_frames, cfg.bench.video_frames)
-    size = warper.heatmap_size if warper is not None else cfg.heatmap.size
+    any_warper = warper or warper_tc
+    size = any_warper.heatmap_size if any_warper is not None else cfg.heatmap.size
     variant = {48: "lightning", 64: "thunder"}.get(size)
     if variant is None:
         raise ValueError(f"no MoveNet variant gives {size} px heatmaps (48: lightning, 64: thunder)")
@@ -455,12 +484,12 @@ def run_video(cfg: AccuracyConfig, warper: WarperHandle | None, video_dir: Path,
     if cache.exists():
         blob = torch.load(cache, weights_only=True)
         bank = bank_from_heatmaps(demo.cameras, blob["camera"].numpy(), blob["times"].numpy(),
-                                  blob["heatmaps"], blob["affines"].numpy(), decoder_of(warper))
+                                  blob["heatmaps"], blob["affines"].numpy(), decoder_of(any_warper))
         log(f"[accuracy] pose2sim: {len(bank)} frames of MoveNet {variant} heatmaps from {cache.name}")
     else:
         from dense_warper_ros.backbones.adapter import Backbone2D
         bank = video_bank(demo.cameras, demo.videos, demo.fps, frames, Backbone2D.movenet(variant),
-                          decoder=decoder_of(warper))
+                          decoder=decoder_of(any_warper))
         cache.parent.mkdir(parents=True, exist_ok=True)
         for stale in cache.parent.glob(f"movenet_{variant}_f{frames}_*.pt"):   # older code or weights
             stale.unlink()
@@ -469,7 +498,7 @@ def run_video(cfg: AccuracyConfig, warper: WarperHandle | None, video_dir: Path,
                    cache)
         log(f"[accuracy] pose2sim: {len(bank)} frames through MoveNet {variant} in "
             f"{time.perf_counter() - t:.1f} s (cached in {cache})")
-    return video_sequence(bank, cfg, warper)
+    return video_sequence(bank, cfg, warper, warper_tc=warper_tc)
 
 
 def _video_key(demo, variant: str) -> str:
@@ -635,11 +664,13 @@ def plot(results: Sequence[SequenceResult], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _label_model(scores: dict[str, dict], status: str) -> dict[str, dict]:
-    """Say in (d)'s row which weights ran (trained file or untrained identity warps)."""
+def _label_model(scores: dict[str, dict], status: str, status_tc: str | None = None) -> dict[str, dict]:
+    """Say in (d)'s and (d+)'s rows which weights ran (trained file or untrained identity warps)."""
     for key, s in scores.items():
         if key.startswith("d/"):
             s["name"] = f"{s['name']} [{status}]"
+        elif key.startswith("d+/") and status_tc:
+            s["name"] = f"{s['name']} [{status_tc}]"
     return scores
 
 
@@ -673,17 +704,20 @@ def quick(cfg: AccuracyConfig) -> AccuracyConfig:
         video_frames=min(cfg.bench.video_frames or 24, 24)))
 
 
-def run_synthetic(cfg: AccuracyConfig, warper: WarperHandle | None, log: Callable[[str], None] = print
-                  ) -> tuple[list[SequenceResult], HeatmapConfig]:
+def run_synthetic(cfg: AccuracyConfig, warper: WarperHandle | None, log: Callable[[str], None] = print,
+                  warper_tc: WarperHandle | None = None) -> tuple[list[SequenceResult], HeatmapConfig]:
     heatmap = cfg.heatmap
-    if warper is not None and warper.heatmap_size and warper.heatmap_size != heatmap.size:
+    sizes = {w.heatmap_size for w in (warper, warper_tc) if w is not None and w.heatmap_size}
+    if len(sizes) > 1:
+        raise ValueError(f"(d) and (d+) models expect different heatmap sizes {sorted(sizes)}")
+    if sizes and sizes != {heatmap.size}:
         # The model fixes the heatmap size (sigma stays in heatmap px: the decoder needs >= 2.5).
-        heatmap = dataclasses.replace(heatmap, size=warper.heatmap_size)
+        heatmap = dataclasses.replace(heatmap, size=sizes.pop())
         log(f"[accuracy] heatmaps resized to the model's {heatmap.size} px (sigma {heatmap.sigma:.2f})")
     results = []
     for name in cfg.bench.clips:
         t = time.perf_counter()
-        results.append(synthetic_sequence(name, cfg, warper, heatmap))
+        results.append(synthetic_sequence(name, cfg, warper, heatmap, warper_tc))
         log(f"[accuracy] {name}: {len(results[-1].targets)} targets in {time.perf_counter() - t:.1f} s")
     return results, heatmap
 
@@ -695,7 +729,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="bench YAML (default: config/bench/default.yaml)")
     ap.add_argument("--weights", type=Path, default=None,
                     help=f"DenseWarper weights (default: {DEFAULT_WEIGHTS.relative_to(REPO)} if it exists)")
-    ap.add_argument("--untrained", action="store_true", help="(d) with identity warps even if weights exist")
+    ap.add_argument("--weights-tc", type=Path, default=None,
+                    help="(d+) temporal-context weights (default: "
+                         f"{DEFAULT_WEIGHTS_TC.relative_to(REPO)} if it exists)")
+    ap.add_argument("--untrained", action="store_true",
+                    help="(d) and (d+) with identity warps even if weights exist")
     ap.add_argument("--quick", action="store_true", help="one short clip and a few video frames (tests)")
     ap.add_argument("--no-video", action="store_true", help="skip the pose2sim video")
     ap.add_argument("--no-synthetic", action="store_true", help="skip the synthetic clips")
@@ -709,21 +747,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = quick(cfg)
     weights = None if args.untrained else (args.weights or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.exists() else None))
     warper = load_warper(weights, cfg.bench.model) if "d" in cfg.bench.methods else None
+    weights_tc = None if args.untrained else (
+        args.weights_tc or (DEFAULT_WEIGHTS_TC if DEFAULT_WEIGHTS_TC.exists() else None))
+    warper_tc = load_warper(weights_tc, cfg.bench.model_tc) if "d+" in cfg.bench.methods else None
     started = time.perf_counter()
     report: dict[str, Any] = {
         "git": git_hash(), "argv": list(sys.argv if argv is None else argv),
         "config": _jsonable(cfg), "model": warper.status if warper else "not run",
+        "model_tc": warper_tc.status if warper_tc else "not run",
         "decoder": {"soft_argmax": decoder_of(warper) or "defaults (window 15 px at 96, temperature 0.05)"},
         "platform": {"python": platform.python_version(), "torch": torch.__version__,
                      "threads": torch.get_num_threads()},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_synthetic:
-        results, heatmap = run_synthetic(cfg, warper)
-        scores = _label_model(score(results), report["model"])
+        results, heatmap = run_synthetic(cfg, warper, warper_tc=warper_tc)
+        scores = _label_model(score(results), report["model"], report["model_tc"])
         V = len(make_rig(cfg.rig))
         title = (f"Synthetic held-out clips {', '.join(cfg.bench.clips)}: rig {cfg.rig.name} ({V} cameras), "
-                 f"{cfg.schedule.rate_hz:g} frames/s interleaved; (d) = {report['model']}")
+                 f"{cfg.schedule.rate_hz:g} frames/s interleaved; (d) = {report['model']}; "
+                 f"(d+) = {report['model_tc']}")
         print(f"\n### {title}\n")
         print(markdown_table(scores))
         print("\n" + per_clip_table(scores))
@@ -731,12 +774,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                "rig": rig_summary(cfg.rig, make_rig(cfg.rig))}
         plot(results, args.out / "accuracy.png", title)
     if not args.no_video:
-        res = run_video(cfg, warper, REPO / cfg.bench.video_dir)
+        res = run_video(cfg, warper, REPO / cfg.bench.video_dir, warper_tc=warper_tc)
         if res is None:
             print(f"\n(pose2sim video not found under {cfg.bench.video_dir}: "
                   "run scripts/fetch_pose2sim.py to add it)")
         else:
-            vscores = _label_model(score([res]), report["model"])
+            vscores = _label_model(score([res]), report["model"], report["model_tc"])
             title = (f"pose2sim demo video ({len(res.targets)} scored frames, 4 cameras, 60 frames/s "
                      f"interleaved); (d) = {report['model']}")
             print(f"\n### {title}\n")

@@ -53,6 +53,26 @@ def select_latest(bank: EvidenceBank, slots: np.ndarray, targets: np.ndarray, co
     return out[..., 0] if count == 1 else out
 
 
+def select_previous(bank: EvidenceBank, slots: np.ndarray, sel: np.ndarray, count: int) -> np.ndarray:
+    """Per selected frame (T, V) (-1: none): the `count` frames of the same camera among `slots`
+    captured just before it, newest first (k = 0 the frame just before) -> (T, V, count), -1 where
+    missing. The temporal-context DenseWarper's history (`model.PreviousFrames`)."""
+    T, V = sel.shape
+    out = np.full((T, V, count), -1, dtype=int)
+    for c in range(V):
+        s, _ = _per_camera(bank, slots, c)
+        if len(s) == 0:
+            continue
+        pos_of = np.full(len(bank), -1, dtype=int)
+        pos_of[s] = np.arange(len(s))
+        pos = np.where(sel[:, c] >= 0, pos_of[np.maximum(sel[:, c], 0)], -1)     # (T,)
+        for k in range(count):
+            i = pos - 1 - k
+            ok = (pos >= 0) & (i >= 0)
+            out[ok, c, k] = s[i[ok]]
+    return out
+
+
 def select_nearest(bank: EvidenceBank, slots: np.ndarray, targets: np.ndarray, delay_s: float) -> np.ndarray:
     """Per target and camera: the slot nearest in time among those captured at most `delay_s` after
     the target (windowed timing; ties go to the earlier frame). -> (T, V), -1 where missing."""

@@ -108,24 +108,26 @@ def load_clips(names: tuple[str, ...]) -> list[MotionClip]:
 
 
 def training_batches(cfg: DataConfig, clips: list[MotionClip], batch_size: int,
-                     rng: np.random.Generator) -> Iterator[Batch]:
-    """Endless batches (see `synthetic_windows` for the keys and shapes); V varies per batch."""
+                     rng: np.random.Generator, history: int = 0) -> Iterator[Batch]:
+    """Endless batches (see `synthetic_windows` for the keys and shapes); V varies per batch.
+    `history`: earlier frames per view (the model's temporal_context; prev_* keys)."""
     hm = heatmap_config(cfg)
     while True:
         V = int(rng.integers(cfg.min_cameras, cfg.max_cameras + 1))
         rigs = [random_rig(rng, cfg, V) for _ in range(cfg.rigs_per_batch)]
         gen = synthetic_windows(clips=clips, rigs=rigs, schedule=random_schedule(rng, cfg, V),
                                 noise=random_noise(rng, cfg), heatmap=hm, batch_size=batch_size,
-                                rng=rng, augment=AugmentConfig())
+                                rng=rng, augment=AugmentConfig(), history=history)
         yield next(gen)
 
 
-def validation_batches(cfg: DataConfig, batch_size: int = 32) -> list[Batch]:
+def validation_batches(cfg: DataConfig, batch_size: int = 32, history: int = 0) -> list[Batch]:
     """Fixed windows on the benchmark's default scene (4-camera Human3.6M-like rig, even 60 frames/s
-    interleave, default noise) from the validation clips; same list on every call."""
+    interleave, default noise) from the validation clips; same list on every call (for a given
+    `history`: with earlier frames the random draws, hence the windows, differ from history 0)."""
     rng = np.random.default_rng(cfg.val_seed)
     gen = synthetic_windows(clips=load_clips(cfg.val_clips), rigs=[make_rig(RigConfig())],
                             schedule=ScheduleConfig(), noise=NoiseConfig(), heatmap=heatmap_config(cfg),
-                            batch_size=batch_size, rng=rng, augment=AugmentConfig())
+                            batch_size=batch_size, rng=rng, augment=AugmentConfig(), history=history)
     n = -(-cfg.val_windows // batch_size)
     return [next(gen) for _ in range(n)]

@@ -33,7 +33,7 @@ import torch
 
 from dense_warper_ros.cameras import apply_affines
 from dense_warper_ros.data.rigs import config_from_dict
-from dense_warper_ros.model import DenseWarper, ModelConfig
+from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
 from dense_warper_ros.train.data import Batch, DataConfig, load_clips, training_batches, validation_batches
 from dense_warper_ros.train.loss import mpjpe_3d_loss, robust_2d_loss
 
@@ -73,6 +73,8 @@ class TrainConfig:
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
     seed: int = 0
+    causal_prob: float = 0.0                          # P(target = the window's newest frame); else
+                                                      # uniform over slots (0: always uniform, as before)
     threads: int = 1                                  # torch CPU threads
     val_every: int = 100                              # steps between validations
     ckpt_every: int = 100                             # steps between checkpoints
@@ -101,6 +103,14 @@ def build_model(cfg: TrainConfig) -> DenseWarper:
 
 
 # --- one step ---------------------------------------------------------------------------------
+def previous_of(batch: Batch) -> PreviousFrames | None:
+    """The batch's earlier frames per view (temporal-context training), or None."""
+    if "prev_heatmaps" not in batch:
+        return None
+    return PreviousFrames(batch["prev_heatmaps"], batch["prev_affines"],
+                          batch["prev_times"].to(torch.float64), batch["prev_valid"].bool())
+
+
 def loss_mask(batch: Batch, slot: torch.Tensor, peak: torch.Tensor, min_views: int) -> torch.Tensor:
     """(B, V, J) bool: which (view, joint) 2D predictions at each window's target slot are scored."""
     B, V = batch["valid"].shape
@@ -117,7 +127,7 @@ def step_losses(model: DenseWarper, batch: Batch, slot: torch.Tensor,
     B, V = batch["valid"].shape
     b = torch.arange(B)
     out = model.pose_at(batch["heatmaps"], batch["P"], batch["affines"], batch["times"],
-                        batch["valid"], batch["times"][b, slot])
+                        batch["valid"], batch["times"][b, slot], previous=previous_of(batch))
     uv_h = apply_affines(batch["affines"].to(out.uv.dtype), out.uv)   # (B, V, J, 2) heatmap px
     target = batch["target_uv"][b, :, slot].to(uv_h.dtype)           # (B, V, J, 2)
     mask = loss_mask(batch, slot, out.peak, loss_cfg.min_views)
@@ -143,7 +153,7 @@ def validate(model: DenseWarper, batches: list[Batch], loss_cfg: LossConfig) -> 
     mp_all, mp_last = [], []
     for batch in batches:
         out = model.forward_window(batch["heatmaps"], batch["P"], batch["affines"], batch["times"],
-                                   batch["valid"])
+                                   batch["valid"], previous=previous_of(batch))
         B, V = batch["valid"].shape
         uv = out.uv_heatmap                                          # (B, V, V, J, 2)
         vis = batch["target_visible"]                                # (B, V, V, J)
@@ -159,6 +169,18 @@ def validate(model: DenseWarper, batches: list[Batch], loss_cfg: LossConfig) -> 
     V = batches[0]["valid"].shape[1]
     return {"val_l1px": err_sum / max(n2d, 1), "val_mpjpe": float(sum(mp_all)) / (nw * V),
             "val_mpjpe_last": float(sum(mp_last)) / nw}
+
+
+def draw_slots(rng: np.random.Generator, times: torch.Tensor, causal_prob: float) -> torch.Tensor:
+    """One target slot per window (B,) long: uniform over the V slots, or with probability
+    causal_prob the newest frame (the causal case, which the issue's first criterion scores).
+    causal_prob 0 draws exactly what the loop always drew (same runs for the same seed)."""
+    B, V = times.shape
+    slot = torch.as_tensor(rng.integers(0, V, size=B))
+    if causal_prob > 0:
+        newest = times.argmax(dim=1)
+        slot = torch.where(torch.as_tensor(rng.random(B) < causal_prob), newest, slot)
+    return slot
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -214,12 +236,13 @@ def train(cfg: TrainConfig, out_dir: Path, *, resume: bool = False, progress: bo
     with open(out_dir / "config.yaml", "w") as f:
         yaml.safe_dump(to_jsonable(cfg), f, sort_keys=False)
     clips = load_clips(cfg.data.train_clips)
-    val = validation_batches(cfg.data) if validation else []
+    frames_back = model.config.temporal_context
+    val = validation_batches(cfg.data, history=frames_back) if validation else []
     if validation and step == 0:
         m = validate(model, val, cfg.loss)
         history.append({"step": 0, **m})
         log(f"[train] step 0 (identity warps): " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
-    batches = training_batches(cfg.data, clips, cfg.optim.batch_size, rng)
+    batches = training_batches(cfg.data, clips, cfg.optim.batch_size, rng, history=frames_back)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -229,7 +252,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, resume: bool = False, progress: bo
     while step < last:
         batch = next(batches)
         B, V = batch["valid"].shape
-        slot = torch.as_tensor(rng.integers(0, V, size=B))
+        slot = draw_slots(rng, batch["times"], cfg.causal_prob)
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg.optim, step)
         loss, logs = step_losses(model, batch, slot, cfg.loss)
