@@ -56,8 +56,7 @@ def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: floa
 
     node.create_subscription(Skeleton3DArray, "/dense_warper/skeletons", on_sk, 100)
     proc = NodeProcess(dict(cameras=names, mode="live", timing=timing, qos_reliability="best_effort",
-                            queue_size=max(2, num_cams), device="auto", tf_timeout=0.05,
-                            max_view_age=1.5 / fps))
+                            device="auto", tf_timeout=0.05))
     pub = RigPublisher(node, rec, reliable=False, depth=5)
     pub.wait_for_node(timeout=120)
     pub.publish_static()

@@ -7,19 +7,29 @@ short cause key, which the caller counts and logs.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from dense_warper_ros.cameras import Camera
 from dense_warper_ros.images import ImageError, decode_compressed, decode_raw
-from dense_warper_ros.pipeline import PosePipeline, PoseResult
+from dense_warper_ros.pipeline import FrameData, PosePipeline, PoseResult
 from dense_warper_ros.transforms import Transform, TransformError
 
 _DIST_MODELS = {"plumb_bob": "plumb_bob", "rational_polynomial": "rational_polynomial",
                 "equidistant": "equidistant", "fisheye": "equidistant", "": "none", "none": "none"}
 
 TfLookup = Callable[[str, str, int, float], Transform]   # (target, source, stamp_ns, timeout_s)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A frame ready for the interleaved buffer."""
+    camera: int
+    stamp_ns: int
+    data: FrameData
+    reset: bool = False                    # the stamps jumped back before this frame: reset first
 
 
 class Drop(Exception):
@@ -79,18 +89,25 @@ class FrameProcessor:
         self.last_camera: list[Camera | None] = [None] * len(self.cameras)   # calibration last used
         self.newest_ns: int | None = None
         self.clock_jumps = 0
+        self._reset_pending = False        # a clock jump seen; the next prepared frame carries it
 
     def set_info(self, i: int, info) -> None:
         self.infos[i] = info
 
     def process(self, i: int, msg) -> list[PoseResult]:
+        """One message -> the poses it completes (offline, bag evaluation: one thread does all)."""
+        return self.push(self.prepare(i, msg))
+
+    def prepare(self, i: int, msg) -> Prepared:
+        """Checks, decode, extrinsics at the stamp and the backbone: everything a frame needs
+        before it can enter the buffer. Raises Drop."""
         name = self.cameras[i]
         stamp = stamp_to_ns(msg.header.stamp)
         if stamp == 0:
             raise Drop("zero_stamp", "image header stamp is 0")
         if self.newest_ns is not None and stamp < self.newest_ns - self.clock_jump_ns:
             self.clock_jumps += 1                  # looped bag: start over
-            self.pipeline.reset()
+            self._reset_pending = True             # carried by the next frame that gets through
             if self.on_clock_jump:
                 self.on_clock_jump()
             self.newest_ns = None
@@ -113,4 +130,12 @@ class FrameProcessor:
             raise Drop("tf_missing", f"{self.world_frame} <- {frame_id}: {e}") from e
         camera = camera_from_info(info, R_world_cam=tf.R, p_world_cam=tf.t, name=name)
         self.last_camera[i] = camera
-        return self.pipeline.process(i, stamp, rgb, camera, frame_id)
+        data = self.pipeline.heatmaps(stamp, rgb, camera, frame_id, track=not self._reset_pending)
+        reset, self._reset_pending = self._reset_pending, False
+        return Prepared(camera=i, stamp_ns=stamp, data=data, reset=reset)
+
+    def push(self, p: Prepared) -> list[PoseResult]:
+        """A prepared frame into the buffer (after a reset if its stamp jumped back) -> poses."""
+        if p.reset:
+            self.pipeline.reset()
+        return self.pipeline.push_heatmaps(p.camera, p.stamp_ns, p.data)

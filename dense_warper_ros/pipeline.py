@@ -82,13 +82,19 @@ class PosePipeline:
             return None
         return np.array([centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2])
 
+    def heatmaps(self, stamp_ns: int, image_rgb: np.ndarray, camera: Camera, frame_id: str = "", *,
+                 track: bool = True) -> FrameData:
+        """The backbone's part of a frame. Separate from `push_heatmaps` so the node can run it on
+        one thread while the fusion of earlier frames runs on another; `track=False` ignores the
+        previous pose (full-frame crop), for a frame that follows a reset."""
+        box = self.crop_box(camera, stamp_ns) if track else None
+        out = self.backbone([image_rgb], None if box is None else box[None])   # heatmaps (1, J, h, w)
+        return FrameData(heatmaps=out.heatmaps[0].to(self.device), affine=np.asarray(out.affines[0]),
+                         camera=camera, frame_id=frame_id)
+
     def process(self, camera_index: int, stamp_ns: int, image_rgb: np.ndarray, camera: Camera,
                 frame_id: str = "") -> list[PoseResult]:
-        box = self.crop_box(camera, stamp_ns)
-        out = self.backbone([image_rgb], None if box is None else box[None])   # heatmaps (1, J, h, w)
-        data = FrameData(heatmaps=out.heatmaps[0].to(self.device), affine=np.asarray(out.affines[0]),
-                         camera=camera, frame_id=frame_id)
-        return self._solve_all(self.buffer.push(Frame(camera=camera_index, stamp_ns=stamp_ns, data=data)))
+        return self.push_heatmaps(camera_index, stamp_ns, self.heatmaps(stamp_ns, image_rgb, camera, frame_id))
 
     def push_heatmaps(self, camera_index: int, stamp_ns: int, data: FrameData) -> list[PoseResult]:
         """For callers that computed the heatmaps themselves (benchmarks, batched backbones)."""

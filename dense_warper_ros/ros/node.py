@@ -1,12 +1,16 @@
 """The DenseWarper node: unsynchronized cameras in, one skeleton per captured frame out.
 
-Callbacks only store (image messages into a queue, CameraInfo as the latest per camera); one
-worker thread decodes, looks up the camera's extrinsics at the capture stamp, runs the ROS-free
-`PosePipeline` and publishes. Every dropped frame is counted per camera and cause, logged once per
+Callbacks only store (image messages into a `FrameScheduler`, CameraInfo as the latest per
+camera). In live mode two worker threads overlap the two halves of the per-frame work: one
+decodes, looks up the camera's extrinsics at the capture stamp and runs the 2D backbone, the other
+fuses the buffered heatmaps into poses and publishes (torch releases the GIL, so on a 2-core CPU
+the backbone of frame k+1 runs while frame k is fused). Offline mode does both on one thread, in
+order, so its output is the same as the bag evaluator's. Every dropped frame is counted per camera and cause, logged once per
 cause (then throttled) and reported in /diagnostics; nothing in the input can stop the node.
 """
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
@@ -21,12 +25,13 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
-from dense_warper_ros.frames import Drop, FrameProcessor, stamp_to_ns
+from dense_warper_ros.frames import Drop, FrameProcessor, Prepared, stamp_to_ns
 from dense_warper_ros.msg import Skeleton3DArray
 from dense_warper_ros.pipeline import PosePipeline, build_pipeline
 from dense_warper_ros.ros import params
 from dense_warper_ros.ros.conversions import markers_for, skeletons_to_msg
 from dense_warper_ros.ros.tf_source import make_tf_source
+from dense_warper_ros.scheduler import FrameScheduler
 
 _FLUSH = object()        # worker sentinel: process what the buffer holds back
 
@@ -47,6 +52,9 @@ class DenseWarperNode(Node):
         super().__init__("dense_warper", **kwargs)
         params.declare(self)
         self.cfg = params.read(self)
+        if self.cfg.cpu_threads > 0:
+            import torch
+            torch.set_num_threads(self.cfg.cpu_threads)   # process-wide; each worker thread uses it
         self.pipeline = pipeline or build_pipeline(
             num_cameras=len(self.cfg.cameras), timing=self.cfg.timing, offline=self.cfg.mode == "offline",
             model_config=self.cfg.model_config, weights=self.cfg.weights, backbone=self.cfg.backbone,
@@ -59,14 +67,16 @@ class DenseWarperNode(Node):
             pipeline=self.pipeline, cameras=list(self.cfg.cameras), world_frame=self.cfg.world_frame,
             tf_lookup=self.tf.lookup, tf_timeout_s=self.cfg.tf_timeout, clock_jump_s=self.cfg.clock_jump,
             on_clock_jump=self._on_clock_jump)
-        self._queue: deque = deque()
-        self._cv = threading.Condition()
-        self._stop = False
+        live = self.cfg.mode == "live"
+        self._sched = FrameScheduler(len(self.cfg.cameras), self.cfg.queue_size if live else None)
+        self._handoff: queue.Queue = queue.Queue(maxsize=2)    # live: backbone -> fusion thread
+        self._stop = threading.Event()
         self._last_input = time.monotonic()
         self._logged: dict[str, float] = {}
         self.stats: Counter = Counter()
         self.latencies: deque = deque(maxlen=2000)     # capture stamp -> publish, s
-        self.model_times: deque = deque(maxlen=2000)   # pipeline time per frame, s
+        self.backbone_times: deque = deque(maxlen=2000)   # decode + TF + backbone per frame, s
+        self.fusion_times: deque = deque(maxlen=2000)     # buffer + model + publish per frame, s
         self.out_times: deque = deque(maxlen=500)      # wall times of published poses
         self._was_tracking = False
 
@@ -87,8 +97,11 @@ class DenseWarperNode(Node):
         self.create_timer(1.0, self._publish_diagnostics)
         if self.cfg.mode == "offline":
             self.create_timer(min(0.1, self.cfg.flush_after / 2), self._maybe_flush)
-        self._worker = threading.Thread(target=self._work, name="dense_warper_worker", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._work, name="dense_warper_worker", daemon=True)]
+        if live:
+            self._workers.append(threading.Thread(target=self._fuse_loop, name="dense_warper_fusion", daemon=True))
+        for w in self._workers:
+            w.start()
         self.get_logger().info(
             f"{len(self.cams)} cameras {list(self.cfg.cameras)}, mode={self.cfg.mode}, timing={self.cfg.timing}, "
             f"model={self.cfg.model_config}, backbone={self.cfg.backbone}, device={self.pipeline.device}, "
@@ -102,53 +115,78 @@ class DenseWarperNode(Node):
         cam = self.cams[i]
         cam.last_recv = time.monotonic()
         cam.recv_times.append(cam.last_recv)
-        with self._cv:
-            if self.cfg.mode == "live" and len(self._queue) >= self.cfg.queue_size:
-                old_i, _ = self._queue.popleft()          # newest wins: drop the oldest
-                self._drop(old_i, "queue_full", "inference is slower than the cameras")
-            self._queue.append((i, msg))
-            self._last_input = time.monotonic()
-            self._cv.notify()
+        self._last_input = cam.last_recv
+        for _ in self._sched.put(i, stamp_to_ns(msg.header.stamp), msg):   # live: newest of this camera wins
+            self._drop(i, "superseded", "inference is slower than the cameras; a newer frame of this camera replaced it")
 
     def _maybe_flush(self) -> None:
         if self.pipeline.buffer.pending and time.monotonic() - self._last_input > self.cfg.flush_after:
-            with self._cv:
-                self._queue.append((None, _FLUSH))
-                self._last_input = time.monotonic()
-                self._cv.notify()
+            self._last_input = time.monotonic()
+            self._sched.put(None, 0, _FLUSH)
 
-    # --- worker ----------------------------------------------------------------------------------
+    # --- workers ---------------------------------------------------------------------------------
+    def _guarded(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as e:              # a bug must not kill a worker: count, log, go on
+            self.stats["errors"] += 1
+            self._log_once("error", f"worker error: {type(e).__name__}: {e}", error=True)
+
     def _work(self) -> None:
-        while True:
-            with self._cv:
-                while not self._queue and not self._stop:
-                    self._cv.wait(0.2)
-                if self._stop:
-                    return
-                i, msg = self._queue.popleft()
-            try:
-                if msg is _FLUSH:
-                    self._publish(self.pipeline.flush())
-                else:
-                    self._process(i, msg)
-            except Exception as e:          # a bug must not kill the worker: count, log, go on
-                self.stats["errors"] += 1
-                self._log_once("error", f"worker error: {type(e).__name__}: {e}", error=True)
+        """Offline: the whole frame, in order. Live: decode + TF + backbone, then hand off."""
+        while not self._stop.is_set():
+            got = self._sched.get(timeout=0.2)
+            if got is None:
+                continue
+            i, msg = got
+            if msg is _FLUSH:
+                self._guarded(lambda: self._publish(self.pipeline.flush()))
+                continue
+            p = self._prepare(i, msg)
+            if p is None:
+                continue
+            if self._sched.live:
+                while not self._stop.is_set():
+                    try:
+                        self._handoff.put(p, timeout=0.2)       # waits while fusion is behind
+                        break
+                    except queue.Full:
+                        continue
+            else:
+                self._guarded(self._fuse, p)
 
-    def _process(self, i: int, msg) -> None:
+    def _fuse_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                p = self._handoff.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._guarded(self._fuse, p)
+
+    def _prepare(self, i: int, msg) -> Prepared | None:
         cam = self.cams[i]
         t0 = time.perf_counter()
         try:
-            results = self.processor.process(i, msg)
+            p = self.processor.prepare(i, msg)
             cam.info_error = ""
         except Drop as e:
             if e.cause in ("uncalibrated", "camera_info_zero_size", "unknown_distortion", "bad_camera_info"):
                 cam.info_error = str(e)
-            return self._drop(i, e.cause, str(e))
-        self.model_times.append(time.perf_counter() - t0)
+            self._drop(i, e.cause, str(e))
+            return None
+        except Exception as e:
+            self.stats["errors"] += 1
+            self._log_once("error", f"worker error: {type(e).__name__}: {e}", error=True)
+            return None
+        self.backbone_times.append(time.perf_counter() - t0)
         cam.frames += 1
-        cam.last_stamp_ns = stamp_to_ns(msg.header.stamp)
-        self._publish(results)
+        cam.last_stamp_ns = p.stamp_ns
+        return p
+
+    def _fuse(self, p: Prepared) -> None:
+        t0 = time.perf_counter()
+        self._publish(self.processor.push(p))
+        self.fusion_times.append(time.perf_counter() - t0)
 
     def _on_clock_jump(self) -> None:
         self.stats["clock_jumps"] += 1
@@ -216,10 +254,11 @@ class DenseWarperNode(Node):
         outs = [t for t in self.out_times if now - t <= 5.0]
         out_rate = (len(outs) - 1) / (outs[-1] - outs[0]) if len(outs) > 1 and outs[-1] > outs[0] else 0.0
         values = {"device": str(self.pipeline.device), "mode": self.cfg.mode, "timing": self.cfg.timing,
-                  "output_rate_hz": f"{out_rate:.2f}", "queue_depth": str(len(self._queue)),
+                  "output_rate_hz": f"{out_rate:.2f}", "queue_depth": str(len(self._sched) + self._handoff.qsize()),
                   "buffer_pending": str(self.pipeline.buffer.pending),
                   "latency_p50_s": f"{np.percentile(lat, 50):.4f}", "latency_p95_s": f"{np.percentile(lat, 95):.4f}",
                   "latency_p99_s": f"{np.percentile(lat, 99):.4f}", "poses": str(self.stats["poses"]),
+                  "backbone_p50_s": f"{_p50(self.backbone_times):.4f}", "fusion_p50_s": f"{_p50(self.fusion_times):.4f}",
                   "extrinsics": self.tf.kind}
         values.update({f"buffer_{k}": str(v) for k, v in sorted(self.pipeline.buffer.stats.items())})
         values.update({k: str(v) for k, v in sorted(self.stats.items()) if k != "poses"})
@@ -229,10 +268,14 @@ class DenseWarperNode(Node):
         self.pub_diag.publish(arr)
 
     def stop(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify()
-        self._worker.join(timeout=5.0)
+        self._stop.set()
+        self._sched.close()
+        for w in self._workers:
+            w.join(timeout=5.0)
+
+
+def _p50(x) -> float:
+    return float(np.percentile(np.array(x), 50)) if x else float("nan")
 
 
 def main(args=None) -> int:

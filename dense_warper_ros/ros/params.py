@@ -26,8 +26,9 @@ class NodeConfig:
     timing: str                     # causal (lowest latency) or windowed (one cycle later, more accurate)
     min_views: int                  # views needed for a pose
     max_view_age: float             # s: older views are left out
-    queue_size: int                 # live mode: frames waiting for the worker
+    queue_size: int                 # live mode: newest frames kept per camera while inference is busy
     device: str                     # auto | cpu | cuda | cuda:N
+    cpu_threads: int                # torch intra-op threads (0 = torch's default)
     model_config: str               # named model configuration (lite, paper, ...)
     weights: str                    # DenseWarper weights ('' = shipped default)
     backbone: str                   # 2D backbone
@@ -64,8 +65,13 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "timing": ("causal", _d(f"one of {TIMINGS}: causal = pose at the newest frame from past frames; windowed = one camera cycle later, from frames on both sides")),
     "min_views": (2, _d("fewest camera views for a pose", **_irange(2, 64))),
     "max_view_age": (0.2, _d("s; a view further than this from the target instant is left out", **_frange(0.001, 10.0))),
-    "queue_size": (8, _d("live mode: frames waiting for inference (oldest dropped beyond)", **_irange(1, 10000))),
+    "queue_size": (1, _d("live mode: newest frames kept per camera while inference is busy (older ones are "
+                         "dropped as 'superseded'; the worker takes the oldest head across cameras, so cameras "
+                         "take turns under overload)", **_irange(1, 10000))),
     "device": ("auto", _d("auto, cpu, cuda or cuda:N")),
+    "cpu_threads": (1, _d("torch intra-op threads (0 = torch's default). The node already overlaps the backbone "
+                          "and the fusion on two threads; more intra-op threads on a small CPU mostly spin",
+                          **_irange(0, 256))),
     "model_config": ("lite", _d("named DenseWarper configuration")),
     "weights": ("", _d("DenseWarper weights file ('' = the shipped default)")),
     "backbone": ("movenet_lightning", _d(f"2D backbone, one of {BACKBONES}")),
@@ -113,7 +119,8 @@ def read(node: Node) -> NodeConfig:
         cameras=cams, world_frame=p["world_frame"].lstrip("/"),
         mode=_one_of("mode", p["mode"], MODES), timing=_one_of("timing", p["timing"], TIMINGS),
         min_views=int(p["min_views"]), max_view_age=float(p["max_view_age"]),
-        queue_size=int(p["queue_size"]), device=dev, model_config=p["model_config"],
+        queue_size=int(p["queue_size"]), device=dev, cpu_threads=int(p["cpu_threads"]),
+        model_config=p["model_config"],
         weights=p["weights"], backbone=_one_of("backbone", p["backbone"], BACKBONES),
         backbone_weights=p["backbone_weights"],
         image_transport=_one_of("image_transport", p["image_transport"], TRANSPORTS),

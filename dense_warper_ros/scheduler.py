@@ -1,0 +1,78 @@
+"""Which received frame the backbone takes next, and which frames are dropped under overload.
+
+Live mode keeps, per camera, only its newest `depth` frames (older ones are superseded) and takes
+the head of the camera served least recently (ties: the oldest stamp). Why not simply the oldest
+frame: a bounded FIFO that drops its oldest entry, or "oldest head first" over per-camera slots,
+lock onto a subset of the cameras whenever the input rate is an integer multiple of the inference
+rate (6 interleaved cameras and a worker 3x too slow: cameras 0 and 3 only; 4 cameras and 2x: two
+of them). The windows then miss views (a view older than `max_view_age` is left out) and the
+output collapses. Least-recently-served gives every camera an equal share, so each window still
+finds a recent frame of every camera, a frame waits about one camera period at most, and with
+interleaved cameras the stamps handed out still increase (each output pose is new). Without
+overload the queue holds one frame at a time and the order is the arrival order.
+
+Offline mode is one unbounded FIFO in arrival order: nothing is dropped and the result does not
+depend on timing.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+
+class FrameScheduler:
+    """Thread-safe: callbacks `put`, one worker `get`s."""
+
+    def __init__(self, num_cameras: int, depth: int | None):
+        if depth is not None and depth < 1:
+            raise ValueError(f"depth must be >= 1 or None (unbounded), got {depth}")
+        self.depth = depth
+        self._slots: list[deque] = [deque() for _ in range(num_cameras)]   # live: (stamp_ns, item)
+        self._fifo: deque = deque()                                          # offline: (camera, item)
+        self._cv = threading.Condition()
+        self._closed = False
+        self._served = [-1] * num_cameras      # live: service counter when each camera was last taken
+        self._count = 0
+
+    @property
+    def live(self) -> bool:
+        return self.depth is not None
+
+    def put(self, camera: int | None, stamp_ns: int, item: Any) -> list[Any]:
+        """Queue a frame; returns the items it superseded (live mode), for counting.
+        `camera=None` queues a control item (offline FIFO only)."""
+        with self._cv:
+            dropped = []
+            if self.live and camera is not None:
+                slot = self._slots[camera]
+                slot.append((stamp_ns, item))
+                while len(slot) > self.depth:
+                    dropped.append(slot.popleft()[1])
+            else:
+                self._fifo.append((camera, item))
+            self._cv.notify()
+            return dropped
+
+    def get(self, timeout: float | None = None) -> tuple[int | None, Any] | None:
+        """The next (camera, item), or None on timeout or after `close`. Offline: arrival order.
+        Live: see the module docstring."""
+        with self._cv:
+            if not self._cv.wait_for(lambda: self._closed or len(self) > 0, timeout):
+                return None
+            if self._closed:
+                return None
+            if self._fifo:
+                return self._fifo.popleft()
+            heads = [c for c, s in enumerate(self._slots) if s]
+            cam = min(heads, key=lambda c: (self._served[c], self._slots[c][0][0]))
+            self._served[cam], self._count = self._count, self._count + 1
+            return cam, self._slots[cam].popleft()[1]
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._fifo) + sum(len(s) for s in self._slots)
