@@ -43,6 +43,7 @@ class Window:
     target_ns: int                        # the instant the pose describes
     target_camera: int                    # the camera whose frame triggered this window
     frames: tuple[Frame | None, ...]      # one per camera; None: no usable frame
+    previous: tuple[tuple[Frame, ...], ...] = ()   # per camera: up to `history` earlier frames, newest first
 
     @property
     def num_views(self) -> int:
@@ -58,6 +59,7 @@ class BufferConfig:
     capacity: int = 8                     # frames kept per camera
     clock_jump_ns: int = 1_000_000_000    # a stamp this far behind the newest: reset
     reorder: bool = False                 # offline: release frames in stamp order
+    history: int = 0                      # earlier frames per view a window carries (temporal-context models)
     reorder_horizon_ns: int = 1_000_000_000  # offline: stop waiting for a camera this far behind
 
     def __post_init__(self) -> None:
@@ -71,6 +73,8 @@ class BufferConfig:
             raise ValueError(f"max_view_age_ns must be > 0, got {self.max_view_age_ns}")
         if self.capacity < 2:
             raise ValueError(f"capacity must be >= 2, got {self.capacity}")
+        if not 0 <= self.history < self.capacity:
+            raise ValueError(f"history must be in 0..capacity-1 = {self.capacity - 1}, got {self.history}")
 
 
 @dataclass
@@ -93,6 +97,11 @@ class _Ring:
     @property
     def newest(self) -> int | None:
         return self.stamps[-1] if self.stamps else None
+
+    def before(self, t: int, count: int) -> tuple[Frame, ...]:
+        """Up to `count` frames strictly before `t`, newest first."""
+        i = bisect.bisect_left(self.stamps, t)
+        return tuple(reversed(self.frames[max(0, i - count):i]))
 
     def at_or_before(self, t: int) -> Frame | None:
         i = bisect.bisect_right(self.stamps, t)
@@ -217,7 +226,12 @@ class InterleavedBuffer:
                 self.stats["stale_views"] += 1
                 f = None
             frames.append(f)
-        return Window(target_ns=t.stamp_ns, target_camera=t.camera, frames=tuple(frames))
+        # a view's earlier frames, as far back as a view may be from its target (older ones: no velocity)
+        previous = tuple(() if f is None or not c.history else
+                         tuple(p for p in self._rings[cam].before(f.stamp_ns, c.history)
+                               if f.stamp_ns - p.stamp_ns <= c.max_view_age_ns)
+                         for cam, f in enumerate(frames))
+        return Window(target_ns=t.stamp_ns, target_camera=t.camera, frames=tuple(frames), previous=previous)
 
     def _finish(self, windows: list[Window]) -> list[Window]:
         out = []

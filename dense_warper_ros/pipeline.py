@@ -143,7 +143,7 @@ class PosePipeline:
         undistort = undistorter(cams)
         out = self.model.pose_at(hm, P.to(self.device), A.to(self.device), times.to(self.device),
                                  valid.to(self.device), torch.zeros(1, dtype=torch.float64, device=self.device),
-                                 undistort=undistort)
+                                 undistort=undistort, previous=self._previous(w, ref))
         points = out.points[0].double().cpu().numpy()
         result = PoseResult(
             stamp_ns=w.target_ns, points=points,
@@ -162,6 +162,28 @@ class PosePipeline:
         self.lost = False
         self._last = result
         return result
+
+
+    def _previous(self, w: Window, ref: torch.Tensor):
+        """Each view's earlier frames for temporal-context models (None for the others)."""
+        from dense_warper_ros.model import PreviousFrames
+        K = getattr(self.model.config, "temporal_context", 0)
+        if not K:
+            return None
+        V = len(w.frames)
+        hm = torch.zeros((1, V, K, *ref.shape), dtype=ref.dtype, device=self.device)   # (1, V, K, J, h, w)
+        A = torch.zeros((1, V, K, 2, 3), dtype=torch.float64)
+        A[..., 0, 0] = A[..., 1, 1] = 1.0
+        times = torch.zeros((1, V, K), dtype=torch.float64)
+        valid = torch.zeros((1, V, K), dtype=torch.bool)
+        for v, earlier in enumerate(w.previous):
+            for k, f in enumerate(earlier[:K]):
+                hm[0, v, k] = f.data.heatmaps
+                A[0, v, k] = torch.from_numpy(f.data.affine)
+                times[0, v, k] = (f.stamp_ns - w.target_ns) * 1e-9
+                valid[0, v, k] = True
+        return PreviousFrames(heatmaps=hm, affines=A.to(self.device), times=times.to(self.device),
+                              valid=valid.to(self.device))
 
 
 def resolve_device(device: str) -> str:
@@ -218,7 +240,7 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
                          f"{model.config.name!r} expects {model.heatmap_size}px")
     buf = BufferConfig(num_cameras=num_cameras, timing=timing, min_views=min_views,
                        max_view_age_ns=int(max_view_age_s * 1e9), clock_jump_ns=int(clock_jump_s * 1e9),
-                       reorder=offline)
+                       reorder=offline, history=model.config.temporal_context)
     pipe = PosePipeline(model=model, backbone=bb, config=PipelineConfig(buffer=buf, device=dev))
     pipe.weights_source = str(w) if w is not None else "untrained (identity warps)"
     return pipe

@@ -108,3 +108,21 @@ def test_offline_reorder_makes_output_independent_of_delivery_order():
 def test_bad_config_names_the_value(kw):
     with pytest.raises(ValueError, match=str(list(kw.values())[-1]).strip("'")):
         BufferConfig(**kw)
+
+
+def test_windows_carry_each_views_earlier_frames_for_temporal_context():
+    t = lambda k: 1000 * MS + k * 20 * MS                 # noqa: E731  stamp of frame k
+    buf = InterleavedBuffer(BufferConfig(num_cameras=4, timing="causal", max_view_age_ns=100 * MS, history=2))
+    w = run(buf, interleaved())[-1]                   # target frame k=15; views are frames 12..15
+    # camera c's frames are k = c, c+4, ...: before 12+c come 8+c (80 ms earlier) and 4+c (160 ms,
+    # further than max_view_age: no use for a velocity)
+    assert [[f.stamp_ns for f in prev] for prev in w.previous] == [[t(8 + c)] for c in range(4)]
+    buf = InterleavedBuffer(BufferConfig(num_cameras=4, timing="causal", max_view_age_ns=200 * MS, history=2))
+    w = run(buf, interleaved())[-1]
+    assert [[f.stamp_ns for f in prev] for prev in w.previous] == [[t(8 + c), t(4 + c)] for c in range(4)]
+    assert all(f.camera == c for c, prev in enumerate(w.previous) for f in prev)
+    first = run(InterleavedBuffer(BufferConfig(num_cameras=4, history=1)), interleaved(n=3))[0]
+    assert first.previous == ((),) * 4, "no earlier frames yet"
+    assert run(InterleavedBuffer(BufferConfig(num_cameras=4)), interleaved())[-1].previous == ((),) * 4
+    with pytest.raises(ValueError, match="history"):
+        BufferConfig(num_cameras=4, history=8)
