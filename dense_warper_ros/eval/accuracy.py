@@ -9,7 +9,10 @@ Methods (REFERENCE.md, "Evaluation protocol"; `eval.baselines` for (a), (b), (c)
   (d) DenseWarper on the interleaved frames (`model.DenseWarper.pose_at`), with the given weights,
       or untrained identity warps when there are none (the table says which);
   (d+) the temporal-context extension of (d) (issue 6, not in the paper): the warp also reads each
-      view's previous frame(s) (`--weights-tc`, default models/dense_warper_lite_tc.safetensors);
+      view's previous frame(s) (`--weights-tc`, default models/dense_warper_lite_tc.safetensors).
+      Windowed, it takes the frames (c) takes: per view the first frame after the target within
+      the window (else the newest before it) plus the frame(s) before that, so the view's history
+      brackets the target (interpolation, same delay as (c)); causal, the newest frames as (d);
       (d) itself feeds earlier frames too when its own weights have temporal context;
   (e) reference: dense synchronised capture at every instant (N x the images).
 Timings: causal = only frames captured at or before the target; windowed = frames up to one cycle
@@ -297,8 +300,12 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
             used[at_sync] = True
             outputs[key] = MethodOutput(pred, np.maximum(inst_t[nxt] - targets, 0.0), used, rate(sync))
         elif m in ("b", "d", "d+"):
-            sel = (baselines.select_latest(bank, inter_slots, targets) if timing == "causal"
-                   else baselines.select_nearest(bank, inter_slots, targets, delay_s))
+            if timing == "causal":
+                sel = baselines.select_latest(bank, inter_slots, targets)
+            elif m == "d+":   # the frames (c) uses: first after the target in the window, else newest
+                sel = baselines.select_bracket(bank, inter_slots, targets, timing, delay_s)[..., 1]
+            else:
+                sel = baselines.select_nearest(bank, inter_slots, targets, delay_s)
             if m == "b":
                 pred = baselines.naive(bank, sel)
             else:
