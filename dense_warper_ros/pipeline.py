@@ -17,8 +17,8 @@ import torch
 
 from dense_warper_ros.buffer import BufferConfig, Frame, InterleavedBuffer, Window
 from dense_warper_ros.cameras import Camera, undistorter
+from dense_warper_ros.weights import DEFAULT_MODEL, default_weights
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 @dataclass(frozen=True)
@@ -194,12 +194,6 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def default_weights(model_config: str) -> Path | None:
-    """The shipped weights of a named configuration, if present."""
-    p = MODELS_DIR / f"dense_warper_{model_config}.safetensors"
-    return p if p.exists() else None
-
-
 def load_backbone(name: str, *, weights: str | Path | None = None, device: str = "cpu"):
     """movenet_lightning | movenet_thunder (converted by `make setup` into models/) or
     simple_baseline (a user's weights-only checkpoint)."""
@@ -214,7 +208,7 @@ def load_backbone(name: str, *, weights: str | Path | None = None, device: str =
 
 
 def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = False,
-                   model_config: str = "lite", weights: str | Path = "", backbone: str = "movenet_lightning",
+                   model_config: str = DEFAULT_MODEL, weights: str | Path = "", backbone: str = "movenet_lightning",
                    backbone_weights: str | Path = "", device: str = "auto", min_views: int = 2,
                    max_view_age_s: float = 0.2, clock_jump_s: float = 1.0) -> PosePipeline:
     """The node's pipeline from its parameters: weights default to the shipped ones (untrained

@@ -458,10 +458,9 @@ def _activation_after(path: str) -> str | None:
 # Loading (weights only, no code execution)
 # --------------------------------------------------------------------------------------------
 def default_models_dir() -> Path:
-    """`$DENSE_WARPER_MODELS_DIR`, else `models/` at the repository root (where `make setup` writes)."""
-    import os
-    env = os.environ.get("DENSE_WARPER_MODELS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+    """`$DENSE_WARPER_MODELS_DIR`, else models/ of the checkout, else the installed share (weights.py)."""
+    from dense_warper_ros.weights import models_dir
+    return models_dir()
 
 
 def weights_paths(variant: str, models_dir: Path | None = None) -> tuple[Path, Path]:

@@ -26,6 +26,7 @@ from dense_warper_ros.replay import OfflineReplay, camera_name_of, match_ground_
 from dense_warper_ros.ros.bags import BagWriter, read_messages, topics_of
 from dense_warper_ros.ros.conversions import markers_for, skeletons_to_msg
 from dense_warper_ros.ros.recording_msgs import GROUND_TRUTH_TOPIC
+from dense_warper_ros.weights import DEFAULT_MODEL
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("bag", type=Path)
     ap.add_argument("--out", type=Path, default=Path("out/eval"))
     ap.add_argument("--timing", choices=("causal", "windowed"), default="windowed")
-    ap.add_argument("--model-config", default="lite")
+    ap.add_argument("--model-config", default=DEFAULT_MODEL)
     ap.add_argument("--weights", default="")
     ap.add_argument("--backbone", default="movenet_lightning")
     ap.add_argument("--device", default="auto")

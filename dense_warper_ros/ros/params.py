@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
+from dense_warper_ros.weights import DEFAULT_MODEL
+
 MODES = ("live", "offline")
 TIMINGS = ("causal", "windowed")
 TRANSPORTS = ("raw", "compressed")
@@ -72,7 +74,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "cpu_threads": (1, _d("torch intra-op threads (0 = torch's default). The node already overlaps the backbone "
                           "and the fusion on two threads; more intra-op threads on a small CPU mostly spin",
                           **_irange(0, 256))),
-    "model_config": ("lite", _d("named DenseWarper configuration")),
+    "model_config": (DEFAULT_MODEL, _d("named DenseWarper configuration: lite_tc (temporal context, default) or "
+                                       "lite (the faithful method), paper, ...")),
     "weights": ("", _d("DenseWarper weights file ('' = the shipped default)")),
     "backbone": ("movenet_lightning", _d(f"2D backbone, one of {BACKBONES}")),
     "backbone_weights": ("", _d("backbone weights file ('' = the models/ default)")),
