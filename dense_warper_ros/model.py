@@ -37,6 +37,14 @@ Timing: the model only takes times; the buffer chooses frames.
     poses once the last frame arrives) or `pose_at(target_time=t_i)`; frames after t_i are used, so
     the pose at t_i is out only when the window's last frame has arrived.
 
+Temporal context (issue 6's extension, not in the paper; `ModelConfig.temporal_context` = K > 0,
+preset `lite_tc`): the warp of view c also reads c's K earlier frames (`PreviousFrames`, passed as
+`previous=` to `pose_at` / `forward_window`), each resampled into c's current crop (crops follow the
+root, so they move between frames) and fed as a difference map plus a time plane; the offsets start
+at c's constant-velocity displacement (from frame k=0, with a learned per-joint gain), and the warp
+gives a per-joint DLT log-weight for its view. `previous=None` means no history; configs with
+K = 0 (the faithful method, `lite`, `paper`) ignore `previous`.
+
 Distortion: the exchange and the warps work on the (distorted) crops, as the released code; 2D points
 are undistorted before DLT by the `undistort` hook if the caller passes one
 (`cameras.undistorter(cameras)`), else they are taken as pinhole pixels.

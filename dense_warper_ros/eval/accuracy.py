@@ -26,7 +26,8 @@ Data: the held-out DeepMimic clips (`data.motion.TEST_CLIPS`) with synthetic det
 truth: dense 4-view triangulation of the backbone's detections; plus held-out-view reprojection).
 
 Usage:  python -m dense_warper_ros.eval.accuracy [--config config/bench/default.yaml] [--quick]
-        [--weights models/dense_warper_lite.safetensors | --untrained] [--out out/accuracy]
+        [--weights models/dense_warper_lite.safetensors | --untrained]
+        [--weights-tc models/dense_warper_lite_tc.safetensors] [--out out/accuracy]
 Prints markdown tables, writes <out>/accuracy.json and <out>/accuracy.png.
 """
 from __future__ import annotations
