@@ -60,6 +60,10 @@ class BufferConfig:
     clock_jump_ns: int = 1_000_000_000    # a stamp this far behind the newest: reset
     reorder: bool = False                 # offline: release frames in stamp order
     history: int = 0                      # earlier frames per view a window carries (temporal-context models)
+    # windowed: per other camera, the frame nearest the target ("nearest"), or the first one after it
+    # ("later", else the newest before): a temporal-context model then has a frame on each side of
+    # the target in (history, frame) and interpolates, as the benchmark's (c) and (d+) do
+    windowed_pick: str = "nearest"
     reorder_horizon_ns: int = 1_000_000_000  # offline: stop waiting for a camera this far behind
 
     def __post_init__(self) -> None:
@@ -73,6 +77,8 @@ class BufferConfig:
             raise ValueError(f"max_view_age_ns must be > 0, got {self.max_view_age_ns}")
         if self.capacity < 2:
             raise ValueError(f"capacity must be >= 2, got {self.capacity}")
+        if self.windowed_pick not in ("nearest", "later"):
+            raise ValueError(f"windowed_pick must be 'nearest' or 'later', got {self.windowed_pick!r}")
         if not 0 <= self.history < self.capacity:
             raise ValueError(f"history must be in 0..capacity-1 = {self.capacity - 1}, got {self.history}")
 
@@ -102,6 +108,10 @@ class _Ring:
         """Up to `count` frames strictly before `t`, newest first."""
         i = bisect.bisect_left(self.stamps, t)
         return tuple(reversed(self.frames[max(0, i - count):i]))
+
+    def after(self, t: int) -> Frame | None:
+        i = bisect.bisect_right(self.stamps, t)
+        return self.frames[i] if i < len(self.frames) else None
 
     def at_or_before(self, t: int) -> Frame | None:
         i = bisect.bisect_right(self.stamps, t)
@@ -221,7 +231,14 @@ class InterleavedBuffer:
             if cam == t.camera:
                 frames.append(t)
                 continue
-            f = ring.at_or_before(t.stamp_ns) if c.timing == "causal" else ring.nearest(t.stamp_ns)
+            if c.timing == "causal":
+                f = ring.at_or_before(t.stamp_ns)
+            elif c.windowed_pick == "later":
+                f = ring.after(t.stamp_ns)
+                if f is None or f.stamp_ns - t.stamp_ns > c.max_view_age_ns:
+                    f = ring.at_or_before(t.stamp_ns)
+            else:
+                f = ring.nearest(t.stamp_ns)
             if f is not None and abs(t.stamp_ns - f.stamp_ns) > c.max_view_age_ns:
                 self.stats["stale_views"] += 1
                 f = None

@@ -234,7 +234,8 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
                          f"{model.config.name!r} expects {model.heatmap_size}px")
     buf = BufferConfig(num_cameras=num_cameras, timing=timing, min_views=min_views,
                        max_view_age_ns=int(max_view_age_s * 1e9), clock_jump_ns=int(clock_jump_s * 1e9),
-                       reorder=offline, history=model.config.temporal_context)
+                       reorder=offline, history=model.config.temporal_context,
+                       windowed_pick="later" if model.config.temporal_context else "nearest")
     pipe = PosePipeline(model=model, backbone=bb, config=PipelineConfig(buffer=buf, device=dev))
     pipe.weights_source = str(w) if w is not None else "untrained (identity warps)"
     return pipe

@@ -126,3 +126,17 @@ def test_windows_carry_each_views_earlier_frames_for_temporal_context():
     assert run(InterleavedBuffer(BufferConfig(num_cameras=4)), interleaved())[-1].previous == ((),) * 4
     with pytest.raises(ValueError, match="history"):
         BufferConfig(num_cameras=4, history=8)
+
+
+def test_windowed_later_pick_brackets_the_target_for_temporal_context():
+    """windowed_pick='later': each other camera's first frame after the target (within the age
+    limit), with its earlier frame before the target: a pair around the target, as (c) uses."""
+    t = lambda k: 1000 * MS + k * 20 * MS                 # noqa: E731
+    cfg = dict(num_cameras=4, timing="windowed", max_view_age_ns=90 * MS, history=1)
+    w = {x.target_ns: x for x in run(InterleavedBuffer(BufferConfig(**cfg, windowed_pick="later")), interleaved())}[t(9)]
+    assert [f.stamp_ns for f in w.frames] == [t(12), t(9), t(10), t(11)]       # camera 1 is the target
+    assert [[f.stamp_ns for f in p] for p in w.previous] == [[t(8)], [t(5)], [t(6)], [t(7)]]
+    near = {x.target_ns: x for x in run(InterleavedBuffer(BufferConfig(**cfg)), interleaved())}[t(9)]
+    assert [f.stamp_ns for f in near.frames] == [t(8), t(9), t(10), t(7)]      # nearest (ties: earlier)
+    with pytest.raises(ValueError, match="windowed_pick"):
+        BufferConfig(num_cameras=4, windowed_pick="soonest")
