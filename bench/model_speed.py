@@ -49,7 +49,7 @@ TARGETS_MS = {("lite", "cpu"): 10.0, ("paper", "cuda"): 5.0}
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--configs", nargs="+", default=["lite", "paper"], help="named configurations")
+    p.add_argument("--configs", nargs="+", default=["lite", "lite_tc", "paper"], help="named configurations")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--devices", nargs="+", default=None, help="cpu and/or cuda (default: all present)")
     p.add_argument("--rounds", type=int, default=3, help="timing rounds per stage (best median kept)")
@@ -100,11 +100,11 @@ def stage_functions(model: DenseWarper, x: dict) -> dict:
     plan = model._plan(times, valid, target, anchor)
     rig = model.precompute_rig(P[0], A[0])
     E = model._exchange(hm, P, A, plan, None)
-    Y = model._assemble(hm, model._warp(hm, E, plan), plan)
+    Y = model._assemble(hm, model._warp(hm, E, plan, A), plan)   # temporal-context configs: no history here
     return {
         "exchange": lambda: model._exchange(hm, P, A, plan, None),
         "exchange-rig": lambda: model._exchange(hm, P, A, plan, rig),
-        "warps": lambda: model._warp(hm, E, plan),
+        "warps": lambda: model._warp(hm, E, plan, A),
         "decode+dlt": lambda: model._triangulate(Y, P, A, plan, None),
         "fusion": lambda: model.pose_at(hm, P, A, times, valid, target),
         "fusion-rig": lambda: model.pose_at(hm, P, A, times, valid, target, rig=rig),
