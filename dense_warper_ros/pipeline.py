@@ -17,6 +17,7 @@ import torch
 
 from dense_warper_ros.buffer import BufferConfig, Frame, InterleavedBuffer, Window
 from dense_warper_ros.cameras import Camera, undistorter
+from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
 from dense_warper_ros.weights import DEFAULT_MODEL, default_weights
 
 
@@ -121,25 +122,12 @@ class PosePipeline:
         t0 = time.perf_counter()
         frames = [f for f in w.frames if f is not None]
         ref = frames[0].data.heatmaps
-        V = len(w.frames)
-        hm = torch.zeros((1, V, *ref.shape), dtype=ref.dtype, device=self.device)   # (1, V, J, h, w)
-        P = torch.zeros((1, V, 3, 4), dtype=torch.float64)
-        A = torch.zeros((1, V, 2, 3), dtype=torch.float64)
-        times = torch.zeros((1, V), dtype=torch.float64)
-        valid = torch.zeros((1, V), dtype=torch.bool)
-        cams: list[Camera | None] = []
-        for v, f in enumerate(w.frames):
-            if f is None:
-                P[0, v] = torch.eye(3, 4, dtype=torch.float64)
-                A[0, v, 0, 0] = A[0, v, 1, 1] = 1.0
-                cams.append(None)
-                continue
-            hm[0, v] = f.data.heatmaps
-            P[0, v] = torch.from_numpy(f.data.camera.P)
-            A[0, v] = torch.from_numpy(f.data.affine)
-            times[0, v] = (f.stamp_ns - w.target_ns) * 1e-9
-            valid[0, v] = True
-            cams.append(f.data.camera)
+        hm, A, times, valid = (x[None] for x in self._stack(w.frames, w.target_ns, ref))   # (1, V, ...)
+        P = torch.eye(3, 4, dtype=torch.float64).repeat(1, len(w.frames), 1, 1)            # (1, V, 3, 4)
+        cams: list[Camera | None] = [None if f is None else f.data.camera for f in w.frames]
+        for v, cam in enumerate(cams):
+            if cam is not None:
+                P[0, v] = torch.from_numpy(cam.P)
         undistort = undistorter(cams)
         out = self.model.pose_at(hm, P.to(self.device), A.to(self.device), times.to(self.device),
                                  valid.to(self.device), torch.zeros(1, dtype=torch.float64, device=self.device),
@@ -164,26 +152,31 @@ class PosePipeline:
         return result
 
 
-    def _previous(self, w: Window, ref: torch.Tensor):
+    def _previous(self, w: Window, ref: torch.Tensor) -> PreviousFrames | None:
         """Each view's earlier frames for temporal-context models (None for the others)."""
-        from dense_warper_ros.model import PreviousFrames
-        K = getattr(self.model.config, "temporal_context", 0)
+        K = self.model.config.temporal_context
         if not K:
             return None
-        V = len(w.frames)
-        hm = torch.zeros((1, V, K, *ref.shape), dtype=ref.dtype, device=self.device)   # (1, V, K, J, h, w)
-        A = torch.zeros((1, V, K, 2, 3), dtype=torch.float64)
-        A[..., 0, 0] = A[..., 1, 1] = 1.0
-        times = torch.zeros((1, V, K), dtype=torch.float64)
-        valid = torch.zeros((1, V, K), dtype=torch.bool)
-        for v, earlier in enumerate(w.previous):
-            for k, f in enumerate(earlier[:K]):
-                hm[0, v, k] = f.data.heatmaps
-                A[0, v, k] = torch.from_numpy(f.data.affine)
-                times[0, v, k] = (f.stamp_ns - w.target_ns) * 1e-9
-                valid[0, v, k] = True
+        per_view = [self._stack((tuple(earlier[:K]) + (None,) * K)[:K], w.target_ns, ref) for earlier in w.previous]
+        hm, A, times, valid = (torch.stack(x)[None] for x in zip(*per_view))        # (1, V, K, ...)
         return PreviousFrames(heatmaps=hm, affines=A.to(self.device), times=times.to(self.device),
                               valid=valid.to(self.device))
+
+    def _stack(self, frames: tuple[Frame | None, ...], target_ns: int, ref: torch.Tensor):
+        """Frames (n,) (None: missing) -> heatmaps (n, J, h, w), affines (n, 2, 3) (identity where
+        missing), times (n,) s relative to the target, valid (n,)."""
+        n = len(frames)
+        hm = torch.zeros((n, *ref.shape), dtype=ref.dtype, device=self.device)
+        A = torch.eye(2, 3, dtype=torch.float64).repeat(n, 1, 1)
+        times = torch.zeros(n, dtype=torch.float64)
+        valid = torch.zeros(n, dtype=torch.bool)
+        for i, f in enumerate(frames):
+            if f is not None:
+                hm[i] = f.data.heatmaps
+                A[i] = torch.from_numpy(f.data.affine)
+                times[i] = (f.stamp_ns - target_ns) * 1e-9
+                valid[i] = True
+        return hm, A, times, valid
 
 
 def resolve_device(device: str) -> str:
@@ -213,8 +206,6 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
                    max_view_age_s: float = 0.2, clock_jump_s: float = 1.0) -> PosePipeline:
     """The node's pipeline from its parameters: weights default to the shipped ones (untrained
     identity warps when none exist), the backbone to its converted weights in models/."""
-    from dense_warper_ros.model import DenseWarper, ModelConfig
-
     dev = resolve_device(device)
     # weights: '' = shipped default (untrained when none is shipped), 'none' = untrained warps
     w = None if weights == "none" else Path(weights) if weights else default_weights(model_config)

@@ -125,12 +125,14 @@ class DenseWarperNode(Node):
             self._sched.put(None, 0, _FLUSH)
 
     # --- workers ---------------------------------------------------------------------------------
-    def _guarded(self, fn, *args) -> None:
+    def _guarded(self, fn, *args):
+        """fn(*args), or None after an unexpected exception: a bug must not kill a worker."""
         try:
-            fn(*args)
-        except Exception as e:              # a bug must not kill a worker: count, log, go on
+            return fn(*args)
+        except Exception as e:
             self.stats["errors"] += 1
             self._log_once("error", f"worker error: {type(e).__name__}: {e}", error=True)
+            return None
 
     def _work(self) -> None:
         """Offline: the whole frame, in order. Live: decode + TF + backbone, then hand off."""
@@ -142,7 +144,7 @@ class DenseWarperNode(Node):
             if msg is _FLUSH:
                 self._guarded(lambda: self._publish(self.pipeline.flush()))
                 continue
-            p = self._prepare(i, msg)
+            p = self._guarded(self._prepare, i, msg)
             if p is None:
                 continue
             if self._sched.live:
@@ -173,10 +175,6 @@ class DenseWarperNode(Node):
             if e.cause in ("uncalibrated", "camera_info_zero_size", "unknown_distortion", "bad_camera_info"):
                 cam.info_error = str(e)
             self._drop(i, e.cause, str(e))
-            return None
-        except Exception as e:
-            self.stats["errors"] += 1
-            self._log_once("error", f"worker error: {type(e).__name__}: {e}", error=True)
             return None
         self.backbone_times.append(time.perf_counter() - t0)
         cam.frames += 1
