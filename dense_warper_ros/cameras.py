@@ -272,8 +272,12 @@ def fundamental_matrices(P_a: torch.Tensor, P_b: torch.Tensor) -> torch.Tensor:
 
 
 def undistort_points_torch(cameras: list[Camera | None], uv: torch.Tensor) -> torch.Tensor:
-    """(..., V, N, 2) observed pixels of V cameras -> pinhole pixels, with OpenCV (not differentiable).
-    A None camera (a missing view) and non-finite points pass through unchanged.
+    """(..., V, N, 2) observed pixels of V cameras -> pinhole pixels, with OpenCV. A None camera (a
+    missing view) and non-finite points pass through unchanged.
+
+    Gradients pass straight through (the correction's Jacobian taken as the identity), so training on
+    real cameras still reaches the warps: exact for the values, first-order right for the small
+    distortion of calibrated rigs (pose2sim's moves points by hundredths of a pixel).
 
     The hook the model calls before DLT (`DenseWarper.pose_at(undistort=...)`); build it with
     `undistorter(cameras)`.
@@ -290,7 +294,8 @@ def undistort_points_torch(cameras: list[Camera | None], uv: torch.Tensor) -> to
         if ok.any():
             pts[ok] = cam.undistort_points(pts[ok])
         out[..., v, :, :] = pts.reshape(out[..., v, :, :].shape)
-    return torch.as_tensor(out, dtype=uv.dtype, device=uv.device)
+    fixed = torch.as_tensor(out, dtype=uv.dtype, device=uv.device)
+    return uv + (fixed - uv).detach().nan_to_num() if uv.requires_grad else fixed
 
 
 def undistorter(cameras: list[Camera | None]):

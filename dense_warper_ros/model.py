@@ -144,6 +144,12 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def decoder(self) -> dict:
+        """Soft-argmax settings (`heatmaps.soft_argmax` keywords): baselines decode heatmaps the same way."""
+        return {"window": self.softargmax_window, "temperature": self.softargmax_temperature,
+                "min_peak": self.min_peak}
+
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
@@ -472,7 +478,7 @@ class DenseWarper(nn.Module):
         ctx = torch.cat([diff, tplane], dim=2).reshape(N, K * (J + 1), h, w)
         if not c.velocity_prior:
             return ctx, None
-        dec = dict(window=c.softargmax_window, temperature=c.softargmax_temperature, min_peak=c.min_peak)
+        dec = c.decoder
         with torch.no_grad():
             u_c, _, ok_c, _ = soft_argmax(x.detach(), **dec)                      # (N, J, 2)
             u_p, _, ok_p, _ = soft_argmax(hp[:, 0].detach(), **dec)               # prev crop px

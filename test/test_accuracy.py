@@ -153,7 +153,8 @@ def test_video_protocol_on_a_synchronised_synthetic_recording():
     """The real-video path (every camera at every frame, pseudo ground truth = dense triangulation,
     camera c used only at frames f mod N = c, held-out-view reprojection) on rendered evidence."""
     cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
-    cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("a", "b", "c", "e")))
+    cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("a", "b", "c", "e"),
+                                                             video_heldout_from=0))
     clip = motion.load_clip("dance_b")
     cams = rigs.make_rig()
     frames = np.arange(40) / 60.0
@@ -175,6 +176,11 @@ def test_video_protocol_on_a_synchronised_synthetic_recording():
     # causal naive interleaving reprojects worse into the views it did not use than windowed (c)
     assert np.mean(res.heldout_px["b/causal"]) > np.mean(res.heldout_px["c/windowed"])
     table = accuracy.markdown_table(accuracy.score([res]), pseudo_gt=True)
+    # frames before video_heldout_from (fine-tuning frames) feed no scored target: from 20, the
+    # first target whose window (one cycle back) lies after it is frame 24
+    held = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, video_heldout_from=20))
+    frames_scored = np.round(accuracy.video_sequence(bank, held, None).targets * 60).astype(int)
+    assert frames_scored.min() == 24 and frames_scored.max() == 40 - 4 - 1
     assert "vs pseudo-GT" in table and "Held-out reproj. px" in table and "n/a (all views used)" in table
 
 
@@ -186,7 +192,7 @@ def test_pose2sim_video_through_the_backbone():
         pytest.skip("pose2sim demo or MoveNet weights not fetched (scripts/fetch_pose2sim.py, fetch_movenet.py)")
     cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
     cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("a", "b", "c", "e"),
-                                                             video_frames=10))
+                                                             video_frames=10, video_heldout_from=0))
     res = accuracy.run_video(cfg, None, video, log=lambda s: None)
     assert len(res.targets) == 10 - 8
     assert np.isfinite(res.gt).all(-1).mean() > 0.9                         # the person triangulates

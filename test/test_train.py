@@ -108,3 +108,26 @@ def test_shipped_weights_load_and_are_trained():
     with torch.no_grad():
         y = warp(x, d, torch.tensor([[0.3, 0.3], [-0.2, -0.2]]))
     assert not torch.allclose(y, x, atol=1e-3)
+
+
+def test_detector_randomisation_ranges():
+    """Real-detector-like training noise: jitter correlation time and heatmap sigma drawn per batch
+    in their ranges; fixed values draw nothing, so the shipped recipes replay the same windows."""
+    from dense_warper_ros.train.data import heatmap_config, random_noise
+    rng = np.random.default_rng(0)
+    fixed = DataConfig()
+    state = rng.bit_generator.state
+    assert heatmap_config(fixed, rng).sigma == 2.5 and rng.bit_generator.state == state
+    k = random_noise(rng, fixed)
+    assert k.jitter_tau_s == 0.15
+    wide = DataConfig(noise_tau_s=(0.02, 0.15), heatmap_sigma_min=1.5)
+    taus = [random_noise(rng, wide).jitter_tau_s for _ in range(200)]
+    sigmas = [heatmap_config(wide, rng).sigma for _ in range(200)]
+    assert 0.02 <= min(taus) < 0.04 and 0.1 < max(taus) <= 0.15
+    assert 1.5 <= min(sigmas) < 1.7 and 2.3 < max(sigmas) <= 2.5
+    with pytest.raises(ValueError, match="noise_tau_s"):
+        DataConfig(noise_tau_s=(0.2, 0.1))
+    with pytest.raises(ValueError, match="heatmap_sigma_min"):
+        DataConfig(heatmap_sigma_min=3.0)
+    with pytest.raises(ValueError, match="video_prob"):
+        DataConfig(video_prob=1.5)

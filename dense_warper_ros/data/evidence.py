@@ -272,6 +272,13 @@ class EvidenceBank:
     def heatmaps(self, idx: np.ndarray) -> torch.Tensor:
         return self.heatmap_fn(np.asarray(idx, dtype=int))
 
+    def grid(self, instants: np.ndarray) -> np.ndarray:
+        """(n, V) slots of every camera at each nominal instant (n,), -1 where the bank has none."""
+        V = len(self.cameras)
+        cams = np.repeat(np.arange(V)[None], len(instants), 0)
+        times = np.repeat(np.asarray(instants)[:, None], V, 1)
+        return self.lookup(cams.ravel(), times.ravel(), missing_ok=True).reshape(len(instants), V)
+
 
 def synthetic_bank(cameras: Sequence[Camera], camera: np.ndarray, nominal: np.ndarray,
                    time: np.ndarray, joints_at: Callable[[np.ndarray], np.ndarray],

@@ -90,6 +90,8 @@ class BenchConfig:
     batch_size: int = 32                         # targets per DenseWarper forward
     video_dir: str = "data/pose2sim"             # real video (relative to the repository)
     video_frames: int | None = None              # use only the first frames of the video
+    video_heldout_from: int = 0                  # score only targets whose inputs all lie at or after
+                                                 # this frame (earlier frames fine-tuned the weights)
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in METHODS]
@@ -103,6 +105,8 @@ class BenchConfig:
             raise ValueError(f"bench: unknown clip(s) {bad}, expected some of {motion.CLIP_NAMES}")
         if self.margin_cycles < 0:
             raise ValueError(f"bench: margin_cycles must be >= 0, got {self.margin_cycles}")
+        if self.video_heldout_from < 0:
+            raise ValueError(f"bench: video_heldout_from must be >= 0, got {self.video_heldout_from}")
 
 
 @dataclass(frozen=True)
@@ -145,9 +149,7 @@ class WarperHandle:
     @property
     def decoder(self) -> dict[str, Any]:
         """The model's soft-argmax settings: every method decodes heatmaps the same way."""
-        c = self.model.config
-        return {"window": c.softargmax_window, "temperature": c.softargmax_temperature,
-                "min_peak": c.min_peak}
+        return self.model.config.decoder
 
 
 def decoder_of(warper: WarperHandle | None) -> dict[str, Any]:
@@ -288,12 +290,12 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
     for key in method_keys(bench, warper is not None, warper_tc is not None):
         m, _, timing = key.partition("/")
         if m == "e":
-            sel = _lookup_grid(bank, t_nom, V)
+            sel = bank.grid(t_nom)
             outputs[key] = MethodOutput(baselines.dense(bank, sel), _delay(bank, sel, targets),
                                         sel >= 0, rate(dense))
         elif m == "a":
             inst = np.unique(sync.nominal)
-            sync_sel = _lookup_grid(bank, inst, V)
+            sync_sel = bank.grid(inst)
             pred, inst_t = baselines.sync_interpolated(bank, sync_sel, targets)
             nxt = np.clip(np.searchsorted(inst_t, targets - 1e-9), 0, len(inst_t) - 1)
             at_sync = np.isin(np.round(t_nom * 1e6), np.round(inst * 1e6))
@@ -322,13 +324,6 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
                                         _delay(bank, pairs, targets), _used_now(bank, pairs, t_nom),
                                         rate(inter))
     return SequenceResult(name, targets, target_slots, gt, outputs, pseudo_gt)
-
-
-def _lookup_grid(bank: EvidenceBank, instants: np.ndarray, V: int) -> np.ndarray:
-    """(n, V) slots of every camera at each nominal instant (n,), -1 where the bank has none."""
-    cams = np.repeat(np.arange(V)[None], len(instants), 0)                 # (n, V)
-    times = np.repeat(np.asarray(instants)[:, None], V, 1)
-    return bank.lookup(cams.ravel(), times.ravel(), missing_ok=True).reshape(len(instants), V)
 
 
 def synthetic_sequence(clip_name: str, cfg: AccuracyConfig, warper: WarperHandle | None,
@@ -368,72 +363,14 @@ def synthetic_sequence(clip_name: str, cfg: AccuracyConfig, warper: WarperHandle
 
 
 # --- the real video (pose2sim demo) ---------------------------------------------------------
-def backbone_heatmaps(backbone, images: Sequence[np.ndarray], batch: int = 16) -> tuple[torch.Tensor, np.ndarray]:
-    """Two passes per image, independent of any method: the whole frame, then a box around the
-    confident keypoints of the first pass. -> heatmaps (N, J, h, w), affines (N, 2, 3)."""
-    from dense_warper_ros.backbones.adapter import boxes_from_keypoints
-    hms, affs = [], []
-    for s in range(0, len(images), batch):
-        chunk = images[s:s + batch]
-        first = backbone(chunk)
-        out = backbone(chunk, boxes_from_keypoints(first.keypoints))
-        hms.append(out.heatmaps.float().cpu())
-        affs.append(out.affines)
-    return torch.cat(hms), np.concatenate(affs)
-
-
-def _stream_frames(video: Path, count: int):
-    """RGB frames 0..count-1 of a video, decoded one at a time (the demo is 2.5 GB decoded)."""
-    import cv2
-    cap = cv2.VideoCapture(str(video))
-    try:
-        if not cap.isOpened():
-            raise OSError(f"cannot open {video}")
-        for i in range(count):
-            ok, frame = cap.read()
-            if not ok:
-                raise IndexError(f"{video} ends before frame {i}")
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    finally:
-        cap.release()
-
-
-def video_bank(cameras: Sequence, videos: Sequence[Path], fps: float, num_frames: int, backbone,
-               chunk: int = 16, decoder: Mapping[str, Any] | None = None) -> EvidenceBank:
-    """Every (camera, frame) of synchronised videos through the backbone, in one bank. Frame f of
-    every view has nominal and capture time f / fps."""
-    camera, frame, hms, affs = [], [], [], []
-    for v, video in enumerate(videos):
-        buf = []
-        for f, img in enumerate(_stream_frames(video, num_frames)):
-            buf.append(img)
-            if len(buf) == chunk or f == num_frames - 1:
-                hm, A = backbone_heatmaps(backbone, buf, batch=chunk)
-                hms.append(hm)
-                affs.append(A)
-                buf = []
-            camera.append(v)
-            frame.append(f)
-    return bank_from_heatmaps(cameras, np.asarray(camera), np.asarray(frame) / fps, torch.cat(hms),
-                              np.concatenate(affs), decoder)
-
-
-def bank_from_heatmaps(cameras: Sequence, camera: np.ndarray, times: np.ndarray, hm: torch.Tensor,
-                       affines: np.ndarray, decoder: Mapping[str, Any] | None = None) -> EvidenceBank:
-    """A bank of real detections: heatmaps (S, J, h, w) + affines (S, 2, 3) at times (S,)."""
-    uv, conf = decode_heatmaps(hm, affines, cameras, camera, **(decoder or {}))
-    return EvidenceBank(list(cameras), camera, times, times, affines,
-                        lambda idx: hm[torch.as_tensor(idx)], uv, conf)
-
-
 def heldout_reprojection(bank: EvidenceBank, out: MethodOutput, target_slots: np.ndarray,
                          min_conf: float = 0.3) -> np.ndarray:
     """Pixel errors between each estimate projected into the cameras whose frame at the target
     instant the method did not use and the backbone's detections there (confident joints only)."""
     errs = []
-    t_nom = bank.nominal[target_slots]
+    grid = bank.grid(bank.nominal[target_slots])                          # (T, V)
     for c, cam in enumerate(bank.cameras):
-        slot = _lookup_grid(bank, t_nom, len(bank.cameras))[:, c]
+        slot = grid[:, c]
         sel = (slot >= 0) & ~out.used_now[:, c]
         if not sel.any():
             continue
@@ -448,12 +385,13 @@ def video_sequence(bank: EvidenceBank, cfg: AccuracyConfig, warper: WarperHandle
                    name: str = "pose2sim", warper_tc: WarperHandle | None = None) -> SequenceResult:
     """The interleaved run on a synchronised recording: camera c only at frames f with
     f mod N = c; (a) every N-th frame from all cameras; (e) every frame from all cameras, whose
-    triangulation is the pseudo ground truth."""
+    triangulation is the pseudo ground truth. With `bench.video_heldout_from` = h, only targets whose
+    every input frame (the window and each view's history) lies at or after frame h are scored."""
+    from dense_warper_ros.data.video import pseudo_ground_truth
     V = len(bank.cameras)
-    instants = np.unique(bank.nominal)                                     # (F,) frame times
-    F = len(instants)
-    frame = np.searchsorted(instants, bank.nominal)                       # slot -> frame index
-    dt = float(np.median(np.diff(instants)))
+    pgt = pseudo_ground_truth(bank)
+    F, frame = len(pgt.instants), pgt.frame
+    dt = float(np.median(np.diff(pgt.instants)))
 
     def schedule(mask: np.ndarray) -> Schedule:
         s = np.flatnonzero(mask)
@@ -461,12 +399,13 @@ def video_sequence(bank: EvidenceBank, cfg: AccuracyConfig, warper: WarperHandle
     inter = schedule(frame % V == bank.camera)
     sync = schedule(frame % V == 0)
     dense = schedule(np.ones(len(bank), bool))
-    gt = baselines.dense(bank, _lookup_grid(bank, instants, V))             # (F, J, 3) pseudo-GT
     margin = int(np.ceil(cfg.bench.margin_cycles * V))
-    scored = np.flatnonzero((frame % V == bank.camera) & (frame >= margin) & (frame < F - margin))
+    history = max((w.model.config.temporal_context for w in (warper, warper_tc) if w is not None), default=0)
+    first = max(margin, cfg.bench.video_heldout_from + V * (1 + history)) if cfg.bench.video_heldout_from else margin
+    scored = np.flatnonzero((frame % V == bank.camera) & (frame >= first) & (frame < F - margin))
     target_slots = scored[np.argsort(bank.time[scored], kind="stable")]
     delay = cfg.bench.window_delay_s if cfg.bench.window_delay_s is not None else (V - 1) * dt
-    res = run_sequence(name, bank, inter, sync, dense, target_slots, gt[frame[target_slots]], cfg.bench,
+    res = run_sequence(name, bank, inter, sync, dense, target_slots, pgt.poses[frame[target_slots]], cfg.bench,
                        delay, warper, pseudo_gt=True, warper_tc=warper_tc)
     for key, out in res.outputs.items():
         if key != "e":
@@ -477,51 +416,12 @@ def video_sequence(bank: EvidenceBank, cfg: AccuracyConfig, warper: WarperHandle
 def run_video(cfg: AccuracyConfig, warper: WarperHandle | None, video_dir: Path,
               log: Callable[[str], None] = print, warper_tc: WarperHandle | None = None) -> SequenceResult | None:
     """The pose2sim demo through the project's loader and backbone; None when it is absent."""
-    from dense_warper_ros.data import pose2sim
-    if not (Path(video_dir) / "videos").is_dir():
-        return None
-    t = time.perf_counter()
-    demo = pose2sim.load_demo(video_dir)
-    frames = demo.num_frames if cfg.bench.video_frames is None else min(demo.num_frames, cfg.bench.video_frames)
+    from dense_warper_ros.data.video import load_pose2sim_bank
     any_warper = warper or warper_tc
     size = any_warper.heatmap_size if any_warper is not None else cfg.heatmap.size
-    variant = {48: "lightning", 64: "thunder"}.get(size)
-    if variant is None:
-        raise ValueError(f"no MoveNet variant gives {size} px heatmaps (48: lightning, 64: thunder)")
-    cache = motion.default_cache_dir() / "pose2sim" / f"movenet_{variant}_f{frames}_{_video_key(demo, variant)}.pt"
-    if cache.exists():
-        blob = torch.load(cache, weights_only=True)
-        bank = bank_from_heatmaps(demo.cameras, blob["camera"].numpy(), blob["times"].numpy(),
-                                  blob["heatmaps"], blob["affines"].numpy(), decoder_of(any_warper))
-        log(f"[accuracy] pose2sim: {len(bank)} frames of MoveNet {variant} heatmaps from {cache.name}")
-    else:
-        from dense_warper_ros.backbones.adapter import Backbone2D
-        bank = video_bank(demo.cameras, demo.videos, demo.fps, frames, Backbone2D.movenet(variant),
-                          decoder=decoder_of(any_warper))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        for stale in cache.parent.glob(f"movenet_{variant}_f{frames}_*.pt"):   # older code or weights
-            stale.unlink()
-        torch.save({"camera": torch.as_tensor(bank.camera), "times": torch.as_tensor(bank.time),
-                    "heatmaps": bank.heatmaps(np.arange(len(bank))), "affines": torch.as_tensor(bank.affines)},
-                   cache)
-        log(f"[accuracy] pose2sim: {len(bank)} frames through MoveNet {variant} in "
-            f"{time.perf_counter() - t:.1f} s (cached in {cache})")
-    return video_sequence(bank, cfg, warper, warper_tc=warper_tc)
-
-
-def _video_key(demo, variant: str) -> str:
-    """Cache key of the backbone's output: the videos, the weights and the backbone's code."""
-    import hashlib
-    import inspect
-
-    from dense_warper_ros.backbones import adapter, movenet
-    h = hashlib.sha256()
-    for p in (*demo.videos, movenet.weights_paths(variant)[0], Path(adapter.__file__), Path(movenet.__file__)):
-        h.update(Path(p).read_bytes())
-    for fn in (backbone_heatmaps, _stream_frames):      # what decides the stored heatmaps
-        h.update(inspect.getsource(fn).encode())
-    h.update(b"layout 1: camera-major, frames in order")   # bump if video_bank's layout changes
-    return h.hexdigest()[:16]
+    got = load_pose2sim_bank(video_dir, heatmap_size=size, frames=cfg.bench.video_frames,
+                             decoder=decoder_of(any_warper), log=log)
+    return None if got is None else video_sequence(got[1], cfg, warper, warper_tc=warper_tc)
 
 
 # --- scoring and reporting ---------------------------------------------------------------------
@@ -709,7 +609,7 @@ def quick(cfg: AccuracyConfig) -> AccuracyConfig:
     """A run of seconds for tests: one short clip, a few video frames."""
     return dataclasses.replace(cfg, bench=dataclasses.replace(
         cfg.bench, clips=cfg.bench.clips[:1], max_duration_s=min(cfg.bench.max_duration_s or 0.6, 0.6),
-        video_frames=min(cfg.bench.video_frames or 24, 24)))
+        video_frames=min(cfg.bench.video_frames or 24, 24), video_heldout_from=0))
 
 
 def run_synthetic(cfg: AccuracyConfig, warper: WarperHandle | None, log: Callable[[str], None] = print,

@@ -49,10 +49,20 @@ class DataConfig:
     jitter_s: tuple[float, float] = (0.0, 0.002)
     drop_prob: tuple[float, float] = (0.0, 0.03)
     noise_scale: tuple[float, float] = (0.6, 1.4)    # x the default jitter and bias
+    noise_tau_s: tuple[float, float] = (0.15, 0.15)  # jitter correlation time, log-uniform (short:
+                                                     # frame-to-frame jitter, as a real detector's)
+    speed_range: tuple[float, float] = (0.5, 2.0)    # playback speed, log-uniform
     heatmap_size: int = 48
     heatmap_sigma: float = 2.5         # as the benchmark's heatmaps
+    heatmap_sigma_min: float | None = None   # per batch uniform in [min, heatmap_sigma] (MoveNet's
+                                             # peaks are sharper: about 1.5 px at 48)
     val_windows: int = 96
     val_seed: int = 12345
+    # self-supervised fine-tuning on the real pose2sim video (`train.video`): this fraction of the
+    # batches comes from its frames [video_frames[0], video_frames[1]); the rest stays held out
+    video_prob: float = 0.0
+    video_frames: tuple[int, int] = (0, 50)
+    video_dir: str = "data/pose2sim"   # relative to the repository
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_cameras <= self.max_cameras <= 8:
@@ -61,6 +71,16 @@ class DataConfig:
         overlap = set(self.train_clips) & (set(self.val_clips) | set(motion.TEST_CLIPS))
         if overlap:
             raise ValueError(f"data: training clips {sorted(overlap)} are validation or test clips")
+        if not 0.0 <= self.video_prob <= 1.0:
+            raise ValueError(f"data: video_prob must be in [0, 1], got {self.video_prob}")
+        for name in ("noise_tau_s", "speed_range"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"data: {name} must be (lo, hi) with 0 < lo <= hi, got {(lo, hi)}")
+        if self.heatmap_sigma_min is not None and not 0 < self.heatmap_sigma_min <= self.heatmap_sigma:
+            raise ValueError(f"data: heatmap_sigma_min must be in (0, heatmap_sigma], got {self.heatmap_sigma_min}")
+        if not 0 <= self.video_frames[0] < self.video_frames[1]:
+            raise ValueError(f"data: video_frames must be [lo, hi) with 0 <= lo < hi, got {self.video_frames}")
         bad = [c for c in self.train_clips + self.val_clips if c not in motion.CLIP_NAMES]
         if bad:
             raise ValueError(f"data: unknown clip(s) {bad}, expected some of {motion.CLIP_NAMES}")
@@ -93,14 +113,25 @@ def random_schedule(rng: np.random.Generator, cfg: DataConfig, num_cameras: int)
                           drop_prob=_u(rng, cfg.drop_prob))
 
 
+def _log_u(rng: np.random.Generator, lohi: tuple[float, float]) -> float:
+    """Log-uniform; a fixed value (lo == hi) draws nothing, so older recipes replay exactly."""
+    lo, hi = lohi
+    return float(lo) if lo == hi else float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
 def random_noise(rng: np.random.Generator, cfg: DataConfig) -> NoiseConfig:
     base = NoiseConfig()
     k = _u(rng, cfg.noise_scale)
-    return dataclasses.replace(base, jitter_px=base.jitter_px * k, bias_px=base.bias_px * k)
+    return dataclasses.replace(base, jitter_px=base.jitter_px * k, bias_px=base.bias_px * k,
+                               jitter_tau_s=_log_u(rng, cfg.noise_tau_s))
 
 
-def heatmap_config(cfg: DataConfig) -> HeatmapConfig:
-    return HeatmapConfig(size=cfg.heatmap_size, sigma=cfg.heatmap_sigma)
+def heatmap_config(cfg: DataConfig, rng: np.random.Generator | None = None) -> HeatmapConfig:
+    """The heatmaps' size and sigma; with `heatmap_sigma_min` and an rng, a random sigma."""
+    sigma = cfg.heatmap_sigma
+    if rng is not None and cfg.heatmap_sigma_min is not None:
+        sigma = _u(rng, (cfg.heatmap_sigma_min, cfg.heatmap_sigma))
+    return HeatmapConfig(size=cfg.heatmap_size, sigma=sigma)
 
 
 def load_clips(names: tuple[str, ...]) -> list[MotionClip]:
@@ -111,13 +142,13 @@ def training_batches(cfg: DataConfig, clips: list[MotionClip], batch_size: int,
                      rng: np.random.Generator, history: int = 0) -> Iterator[Batch]:
     """Endless batches (see `synthetic_windows` for the keys and shapes); V varies per batch.
     `history`: earlier frames per view (the model's temporal_context; prev_* keys)."""
-    hm = heatmap_config(cfg)
+    augment = AugmentConfig(speed_range=cfg.speed_range)
     while True:
         V = int(rng.integers(cfg.min_cameras, cfg.max_cameras + 1))
         rigs = [random_rig(rng, cfg, V) for _ in range(cfg.rigs_per_batch)]
         gen = synthetic_windows(clips=clips, rigs=rigs, schedule=random_schedule(rng, cfg, V),
-                                noise=random_noise(rng, cfg), heatmap=hm, batch_size=batch_size,
-                                rng=rng, augment=AugmentConfig(), history=history)
+                                noise=random_noise(rng, cfg), heatmap=heatmap_config(cfg, rng),
+                                batch_size=batch_size, rng=rng, augment=augment, history=history)
         yield next(gen)
 
 

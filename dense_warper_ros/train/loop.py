@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from dense_warper_ros.data.rigs import config_from_dict
 from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
 from dense_warper_ros.train.data import Batch, DataConfig, load_clips, training_batches, validation_batches
 from dense_warper_ros.train.loss import mpjpe_3d_loss, robust_2d_loss
+
+if TYPE_CHECKING:
+    from dense_warper_ros.train.video import VideoWindows
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class TrainConfig:
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
     seed: int = 0
+    init: str | None = None                           # weights to start from (fine-tuning); relative
+                                                      # paths are from the repository root
     causal_prob: float = 0.0                          # P(target = the window's newest frame); else
                                                       # uniform over slots (0: always uniform, as before)
     threads: int = 1                                  # torch CPU threads
@@ -98,8 +103,39 @@ def to_jsonable(cfg: TrainConfig) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def repo_path(path: str | Path) -> Path:
+    """Relative paths of a recipe are from the repository root, so a recipe runs from anywhere."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO / path
+
+
 def build_model(cfg: TrainConfig) -> DenseWarper:
-    return DenseWarper(ModelConfig.named(cfg.model, **cfg.model_overrides))
+    """The recipe's model; with `init`, that file's weights (its config must be the recipe's)."""
+    model = DenseWarper(ModelConfig.named(cfg.model, **cfg.model_overrides))
+    if cfg.init:
+        start = DenseWarper.load(repo_path(cfg.init))
+        if start.config != model.config:
+            raise ValueError(f"init {cfg.init}: its config {start.config.name!r} differs from the recipe's "
+                             f"{model.config.name!r} ({cfg.model} + {dict(cfg.model_overrides)})")
+        model.load_state_dict(start.state_dict())
+    return model
+
+
+def video_windows(cfg: TrainConfig, model: DenseWarper, log=print) -> VideoWindows | None:
+    """The real video's training windows when the recipe mixes them in (data.video_prob > 0)."""
+    if cfg.data.video_prob <= 0:
+        return None
+    from dense_warper_ros.data.video import load_pose2sim_bank
+    from dense_warper_ros.train.video import VideoWindows
+    got = load_pose2sim_bank(repo_path(cfg.data.video_dir), heatmap_size=cfg.data.heatmap_size,
+                             frames=cfg.data.video_frames[1], decoder=model.config.decoder, log=log)
+    if got is None:
+        raise FileNotFoundError(f"data.video_prob > 0 but no video under {cfg.data.video_dir}: "
+                                "run scripts/fetch_pose2sim.py")
+    return VideoWindows(got[1], cfg.data.video_frames, history=model.config.temporal_context)
 
 
 # --- one step ---------------------------------------------------------------------------------
@@ -121,13 +157,15 @@ def loss_mask(batch: Batch, slot: torch.Tensor, peak: torch.Tensor, min_views: i
     return vis & enough & (warped & batch["valid"].bool())[..., None] & (peak > 0.01)
 
 
-def step_losses(model: DenseWarper, batch: Batch, slot: torch.Tensor,
-                loss_cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """Forward at one slot per window and the weighted loss. slot (B,) long."""
+def step_losses(model: DenseWarper, batch: Batch, slot: torch.Tensor, loss_cfg: LossConfig,
+                undistort=None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Forward at one slot per window and the weighted loss. slot (B,) long. `undistort`: the
+    rig's hook (`cameras.undistorter`) for real cameras; targets are then pinhole projections."""
     B, V = batch["valid"].shape
     b = torch.arange(B)
     out = model.pose_at(batch["heatmaps"], batch["P"], batch["affines"], batch["times"],
-                        batch["valid"], batch["times"][b, slot], previous=previous_of(batch))
+                        batch["valid"], batch["times"][b, slot], previous=previous_of(batch),
+                        undistort=undistort)
     uv_h = apply_affines(batch["affines"].to(out.uv.dtype), out.uv)   # (B, V, J, 2) heatmap px
     target = batch["target_uv"][b, :, slot].to(uv_h.dtype)           # (B, V, J, 2)
     mask = loss_mask(batch, slot, out.peak, loss_cfg.min_views)
@@ -241,8 +279,10 @@ def train(cfg: TrainConfig, out_dir: Path, *, resume: bool = False, progress: bo
     if validation and step == 0:
         m = validate(model, val, cfg.loss)
         history.append({"step": 0, **m})
-        log(f"[train] step 0 (identity warps): " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+        start = f"weights of {cfg.init}" if cfg.init else "identity warps"
+        log(f"[train] step 0 ({start}): " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
     batches = training_batches(cfg.data, clips, cfg.optim.batch_size, rng, history=frames_back)
+    video = video_windows(cfg, model, log)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -250,12 +290,16 @@ def train(cfg: TrainConfig, out_dir: Path, *, resume: bool = False, progress: bo
     t0, run = time.perf_counter(), {}
     last = cfg.optim.steps if stop_after is None else min(stop_after, cfg.optim.steps)
     while step < last:
-        batch = next(batches)
+        undistort = None
+        if video is not None and rng.random() < cfg.data.video_prob:
+            batch, undistort = video.batch(cfg.optim.batch_size, rng), video.undistort
+        else:
+            batch = next(batches)
         B, V = batch["valid"].shape
         slot = draw_slots(rng, batch["times"], cfg.causal_prob)
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg.optim, step)
-        loss, logs = step_losses(model, batch, slot, cfg.loss)
+        loss, logs = step_losses(model, batch, slot, cfg.loss, undistort)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip > 0:
