@@ -125,6 +125,8 @@ def test_detector_randomisation_ranges():
     sigmas = [heatmap_config(wide, rng).sigma for _ in range(200)]
     assert 0.02 <= min(taus) < 0.04 and 0.1 < max(taus) <= 0.15
     assert 1.5 <= min(sigmas) < 1.7 and 2.3 < max(sigmas) <= 2.5
+    outliers = random_noise(rng, DataConfig(outlier_scale=(4.0, 4.0)))
+    assert outliers.swap_prob == pytest.approx(4 * k.swap_prob) and outliers.miss_prob == pytest.approx(4 * k.miss_prob)
     with pytest.raises(ValueError, match="noise_tau_s"):
         DataConfig(noise_tau_s=(0.2, 0.1))
     with pytest.raises(ValueError, match="heatmap_sigma_min"):

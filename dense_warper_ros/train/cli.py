@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Train DenseWarper's warps (stage 2) on synthetic windows.")
+    ap = argparse.ArgumentParser(description="Train DenseWarper's warps (stage 2) on synthetic windows "
+                                             "(and real video windows when data.video_prob > 0).")
     ap.add_argument("--config", type=Path, default=REPO / "config" / "train" / "lite.yaml")
     ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, config, history)")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/ckpt.pt")

@@ -51,6 +51,7 @@ class DataConfig:
     noise_scale: tuple[float, float] = (0.6, 1.4)    # x the default jitter and bias
     noise_tau_s: tuple[float, float] = (0.15, 0.15)  # jitter correlation time, log-uniform (short:
                                                      # frame-to-frame jitter, as a real detector's)
+    outlier_scale: tuple[float, float] = (1.0, 1.0)  # x the default swap and miss rates, log-uniform
     speed_range: tuple[float, float] = (0.5, 2.0)    # playback speed, log-uniform
     heatmap_size: int = 48
     heatmap_sigma: float = 2.5         # as the benchmark's heatmaps
@@ -73,7 +74,7 @@ class DataConfig:
             raise ValueError(f"data: training clips {sorted(overlap)} are validation or test clips")
         if not 0.0 <= self.video_prob <= 1.0:
             raise ValueError(f"data: video_prob must be in [0, 1], got {self.video_prob}")
-        for name in ("noise_tau_s", "speed_range"):
+        for name in ("noise_tau_s", "outlier_scale", "speed_range"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"data: {name} must be (lo, hi) with 0 < lo <= hi, got {(lo, hi)}")
@@ -122,8 +123,10 @@ def _log_u(rng: np.random.Generator, lohi: tuple[float, float]) -> float:
 def random_noise(rng: np.random.Generator, cfg: DataConfig) -> NoiseConfig:
     base = NoiseConfig()
     k = _u(rng, cfg.noise_scale)
+    o = _log_u(rng, cfg.outlier_scale)
     return dataclasses.replace(base, jitter_px=base.jitter_px * k, bias_px=base.bias_px * k,
-                               jitter_tau_s=_log_u(rng, cfg.noise_tau_s))
+                               jitter_tau_s=_log_u(rng, cfg.noise_tau_s),
+                               swap_prob=min(base.swap_prob * o, 0.5), miss_prob=min(base.miss_prob * o, 0.5))
 
 
 def heatmap_config(cfg: DataConfig, rng: np.random.Generator | None = None) -> HeatmapConfig:

@@ -1,5 +1,7 @@
 """The stage-2 training loop: warps train on synthetic windows, the backbone is not involved
-(heatmaps come from `train.data`).
+(heatmaps come from `train.data`); with `data.video_prob` > 0 that fraction of the batches are
+windows of the real pose2sim video's MoveNet heatmaps (`train.video`), and `init` starts from
+trained weights (fine-tuning).
 
 One step (B windows of V views; J joints; h x w heatmaps):
   1. draw one target slot i per window (uniform over the V slots: the last slot is the causal
