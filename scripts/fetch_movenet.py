@@ -79,11 +79,14 @@ def extract(tgz: Path) -> None:
     tmp = EXTRACT.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     with tarfile.open(tgz, "r:gz") as tar:
-        members = [m for m in tar.getmembers() if m.name in wanted]
+        members = [m for m in tar.getmembers() if m.name in wanted and m.isfile()]
         found = {m.name for m in members}
         if found != wanted:
             raise SystemExit(f"{tgz.name} lacks {sorted(wanted - found)}")
-        tar.extractall(tmp, members=members, filter="data")
+        # Python < 3.11.4 (Debian 12's 3.11.2) has no extraction filters; the members are then
+        # plain files with the fixed names above, which cannot leave `tmp`
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(tmp, members=members, **safe)
     shutil.rmtree(EXTRACT, ignore_errors=True)
     (tmp / "package").rename(EXTRACT)
     tmp.rmdir()
