@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fetch the Pose2Sim single-person demo (4 synchronized real videos + Qualisys calibration).
+"""Fetch the Pose2Sim demos (4 synchronized real videos + Qualisys calibration each).
 
 Why: real multi-view footage of a person with a calibration, from a registry (PyPI `pose2sim`,
 BSD-3-Clause), to check the 2D backbone by triangulation. Only the demo's videos/ and
@@ -7,7 +7,10 @@ calibration/ are extracted (no code of the package is installed or run).
 
 Steps (each skipped when done):
  1. `pip download pose2sim==0.10.49 --no-deps` into .cache/pip/ (about 51 MB, once);
- 2. unzip Pose2Sim/Demo_SinglePerson/{videos,calibration}/ and the licence into data/pose2sim/.
+ 2. unzip Pose2Sim/Demo_SinglePerson/{videos,calibration}/ and the licence into data/pose2sim/
+    (the demo and the benchmark's real video), and Pose2Sim/Demo_MultiPerson/ (same rig and
+    calibration, a second recording with two people) into data/pose2sim_multi/ (fine-tuning data
+    that the benchmark never scores).
 
 Usage (from the repository root): .venv/bin/python scripts/fetch_pose2sim.py
 """
@@ -25,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 VERSION = "0.10.49"
 WHEEL = f"pose2sim-{VERSION}-py3-none-any.whl"
 CACHE = REPO / ".cache" / "pip"
-DEST = REPO / "data" / "pose2sim"
-PREFIX = "Pose2Sim/Demo_SinglePerson/"
+DEMOS = {"Pose2Sim/Demo_SinglePerson/": REPO / "data" / "pose2sim",     # wheel folder -> destination
+         "Pose2Sim/Demo_MultiPerson/": REPO / "data" / "pose2sim_multi"}
 PARTS = ("videos/", "calibration/")
 LICENCE = f"pose2sim-{VERSION}.dist-info/licenses/LICENSE"
 EXPECTED = [f"videos/cam0{i}.mp4" for i in range(1, 5)] + ["calibration/Calib.qca.txt"]
@@ -58,9 +61,9 @@ def download() -> Path:
     return whl
 
 
-def done(whl_sha: str) -> bool:
-    meta = DEST / "SOURCE.json"
-    if not meta.exists() or not all((DEST / e).exists() for e in EXPECTED):
+def done(whl_sha: str, dest: Path) -> bool:
+    meta = dest / "SOURCE.json"
+    if not meta.exists() or not all((dest / e).exists() for e in EXPECTED):
         return False
     try:
         return json.loads(meta.read_text()).get("wheel_sha256") == whl_sha
@@ -68,8 +71,8 @@ def done(whl_sha: str) -> bool:
         return False
 
 
-def extract(whl: Path, whl_sha: str) -> None:
-    tmp = DEST.with_name(DEST.name + ".tmp")
+def extract(whl: Path, whl_sha: str, prefix: str, dest: Path) -> None:
+    tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     n = 0
@@ -79,9 +82,9 @@ def extract(whl: Path, whl_sha: str) -> None:
             if name == LICENCE:
                 (tmp / "LICENSE").write_bytes(z.read(info))
                 continue
-            if info.is_dir() or not name.startswith(PREFIX):
+            if info.is_dir() or not name.startswith(prefix):
                 continue
-            rel = name[len(PREFIX):]
+            rel = name[len(prefix):]
             if not rel.startswith(PARTS) or ".." in Path(rel).parts or rel.endswith(".gitkeep"):
                 continue
             out = tmp / rel
@@ -93,21 +96,22 @@ def extract(whl: Path, whl_sha: str) -> None:
         raise SystemExit(f"{whl.name} lacks {missing}")
     (tmp / "SOURCE.json").write_text(json.dumps({
         "registry": "PyPI", "package": "pose2sim", "version": VERSION, "wheel": whl.name,
-        "wheel_sha256": whl_sha, "path_in_wheel": PREFIX, "licence": "BSD-3-Clause (see LICENSE)",
+        "wheel_sha256": whl_sha, "path_in_wheel": prefix, "licence": "BSD-3-Clause (see LICENSE)",
         "files": {e: sha256(tmp / e) for e in EXPECTED},
     }, indent=1) + "\n")
-    shutil.rmtree(DEST, ignore_errors=True)
-    tmp.rename(DEST)
-    log(f"extracted {n} files into {DEST.relative_to(REPO)}")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    log(f"extracted {n} files into {dest.relative_to(REPO)}")
 
 
 def main() -> int:
     whl = download()
     whl_sha = sha256(whl)
-    if done(whl_sha):
-        log(f"{DEST.relative_to(REPO)} up to date")
-        return 0
-    extract(whl, whl_sha)
+    for prefix, dest in DEMOS.items():
+        if done(whl_sha, dest):
+            log(f"{dest.relative_to(REPO)} up to date")
+        else:
+            extract(whl, whl_sha, prefix, dest)
     return 0
 
 

@@ -48,6 +48,10 @@ def test_mpjpe_3d_loss_hand_values():
     assert mpjpe_3d_loss(pred, gt).item() == pytest.approx((0 + 3 + 4) / 3, rel=1e-4)
     pred[0, 2] = float("nan")                          # untriangulated joints are skipped
     assert mpjpe_3d_loss(pred, gt).item() == pytest.approx(1.5, rel=1e-4)
+    pred[0, 2] = torch.tensor([1.0, 1.004, 1.0])
+    mask = torch.tensor([[True, False, True]])         # pseudo ground truth: unreliable joints skipped
+    assert mpjpe_3d_loss(pred, gt, mask=mask).item() == pytest.approx(2.0, rel=1e-4)
+    assert mpjpe_3d_loss(pred, gt, mask=torch.tensor([[False, True, True]])).item() == 0.0   # no root
 
 
 def _tiny_config(**optim) -> TrainConfig:

@@ -75,3 +75,21 @@ def test_a_run_mixes_in_the_video(tmp_path, bank):
     with pytest.raises(ValueError, match="differs"):
         train(dataclasses.replace(cfg, model="lite"), tmp_path / "x", progress=False, validation=False,
               log=lambda s: None)
+
+
+def test_residual_filter_keeps_only_joints_every_view_agrees_on(bank):
+    """A single-person detector may follow different people in different views (data/pose2sim_multi):
+    `max_residual_px` keeps the joints whose triangulation reprojects within it in every view that
+    detected them."""
+    loose = pseudo_ground_truth(bank)
+    np.testing.assert_array_equal(pseudo_ground_truth(bank, max_residual_px=1e6).reliable, loose.reliable)
+    tight = pseudo_ground_truth(bank, max_residual_px=15.0)
+    assert (tight.reliable <= loose.reliable).all() and 0 < tight.reliable.sum() < loose.reliable.sum()
+    for c, cam in enumerate(bank.cameras):
+        slots = tight.grid[:, c]
+        res = np.linalg.norm(cam.project(tight.poses, distort=False) - bank.uv[slots], axis=-1)   # (F, J)
+        assert (res[tight.reliable & (bank.conf[slots] >= 0.3)] <= 15.0).all()
+    win = VideoWindows(bank, (0, FRAMES), pgt=tight)
+    b = win.batch(8, np.random.default_rng(2))
+    assert b["pose_valid"].shape == (8, 4, 17) and not b["pose_valid"].all()
+    assert (b["target_visible"] <= b["pose_valid"][:, None]).all()   # unreliable joints: no 2D target

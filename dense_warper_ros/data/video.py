@@ -111,7 +111,8 @@ def load_pose2sim_bank(video_dir: Path, *, heatmap_size: int, frames: int | None
     if variant is None:
         raise ValueError(f"no MoveNet variant gives {heatmap_size} px heatmaps "
                          f"({', '.join(f'{k}: {v}' for k, v in MOVENET_VARIANTS.items())})")
-    cache = motion.default_cache_dir() / "pose2sim" / f"movenet_{variant}_f{frames}_{_video_key(demo, variant)}.pt"
+    stem = f"movenet_{variant}_{Path(video_dir).resolve().name}_f{frames}"    # one per recording and length
+    cache = motion.default_cache_dir() / "pose2sim" / f"{stem}_{_video_key(demo, variant)}.pt"
     if cache.exists():
         blob = torch.load(cache, weights_only=True)
         bank = bank_from_heatmaps(demo.cameras, blob["camera"].numpy(), blob["times"].numpy(),
@@ -121,7 +122,7 @@ def load_pose2sim_bank(video_dir: Path, *, heatmap_size: int, frames: int | None
     from dense_warper_ros.backbones.adapter import Backbone2D
     bank = video_bank(demo.cameras, demo.videos, demo.fps, frames, Backbone2D.movenet(variant), decoder=decoder)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    for stale in cache.parent.glob(f"movenet_{variant}_f{frames}_*.pt"):   # older code or weights
+    for stale in cache.parent.glob(f"{stem}_*.pt"):                       # older code or weights
         stale.unlink()
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")        # parallel test workers may race: atomic
     torch.save({"camera": torch.as_tensor(bank.camera), "times": torch.as_tensor(bank.time),
@@ -142,15 +143,25 @@ class PseudoGroundTruth:
     frame: np.ndarray             # (S,) frame index of every bank slot
     grid: np.ndarray              # (F, V) bank slot of every camera at every frame, -1: none
     poses: np.ndarray             # (F, J, 3) every camera's detection triangulated, metres
-    reliable: np.ndarray          # (F, J) bool: finite and detected (peak >= min_conf) in >= min_views
+    reliable: np.ndarray          # (F, J) bool: finite, detected (peak >= min_conf) in >= min_views,
+                                  # and (with max_residual_px) reprojecting within it in those views
 
 
-def pseudo_ground_truth(bank: EvidenceBank, *, min_views: int = 3, min_conf: float = 0.3) -> PseudoGroundTruth:
-    """Every camera at every frame triangulated ((e) of the benchmark): the reference for real video."""
+def pseudo_ground_truth(bank: EvidenceBank, *, min_views: int = 3, min_conf: float = 0.3,
+                        max_residual_px: float | None = None) -> PseudoGroundTruth:
+    """Every camera at every frame triangulated ((e) of the benchmark): the reference for real video.
+    `max_residual_px` also rejects joints whose triangulation misses a detecting view by more than
+    that (a single-person detector may follow different people in different views)."""
     from dense_warper_ros.eval.baselines import dense
     instants = np.unique(bank.nominal)
     grid = bank.grid(instants)
     poses = dense(bank, grid)
     conf = np.where(grid[..., None] >= 0, bank.conf[np.maximum(grid, 0)], 0.0)      # (F, V, J)
-    reliable = np.isfinite(poses).all(-1) & ((conf >= min_conf).sum(1) >= min(min_views, grid.shape[1]))
+    seen = conf >= min_conf
+    reliable = np.isfinite(poses).all(-1) & (seen.sum(1) >= min(min_views, grid.shape[1]))
+    if max_residual_px is not None:
+        safe = np.where(np.isfinite(poses), poses, 0.0)
+        res = np.stack([np.linalg.norm(cam.project(safe, distort=False) - bank.uv[np.maximum(grid[:, c], 0)], axis=-1)
+                        for c, cam in enumerate(bank.cameras)], 1)                   # (F, V, J) px
+        reliable &= ~(seen & (res > max_residual_px)).any(1)
     return PseudoGroundTruth(instants, np.searchsorted(instants, bank.nominal), grid, poses, reliable)

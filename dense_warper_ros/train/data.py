@@ -64,6 +64,8 @@ class DataConfig:
     video_prob: float = 0.0
     video_frames: tuple[int, int] = (0, 50)
     video_dir: str = "data/pose2sim"   # relative to the repository
+    video_max_residual_px: float | None = None   # pseudo-GT joints missing a view by more are not
+                                                 # targets (data/pose2sim_multi: two people)
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_cameras <= self.max_cameras <= 8:

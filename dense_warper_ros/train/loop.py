@@ -130,14 +130,16 @@ def video_windows(cfg: TrainConfig, model: DenseWarper, log=print) -> VideoWindo
     """The real video's training windows when the recipe mixes them in (data.video_prob > 0)."""
     if cfg.data.video_prob <= 0:
         return None
-    from dense_warper_ros.data.video import load_pose2sim_bank
+    from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
     from dense_warper_ros.train.video import VideoWindows
     got = load_pose2sim_bank(repo_path(cfg.data.video_dir), heatmap_size=cfg.data.heatmap_size,
                              frames=cfg.data.video_frames[1], decoder=model.config.decoder, log=log)
     if got is None:
         raise FileNotFoundError(f"data.video_prob > 0 but no video under {cfg.data.video_dir}: "
                                 "run scripts/fetch_pose2sim.py")
-    return VideoWindows(got[1], cfg.data.video_frames, history=model.config.temporal_context)
+    bank = got[1]
+    pgt = pseudo_ground_truth(bank, max_residual_px=cfg.data.video_max_residual_px)
+    return VideoWindows(bank, cfg.data.video_frames, history=model.config.temporal_context, pgt=pgt)
 
 
 # --- one step ---------------------------------------------------------------------------------
@@ -175,7 +177,7 @@ def step_losses(model: DenseWarper, batch: Batch, slot: torch.Tensor, loss_cfg: 
                          gain=loss_cfg.gain)
     total = loss_cfg.w2d * l2d
     gt = batch["poses"][b, slot].to(out.points.dtype)                # (B, J, 3)
-    l3d = mpjpe_3d_loss(out.points, gt)
+    l3d = mpjpe_3d_loss(out.points, gt, mask=batch["pose_valid"][b, slot] if "pose_valid" in batch else None)
     if loss_cfg.w3d > 0:
         total = total + loss_cfg.w3d * l3d
     err = ((uv_h - target).abs().sum(-1) * mask).sum() / mask.sum().clamp_min(1)

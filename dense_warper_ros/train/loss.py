@@ -43,14 +43,18 @@ def robust_2d_loss(uv: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *
     return gain * (rho * mask).sum() / mask.sum().clamp_min(1)
 
 
-def mpjpe_3d_loss(pred: torch.Tensor, gt: torch.Tensor, *, root: int = 0) -> torch.Tensor:
+def mpjpe_3d_loss(pred: torch.Tensor, gt: torch.Tensor, *, root: int = 0,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
     """Root-aligned MPJPE in mm over finite predictions: pred, gt (..., J, 3) metres -> scalar.
 
-    Where the root itself is not triangulated the pose is skipped (no alignment possible).
+    Where the root itself is not triangulated (or masked) the pose is skipped (no alignment
+    possible). `mask` (..., J) bool: joints whose ground truth counts (pseudo ground truth).
     """
     if pred.shape != gt.shape or pred.shape[-1] != 3:
         raise ValueError(f"pred {tuple(pred.shape)} and gt {tuple(gt.shape)} must be equal (..., J, 3)")
     ok = torch.isfinite(pred).all(-1)                            # (..., J)
+    if mask is not None:
+        ok = ok & mask
     ok = ok & ok[..., root:root + 1]
     p = torch.where(ok[..., None], pred, torch.zeros_like(pred))
     p = p - p[..., root:root + 1, :]

@@ -71,6 +71,7 @@ class VideoWindows:
             "times": torch.as_tensor(bank.time[slots] - t0, dtype=torch.float32),
             "valid": torch.ones(B, V, dtype=torch.bool),
             "poses": torch.as_tensor(poses, dtype=torch.float32),
+            "pose_valid": torch.as_tensor(pgt.reliable[frame]),                # (B, V, J)
             "target_uv": torch.as_tensor(tgt, dtype=torch.float32),
             "target_visible": torch.as_tensor(vis),
         }
