@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dense_warper_ros.data.rigs import read_yaml
-from dense_warper_ros.train.loop import config_from_mapping, train
-
-REPO = Path(__file__).resolve().parents[2]
+from dense_warper_ros.train.loop import REPO, config_from_mapping, train
 
 
 def main(argv: Sequence[str] | None = None) -> int:
