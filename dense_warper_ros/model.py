@@ -101,6 +101,8 @@ class ModelConfig:
     temporal_context: int = 0            # K earlier frames per view the warp reads (`PreviousFrames`)
     velocity_prior: bool = False         # offsets start at the constant-velocity guess from frame k=0
     view_confidence: bool = False        # the warp also gives a per-joint DLT log-weight
+    history_weight: bool = False         # a warped view's DLT weight is at most its previous frame's
+                                         # peak: a point moved from two frames is as sure as the weaker
 
     def __post_init__(self) -> None:
         positive = ("num_joints", "input_size", "heatmap_size", "warp_channels", "warp_blocks")
@@ -500,9 +502,11 @@ class DenseWarper(nn.Module):
         return Y
 
     def _triangulate(self, Y: torch.Tensor, P: torch.Tensor, A: torch.Tensor, plan: FusionPlan,
-                     undistort, view_logw: torch.Tensor | None = None) -> tuple[PoseOutput, torch.Tensor]:
+                     undistort, view_logw: torch.Tensor | None = None,
+                     weight_cap: torch.Tensor | None = None) -> tuple[PoseOutput, torch.Tensor]:
         """Step 3: soft-argmax, heatmap -> image px, undistort, weighted DLT with covariance.
-        view_logw (B, V, J): log-multipliers of the DLT weights (the warp's confidence), or None.
+        view_logw (B, V, J): log-multipliers of the DLT weights (the warp's confidence), or None;
+        weight_cap (B, V, J): upper bounds of the heatmap-peak weights (`history_weight`), or None.
         Returns the pose and the soft-argmax coordinates (B, V, J, 2) in heatmap px."""
         c = self.config
         uv_h, peak, ok, spread = soft_argmax(Y, c.softargmax_window, c.softargmax_temperature, c.min_peak)
@@ -511,6 +515,8 @@ class DenseWarper(nn.Module):
             uv = undistort(uv)
         used = ok & (plan.passthrough | plan.warp)[..., None]    # (B, V, J)
         weights = torch.where(used, peak, torch.zeros_like(peak))
+        if weight_cap is not None:
+            weights = torch.minimum(weights, weight_cap.to(weights.dtype))
         if view_logw is not None:
             weights = weights * view_logw.to(weights.dtype).exp()
         sigma = spread.clamp_min(c.min_sigma_px) / affine_scales(A.to(spread.dtype))[..., None]
@@ -525,14 +531,25 @@ class DenseWarper(nn.Module):
         """All stages at one target per batch item. hm (B, V, J, h, w), target (B,) seconds,
         anchor (B,) view index (pairwise) or None (time-conditioned)."""
         plan = self._plan(times, valid.to(hm.device).bool(), target, anchor)
-        warped, view_logw = None, None
+        warped, view_logw, cap = None, None, None
         if plan.bi.numel():
             warped, logw = self._warp(hm, self._exchange(hm, P, A, plan, rig), plan, A, previous,
                                       with_confidence=True)
             if logw is not None:
                 view_logw = torch.zeros(hm.shape[:3], dtype=logw.dtype, device=hm.device)
                 view_logw = view_logw.index_put((plan.bi, plan.ci), logw)
-        return self._triangulate(self._assemble(hm, warped, plan), P, A, plan, undistort, view_logw)
+            if self.config.history_weight and previous is not None:
+                cap = self._history_cap(hm, plan, previous)
+        return self._triangulate(self._assemble(hm, warped, plan), P, A, plan, undistort, view_logw, cap)
+
+    def _history_cap(self, hm: torch.Tensor, plan: FusionPlan, previous: PreviousFrames) -> torch.Tensor:
+        """(B, V, J) caps on the DLT weights: each warped view's previous-frame peak (where that frame
+        exists), +inf elsewhere. The warp moves a joint by what the two frames say, so its point is
+        only as sure as the weaker detection (a miss or a wrong peak in either frame)."""
+        cap = torch.full(hm.shape[:3], float("inf"), dtype=hm.dtype, device=hm.device)
+        prev_peak = previous.heatmaps[plan.bi, plan.ci, 0].to(hm.dtype).amax(dim=(-2, -1))   # (N, J)
+        ok = previous.valid[plan.bi, plan.ci, 0].bool()[:, None]
+        return cap.index_put((plan.bi, plan.ci), torch.where(ok, prev_peak, torch.full_like(prev_peak, float("inf"))))
 
     def _check_previous(self, previous: PreviousFrames | None, B: int, V: int) -> PreviousFrames | None:
         """None for models without temporal context (they ignore it); else K = temporal_context

@@ -113,6 +113,29 @@ def test_velocity_prior_moves_views_to_the_target_time():
     assert mpjpe_3d_loss(tc.points, gt) < mpjpe_3d_loss(naive.points, gt)
 
 
+def test_history_weight_caps_a_warped_view_by_its_previous_peak():
+    """`history_weight`: a view moved from two frames is only as sure as the weaker one. A faint
+    previous frame (peak x 0.2) lowers that view's DLT weight (the output confidence) and leaves the
+    poses of windows without earlier frames as they were."""
+    b = windows(1, noise=NoiseConfig.noiseless(), batch=4, clip="run")
+    newest = b["times"].argmax(1)
+    i = torch.arange(len(newest))
+    args = (b["heatmaps"], b["P"], b["affines"], b["times"], b["valid"], b["times"][i, newest])
+    prev = previous_of(b)
+    faint = PreviousFrames(prev.heatmaps * 0.2, prev.affines, prev.times, prev.valid)
+    plain = DenseWarper(ModelConfig.named("lite_tc")).eval()
+    capped = DenseWarper(ModelConfig.named("lite_tc", history_weight=True)).eval()
+    with torch.no_grad():
+        p0 = plain.pose_at(*args, previous=faint)
+        p1 = capped.pose_at(*args, previous=faint)
+        full0 = plain.pose_at(*args, previous=prev)                # bright previous frames: the cap
+        full1 = capped.pose_at(*args, previous=prev)               # hardly bites
+        none0, none1 = plain.pose_at(*args), capped.pose_at(*args)
+    assert (p1.confidence < p0.confidence - 0.1).all()
+    torch.testing.assert_close(full1.confidence, full0.confidence, atol=0.05, rtol=0)
+    torch.testing.assert_close(none1.points, none0.points, equal_nan=True)
+
+
 def test_resample_to_crop_puts_a_point_where_the_new_crop_sees_it():
     """A Gaussian at image point u rendered in crop A_src, resampled into crop A_dst, peaks at
     A_dst(u) (crops move and zoom between a view's frames)."""

@@ -115,14 +115,16 @@ def repo_path(path: str | Path) -> Path:
 
 
 def build_model(cfg: TrainConfig) -> DenseWarper:
-    """The recipe's model; with `init`, that file's weights (its config must be the recipe's)."""
+    """The recipe's model; with `init`, that file's weights. The recipe's config may differ from the
+    file's in what has no weights (e.g. `history_weight`), not in the weights' names or shapes."""
     model = DenseWarper(ModelConfig.named(cfg.model, **cfg.model_overrides))
     if cfg.init:
         start = DenseWarper.load(repo_path(cfg.init))
-        if start.config != model.config:
-            raise ValueError(f"init {cfg.init}: its config {start.config.name!r} differs from the recipe's "
-                             f"{model.config.name!r} ({cfg.model} + {dict(cfg.model_overrides)})")
-        model.load_state_dict(start.state_dict())
+        try:
+            model.load_state_dict(start.state_dict())
+        except RuntimeError as exc:
+            raise ValueError(f"init {cfg.init}: its weights ({start.config.name}) do not fit the recipe's "
+                             f"model ({cfg.model} + {dict(cfg.model_overrides)}): {exc}") from exc
     return model
 
 
