@@ -48,8 +48,8 @@ import torch
 
 from dense_warper_ros.cameras import undistorter
 from dense_warper_ros.data import motion
-from dense_warper_ros.data.evidence import (EvidenceBank, HeatmapConfig, NoiseConfig, decode_heatmaps,
-                                            heatmap_from_dict, noise_from_dict, synthetic_bank)
+from dense_warper_ros.data.evidence import (EvidenceBank, HeatmapConfig, NoiseConfig, heatmap_from_dict,
+                                            noise_from_dict, synthetic_bank)
 from dense_warper_ros.data.rigs import (RigConfig, config_from_dict, make_rig, read_yaml, rig_from_dict,
                                         rig_summary)
 from dense_warper_ros.data.schedules import (Schedule, ScheduleConfig, interleaved, schedule_from_dict,
