@@ -8,16 +8,14 @@ Usage: python bench/video_stats.py [--heldout-from 50]
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from dense_warper_ros.data.pose2sim import default_root
 from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
 from dense_warper_ros.eval import baselines
 from dense_warper_ros.model import ModelConfig
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
@@ -25,7 +23,7 @@ def main() -> int:
     ap.add_argument("--heldout-from", type=int, default=50, help="first frame of the held-out part")
     ap.add_argument("--min-conf", type=float, default=0.3)
     args = ap.parse_args()
-    got = load_pose2sim_bank(REPO / "data" / "pose2sim", heatmap_size=48,
+    got = load_pose2sim_bank(default_root(), heatmap_size=48,
                              decoder=ModelConfig.named("lite_tc").decoder)
     if got is None:
         print("pose2sim demo not fetched: run scripts/fetch_pose2sim.py")
@@ -78,8 +76,7 @@ def corrections(bank, pgt, inter: np.ndarray) -> None:
     """Hand-made corrections of naive interleaving's stale views, causal, all scored frames:
     root-aligned MPJPE (mm) against the pseudo ground truth."""
     V, frame = len(bank.cameras), pgt.frame
-    margin = V
-    ts = inter[(frame[inter] >= margin) & (frame[inter] < len(pgt.instants) - margin)]
+    ts = inter[(frame[inter] >= V) & (frame[inter] < len(pgt.instants) - V)]      # one cycle in from either end
     targets, gt = bank.time[ts], pgt.poses[frame[ts]]
 
     def mpjpe(uv: np.ndarray, w: np.ndarray) -> float:

@@ -548,8 +548,8 @@ class DenseWarper(nn.Module):
         only as sure as the weaker detection (a miss or a wrong peak in either frame)."""
         cap = torch.full(hm.shape[:3], float("inf"), dtype=hm.dtype, device=hm.device)
         prev_peak = previous.heatmaps[plan.bi, plan.ci, 0].to(hm.dtype).amax(dim=(-2, -1))   # (N, J)
-        ok = previous.valid[plan.bi, plan.ci, 0].bool()[:, None]
-        return cap.index_put((plan.bi, plan.ci), torch.where(ok, prev_peak, torch.full_like(prev_peak, float("inf"))))
+        missing = ~previous.valid[plan.bi, plan.ci, 0].bool()[:, None]
+        return cap.index_put((plan.bi, plan.ci), prev_peak.masked_fill(missing, float("inf")))
 
     def _check_previous(self, previous: PreviousFrames | None, B: int, V: int) -> PreviousFrames | None:
         """None for models without temporal context (they ignore it); else K = temporal_context

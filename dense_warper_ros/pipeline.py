@@ -21,7 +21,6 @@ from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
 from dense_warper_ros.weights import DEFAULT_MODEL, default_weights
 
 
-
 @dataclass(frozen=True)
 class PoseResult:
     """One person's pose at one instant, in the world frame."""

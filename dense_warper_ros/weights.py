@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 # The node's and the evaluator's default: the temporal-context extension (each view's previous frame
-# as an extra warp input). It beats the faithful `lite` on the synthetic benchmark and on the real
-# video (models/MODEL_CARD.md); the faithful method stays selectable as "lite".
+# as an extra warp input). It beats the faithful `lite` on the synthetic benchmark, and windowed on
+# the real video (models/MODEL_CARD.md); the faithful method stays selectable as "lite".
 DEFAULT_MODEL = "lite_tc"
 
 _CHECKOUT_MODELS = Path(__file__).resolve().parents[1] / "models"

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from dense_warper_ros.data.pose2sim import default_root
 from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
 from dense_warper_ros.heatmaps import soft_argmax
 from dense_warper_ros.model import DenseWarper, ModelConfig
-from dense_warper_ros.train.loop import REPO, TrainConfig, train
+from dense_warper_ros.train.loop import TrainConfig, repo_path, train
 from dense_warper_ros.train.video import VideoWindows
 
 FRAMES = 10                     # the first frames only: MoveNet on 40 images, cached for the session
-VIDEO = REPO / "data" / "pose2sim"
+VIDEO = default_root()
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_a_run_mixes_in_the_video(tmp_path, bank):
                               optim=dataclasses.replace(cfg.optim, steps=2, batch_size=2))
     res = train(cfg, tmp_path, progress=False, validation=False, log=lambda s: None)
     assert res["step"] == 2
-    start = DenseWarper.load(REPO / cfg.init).state_dict()
+    start = DenseWarper.load(repo_path(cfg.init)).state_dict()
     tuned = DenseWarper.load(tmp_path / "model.safetensors").state_dict()
     assert start.keys() == tuned.keys()
     assert any(not torch.equal(start[k], tuned[k]) for k in start)      # it moved from the init

@@ -18,6 +18,7 @@ import torch
 
 from dense_warper_ros.data import motion
 from dense_warper_ros.data.evidence import EvidenceBank, decode_heatmaps
+from dense_warper_ros.eval.baselines import dense
 
 MOVENET_VARIANTS = {48: "lightning", 64: "thunder"}    # heatmap size -> MoveNet variant
 
@@ -152,7 +153,6 @@ def pseudo_ground_truth(bank: EvidenceBank, *, min_views: int = 3, min_conf: flo
     """Every camera at every frame triangulated ((e) of the benchmark): the reference for real video.
     `max_residual_px` also rejects joints whose triangulation misses a detecting view by more than
     that (a single-person detector may follow different people in different views)."""
-    from dense_warper_ros.eval.baselines import dense
     instants = np.unique(bank.nominal)
     grid = bank.grid(instants)
     poses = dense(bank, grid)

@@ -52,6 +52,7 @@ from dense_warper_ros.data.evidence import (EvidenceBank, HeatmapConfig, NoiseCo
                                             noise_from_dict, synthetic_bank)
 from dense_warper_ros.data.rigs import (RigConfig, config_from_dict, make_rig, read_yaml, rig_from_dict,
                                         rig_summary)
+from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
 from dense_warper_ros.data.schedules import (Schedule, ScheduleConfig, interleaved, schedule_from_dict,
                                              synchronized_like)
 from dense_warper_ros.eval import baselines
@@ -387,7 +388,6 @@ def video_sequence(bank: EvidenceBank, cfg: AccuracyConfig, warper: WarperHandle
     f mod N = c; (a) every N-th frame from all cameras; (e) every frame from all cameras, whose
     triangulation is the pseudo ground truth. With `bench.video_heldout_from` = h, only targets whose
     every input frame (the window and each view's history) lies at or after frame h are scored."""
-    from dense_warper_ros.data.video import pseudo_ground_truth
     V = len(bank.cameras)
     pgt = pseudo_ground_truth(bank)
     F, frame = len(pgt.instants), pgt.frame
@@ -416,7 +416,6 @@ def video_sequence(bank: EvidenceBank, cfg: AccuracyConfig, warper: WarperHandle
 def run_video(cfg: AccuracyConfig, warper: WarperHandle | None, video_dir: Path,
               log: Callable[[str], None] = print, warper_tc: WarperHandle | None = None) -> SequenceResult | None:
     """The pose2sim demo through the project's loader and backbone; None when it is absent."""
-    from dense_warper_ros.data.video import load_pose2sim_bank
     any_warper = warper or warper_tc
     size = any_warper.heatmap_size if any_warper is not None else cfg.heatmap.size
     got = load_pose2sim_bank(video_dir, heatmap_size=size, frames=cfg.bench.video_frames,

@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -37,10 +37,9 @@ from dense_warper_ros.cameras import apply_affines
 from dense_warper_ros.data.rigs import config_from_dict
 from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
 from dense_warper_ros.train.data import Batch, DataConfig, load_clips, training_batches, validation_batches
+from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
 from dense_warper_ros.train.loss import mpjpe_3d_loss, robust_2d_loss
-
-if TYPE_CHECKING:
-    from dense_warper_ros.train.video import VideoWindows
+from dense_warper_ros.train.video import VideoWindows
 
 
 @dataclass(frozen=True)
@@ -132,8 +131,6 @@ def video_windows(cfg: TrainConfig, model: DenseWarper, log=print) -> VideoWindo
     """The real video's training windows when the recipe mixes them in (data.video_prob > 0)."""
     if cfg.data.video_prob <= 0:
         return None
-    from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
-    from dense_warper_ros.train.video import VideoWindows
     got = load_pose2sim_bank(repo_path(cfg.data.video_dir), heatmap_size=cfg.data.heatmap_size,
                              frames=cfg.data.video_frames[1], decoder=model.config.decoder, log=log)
     if got is None:
