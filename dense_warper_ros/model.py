@@ -63,7 +63,7 @@ from torch import nn
 from .cameras import affine_scales, apply_affines, invert_affines
 from .epipolar import EpipolarSampler, epipolar_exchange, gather_max
 from .heatmaps import compose_affines, resample_to_crop, soft_argmax
-from .triangulation import triangulate_with_uncertainty
+from .triangulation import reject_outlier_views, triangulate_with_uncertainty
 from .warp import BACKENDS, OFFSET_MODES, TemporalWarp
 
 FORMAT = "dense_warper/1"
@@ -103,6 +103,9 @@ class ModelConfig:
     view_confidence: bool = False        # the warp also gives a per-joint DLT log-weight
     history_weight: bool = False         # a warped view's DLT weight is at most its previous frame's
                                          # peak: a point moved from two frames is as sure as the weaker
+    # Inference only (no weight depends on it; `DenseWarper.set_inference`):
+    outlier_threshold: float | None = None   # heatmap px: a view this far from the others' point is
+                                             # dropped from the DLT (left/right swaps); None: off
 
     def __post_init__(self) -> None:
         positive = ("num_joints", "input_size", "heatmap_size", "warp_channels", "warp_blocks")
@@ -131,9 +134,13 @@ class ModelConfig:
             raise ValueError(f"temporal_context must be >= 0, got {self.temporal_context}")
         if self.velocity_prior and self.temporal_context == 0:
             raise ValueError("velocity_prior needs temporal_context >= 1 (an earlier frame per view)")
+        if self.outlier_threshold is not None and not self.outlier_threshold > 0:
+            raise ValueError(f"outlier_threshold must be > 0 heatmap px or None, got {self.outlier_threshold}")
         if self.kernel_dilations is not None and len(self.kernel_dilations) != len(self.offset_dilations):
             raise ValueError(f"kernel_dilations {self.kernel_dilations} must match offset_dilations "
                              f"{self.offset_dilations} in length")
+
+    INFERENCE_FIELDS = ("outlier_threshold",)   # may change on trained weights
 
     @classmethod
     def named(cls, config_name: str, /, **overrides) -> "ModelConfig":
@@ -306,6 +313,15 @@ class DenseWarper(nn.Module):
                 "temporal_context": self.config.temporal_context,
                 "warp_parameters": sum(p.numel() for p in self.warps.parameters()),
                 "has_backbone": self.backbone is not None}
+
+    def set_inference(self, **options) -> "DenseWarper":
+        """Change inference-only settings (`ModelConfig.INFERENCE_FIELDS`) of a built or loaded model,
+        e.g. `set_inference(outlier_threshold=2.5)`; the weights stay valid. Returns self."""
+        bad = set(options) - set(ModelConfig.INFERENCE_FIELDS)
+        if bad:
+            raise ValueError(f"{sorted(bad)} are not inference settings; those are {ModelConfig.INFERENCE_FIELDS}")
+        self.config = replace(self.config, **options)
+        return self
 
     # --- backbone -------------------------------------------------------------------------------
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
@@ -519,6 +535,9 @@ class DenseWarper(nn.Module):
             weights = torch.minimum(weights, weight_cap.to(weights.dtype))
         if view_logw is not None:
             weights = weights * view_logw.to(weights.dtype).exp()
+        if c.outlier_threshold is not None:   # heatmap px -> each view's image px
+            thr = c.outlier_threshold / affine_scales(A.to(uv.dtype)).clamp_min(1e-12)   # (B, V)
+            weights = reject_outlier_views(P, uv, weights, thr[..., None])
         sigma = spread.clamp_min(c.min_sigma_px) / affine_scales(A.to(spread.dtype))[..., None]
         tri = triangulate_with_uncertainty(P, uv, weights, sigma)
         n = tri.num_views

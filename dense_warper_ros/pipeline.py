@@ -202,9 +202,11 @@ def load_backbone(name: str, *, weights: str | Path | None = None, device: str =
 def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = False,
                    model_config: str = DEFAULT_MODEL, weights: str | Path = "", backbone: str = "movenet_lightning",
                    backbone_weights: str | Path = "", device: str = "auto", min_views: int = 2,
-                   max_view_age_s: float = 0.2, clock_jump_s: float = 1.0) -> PosePipeline:
+                   max_view_age_s: float = 0.2, clock_jump_s: float = 1.0,
+                   outlier_threshold: float | None = None) -> PosePipeline:
     """The node's pipeline from its parameters: weights default to the shipped ones (untrained
-    identity warps when none exist), the backbone to its converted weights in models/."""
+    identity warps when none exist), the backbone to its converted weights in models/.
+    `outlier_threshold` (heatmap px, None: off): `ModelConfig.outlier_threshold`."""
     dev = resolve_device(device)
     # weights: '' = shipped default (untrained when none is shipped), 'none' = untrained warps
     w = None if weights == "none" else Path(weights) if weights else default_weights(model_config)
@@ -217,7 +219,7 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
     if not model.supports_views(num_cameras):
         raise ValueError(f"model {model.config.name!r} supports views {model.views_supported()}, "
                          f"not {num_cameras} cameras")
-    model.eval()
+    model.set_inference(outlier_threshold=outlier_threshold).eval()
     bb = load_backbone(backbone, weights=backbone_weights or None, device=dev)
     if bb.heatmap_size != model.heatmap_size:
         raise ValueError(f"backbone {backbone!r} gives {bb.heatmap_size}px heatmaps, model "

@@ -11,6 +11,11 @@ X and sigma_v its 2D standard deviation, the information is sum_v J_v^T J_v / si
 covariance its inverse, inflated by the residuals' chi^2 per degree of freedom (2n - 3) when that
 exceeds 1: the heatmap spread sets the floor, disagreement between views raises it. Weights choose
 the estimate; only views with weight > 0 count, and their sigma sets the covariance.
+
+Outlier views (`reject_outlier_views`): a detector that swaps left and right in one view moves that
+view's point by the whole distance between the two limbs, and a weighted DLT spreads that error over
+the joint. Leave-one-out: the view whose removal leaves the others most consistent is dropped when
+its own residual against their point exceeds a threshold, while at least three views remain.
 """
 from __future__ import annotations
 
@@ -76,6 +81,52 @@ def triangulate_dlt(P: torch.Tensor, uv: torch.Tensor, weights: torch.Tensor) ->
     ok = (w > 0).sum(-2) >= 2                                     # (..., J)
     X = _dlt(P.to(dt), uv, w, ok)
     return torch.where(ok[..., None], X, torch.full_like(X, float("nan"))).to(out_dtype)
+
+
+def reject_outlier_views(P: torch.Tensor, uv: torch.Tensor, weights: torch.Tensor,
+                         threshold_px: float | torch.Tensor, *, max_drop: int | None = None) -> torch.Tensor:
+    """Weights (..., V, J) with outlier views zeroed (module doc); the others keep their gradient.
+
+    P (..., V, 3, 4), uv (..., V, J, 2) undistorted image px, weights (..., V, J) >= 0,
+    threshold_px: image px, a float or a tensor broadcastable to (..., V, J) (a per-view
+    threshold, e.g. a fixed number of heatmap px divided by each crop's scale).
+    A joint loses at most `max_drop` views (default V - 2) and never goes below 2.
+    """
+    _check(P, uv, weights)
+    V = uv.shape[-3]
+    rounds = V - 2 if max_drop is None else min(max_drop, V - 2)
+    with torch.no_grad():
+        dt = _work_dtype(uv)
+        uv_c, w = _clean(uv.detach(), weights.detach(), dt)
+        Pd = P.detach().to(dt)
+        thr = torch.as_tensor(threshold_px, dtype=dt, device=uv.device).expand_as(w)
+        keep = torch.ones_like(w, dtype=torch.bool)
+        others = ~torch.eye(V, dtype=torch.bool, device=uv.device)[..., None]   # (L, V, 1): view L left out
+        P_l = Pd.unsqueeze(-4).expand(*Pd.shape[:-3], V, V, 3, 4)               # (..., L, V, 3, 4)
+        uv_l = uv_c.unsqueeze(-4).expand(*uv_c.shape[:-3], V, *uv_c.shape[-3:])  # (..., L, V, J, 2)
+        for _ in range(rounds):
+            wk = torch.where(keep, w, torch.zeros_like(w))
+            used = wk > 0
+            n = used.sum(-2)                                               # (..., J)
+            X = _dlt(Pd, uv_c, wk, n >= 2)
+            r = ((uv_c - projection_jacobians(Pd, X)[0]) ** 2).sum(-1).sqrt()   # (..., V, J)
+            suspect = (n >= 3) & (used & (r > thr)).any(-2)                # (..., J)
+            if not suspect.any():
+                break
+            w_l = wk.unsqueeze(-3) * others.to(dt)                         # (..., L, V, J)
+            X_l = _dlt(P_l, uv_l, w_l, (w_l > 0).sum(-2) >= 2)              # (..., L, J, 3)
+            r2_l = ((uv_l - projection_jacobians(P_l, X_l)[0]) ** 2).sum(-1)   # (..., L, V, J)
+            used_l = w_l > 0
+            rest = torch.where(used_l, r2_l, torch.zeros_like(r2_l)).sum(-2) / used_l.sum(-2).clamp_min(1)
+            rest = torch.where(used, rest, torch.full_like(rest, float("inf")))   # (..., L, J)
+            worst = rest.argmin(-2, keepdim=True)                          # (..., 1, J)
+            own = r2_l.diagonal(dim1=-3, dim2=-2).movedim(-1, -2).sqrt()   # (..., V, J) view v vs the rest
+            drop = suspect & (own.gather(-2, worst) > thr.gather(-2, worst)).squeeze(-2)
+            if not drop.any():
+                break
+            views = torch.arange(V, device=uv.device)[:, None]              # (V, 1)
+            keep = keep & ~((views == worst) & drop.unsqueeze(-2))
+    return torch.where(keep, weights, torch.zeros_like(weights))
 
 
 def projection_jacobians(P: torch.Tensor, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -121,6 +121,23 @@ def test_config_errors_name_the_bad_value(tmp_path):
         accuracy.load_config(tmp_path / "c.yaml")
 
 
+def test_robust_triangulation_undoes_left_right_swaps_for_every_method():
+    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    swaps = dataclasses.replace(evidence.NoiseConfig.noiseless(), swap_prob=0.05)
+    err = {}
+    for outlier in (None, 2.5):
+        c = dataclasses.replace(cfg, noise=swaps, bench=dataclasses.replace(
+            cfg.bench, clips=("walk",), methods=("a", "c", "e"), max_duration_s=2.0, outlier_threshold=outlier))
+        res = accuracy.synthetic_sequence("walk", c, None, c.heatmap)
+        err[outlier] = {k: metrics.mpjpe_root_aligned(o.pred, res.gt) * 1000 for k, o in res.outputs.items()}
+    for k in err[None]:
+        assert err[2.5][k] < err[None][k], (k, err)
+    assert err[2.5]["e"] < 0.4 * err[None]["e"], err               # most of what swaps cost (e) is gone
+    assert accuracy.load_config(accuracy.REPO / "config" / "bench" / "robust.yaml").bench.outlier_threshold == 2.5
+    with pytest.raises(ValueError, match="outlier_threshold"):
+        accuracy.BenchConfig(outlier_threshold=-1.0)
+
+
 @pytest.mark.parametrize("name", ["default", "3cam", "6cam", "uneven"])
 def test_shipped_configs_load(name):
     cfg = accuracy.load_config(accuracy.REPO / "config" / "bench" / f"{name}.yaml")

@@ -331,3 +331,27 @@ def test_gradients_flow_from_poses(cfg):
     for name, p in model.warps.named_parameters():
         if ".heads." in name or ".kernels." in name:
             assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_outlier_threshold_drops_a_left_right_swap_at_inference():
+    cfg = ModelConfig.named("lite")
+    s = scene(cfg, times=np.zeros(4))                             # a static pose, every view at t = 0
+    hm = s["hm"].clone()
+    hm[:, 0, [3, 6]] = s["hm"][:, 0, [6, 3]]                       # view 0 swaps the ankles
+    model = DenseWarper(cfg).eval()
+    args = (hm, s["P"], s["A"], s["times"], s["valid"], torch.zeros(2))
+    with torch.no_grad():
+        plain = model.pose_at(*args)
+        assert model.set_inference(outlier_threshold=2.0) is model and model.config.outlier_threshold == 2.0
+        robust = model.pose_at(*args)
+    err = lambda out: (out.points.double() - s["X0"]).norm(dim=-1)            # (B, J) m
+    assert err(plain)[:, [3, 6]].min() > 0.02                      # the swap pulls both ankles
+    assert err(robust).max() < 5e-3                                # every joint back to mm
+    assert (robust.num_views[:, [3, 6]] == 3).all() and (robust.num_views.sum(1) == 17 * 4 - 2).all()
+    with pytest.raises(ValueError, match="not inference settings"):
+        model.set_inference(warp_channels=8)
+    with pytest.raises(ValueError, match="outlier_threshold"):
+        model.set_inference(outlier_threshold=0.0)
+    model.set_inference(outlier_threshold=None)
+    with torch.no_grad():
+        torch.testing.assert_close(model.pose_at(*args).points, plain.points)

@@ -52,3 +52,13 @@ def test_faithful_model_gets_no_previous_frames(recording):
     pipe, poses, calls = run_pipeline(recording, "lite")
     assert pipe.buffer.config.history == 0
     assert calls and all(prev is None for _, prev in calls)
+
+
+def test_outlier_threshold_reaches_the_model_and_keeps_shipped_weights():
+    from dense_warper_ros.pipeline import build_pipeline
+    off = build_pipeline(num_cameras=4, device="cpu")
+    on = build_pipeline(num_cameras=4, device="cpu", outlier_threshold=2.5)
+    assert off.model.config.outlier_threshold is None and on.model.config.outlier_threshold == 2.5
+    assert on.weights_source == off.weights_source
+    for (k, a), b in zip(off.model.state_dict().items(), on.model.state_dict().values()):
+        assert torch.equal(a, b), k

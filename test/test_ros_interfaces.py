@@ -86,6 +86,9 @@ def test_parameter_ranges_are_enforced_by_ros():
         res = node.set_parameters([Parameter("max_view_age", value=-1.0)])
         assert not res[0].successful
         assert node.get_parameter("max_view_age").value == 0.2
+        assert not node.set_parameters([Parameter("outlier_threshold", value=-1.0)])[0].successful
+        assert node.set_parameters([Parameter("outlier_threshold", value=2.5)])[0].successful
+        assert params.read(node).outlier_threshold == 2.5
         node.destroy_node()
     finally:
         rclpy.try_shutdown()

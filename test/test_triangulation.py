@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dense_warper_ros import cameras as C
-from dense_warper_ros.triangulation import (projection_jacobians, triangulate_dlt,
+from dense_warper_ros.triangulation import (projection_jacobians, reject_outlier_views, triangulate_dlt,
                                             triangulate_with_uncertainty)
 
 
@@ -163,3 +163,42 @@ def test_gradient_finite_with_missing_joints(scene):
     (res.points[keep].sum() + res.covariance[torch.isfinite(res.covariance)].sum()).backward()
     assert torch.isfinite(uv.grad).all()
     assert uv.grad[:, :, 3].abs().sum() == 0
+
+
+def test_outlier_rejection_drops_a_swapped_view(scene):
+    P, X, uv = scene
+    g = torch.Generator().manual_seed(2)
+    noisy = uv + 1.0 * torch.randn(uv.shape, generator=g, dtype=torch.float64)
+    noisy[:, 0, 3] += torch.tensor([60.0, 0.0], dtype=torch.float64)          # 4 views, one swapped
+    noisy[:, 1, 7] += torch.tensor([0.0, -45.0], dtype=torch.float64)
+    noisy[:, 2, 7] += torch.tensor([50.0, 20.0], dtype=torch.float64)         # two bad of four
+    w = torch.ones(uv.shape[:-1], dtype=torch.float64, requires_grad=True)
+    kept = reject_outlier_views(P, noisy, w, 15.0)
+    dropped = {tuple(i) for i in (kept == 0).nonzero()[:, 1:].tolist()}
+    assert dropped == {(0, 3), (1, 7), (2, 7)}, dropped                        # (view, joint), every item
+    assert _err(triangulate_dlt(P, noisy, w), X)[:, [3, 7]].min() > 0.02      # plain DLT: cm off
+    assert _err(triangulate_dlt(P, noisy, kept), X).max() < 0.01               # robust: mm, every joint
+    kept.sum().backward()                                                      # kept weights keep gradient
+    assert w.grad[0, 0, 3] == 0 and w.grad[0, 1, 3] == 1
+    # a per-view threshold tensor: view 0 tolerates its 60 px, the others do not
+    per_view = torch.tensor([100.0, 15.0, 15.0, 15.0], dtype=torch.float64)[:, None]
+    kept = reject_outlier_views(P, noisy, w.detach(), per_view)
+    assert (kept[:, 0, 3] > 0).all() and (kept[:, 1:, 3] > 0).all()
+
+
+def test_outlier_rejection_keeps_two_views_and_consistent_ones(scene):
+    P, X, uv = scene
+    w = torch.ones(uv.shape[:-1], dtype=torch.float64)
+    assert torch.equal(reject_outlier_views(P, uv, w, 1.0), w)                # exact views: none dropped
+    bad = uv.clone()
+    bad[:, 0, 5] += 80.0
+    two = w.clone()
+    two[:, 2:] = 0                                                             # 2 views: nothing to vote
+    assert torch.equal(reject_outlier_views(P, bad, two, 1.0), two)
+    three = w.clone()
+    three[:, 3] = 0                                                            # 3 views: the odd one out
+    kept = reject_outlier_views(P, bad, three, 10.0)
+    assert (kept[:, 0, 5] == 0).all() and (kept[:, 1:3, 5] == 1).all()
+    assert (kept[:, :, [j for j in range(17) if j != 5]] == three[:, :, [j for j in range(17) if j != 5]]).all()
+    one = reject_outlier_views(P, bad, w, 1.0, max_drop=1)                     # at most one per joint
+    assert ((w - one).sum(-2) <= 1).all()

@@ -93,6 +93,8 @@ class BenchConfig:
     video_frames: int | None = None              # use only the first frames of the video
     video_heldout_from: int = 0                  # score only targets whose inputs all lie at or after
                                                  # this frame (earlier frames fine-tuned the weights)
+    outlier_threshold: float | None = None       # heatmap px: every method's DLT drops views this far
+                                                 # from the others' point (robust.yaml); None: off
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in METHODS]
@@ -108,6 +110,8 @@ class BenchConfig:
             raise ValueError(f"bench: margin_cycles must be >= 0, got {self.margin_cycles}")
         if self.video_heldout_from < 0:
             raise ValueError(f"bench: video_heldout_from must be >= 0, got {self.video_heldout_from}")
+        if self.outlier_threshold is not None and not self.outlier_threshold > 0:
+            raise ValueError(f"bench: outlier_threshold must be > 0 or null, got {self.outlier_threshold}")
 
 
 @dataclass(frozen=True)
@@ -288,16 +292,20 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
         return float(len(s) / span)
 
     outputs: dict[str, MethodOutput] = {}
+    outlier = bench.outlier_threshold
+    for handle in (warper, warper_tc):
+        if handle is not None:
+            handle.model.set_inference(outlier_threshold=outlier)
     for key in method_keys(bench, warper is not None, warper_tc is not None):
         m, _, timing = key.partition("/")
         if m == "e":
             sel = bank.grid(t_nom)
-            outputs[key] = MethodOutput(baselines.dense(bank, sel), _delay(bank, sel, targets),
+            outputs[key] = MethodOutput(baselines.dense(bank, sel, outlier), _delay(bank, sel, targets),
                                         sel >= 0, rate(dense))
         elif m == "a":
             inst = np.unique(sync.nominal)
             sync_sel = bank.grid(inst)
-            pred, inst_t = baselines.sync_interpolated(bank, sync_sel, targets)
+            pred, inst_t = baselines.sync_interpolated(bank, sync_sel, targets, outlier)
             nxt = np.clip(np.searchsorted(inst_t, targets - 1e-9), 0, len(inst_t) - 1)
             at_sync = np.isin(np.round(t_nom * 1e6), np.round(inst * 1e6))
             used = np.zeros((len(targets), V), dtype=bool)
@@ -311,7 +319,7 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
             else:
                 sel = baselines.select_nearest(bank, inter_slots, targets, delay_s)
             if m == "b":
-                pred = baselines.naive(bank, sel)
+                pred = baselines.naive(bank, sel, outlier)
             else:
                 handle = warper if m == "d" else warper_tc
                 K = handle.model.config.temporal_context
@@ -321,7 +329,7 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
                                         rate(inter))
         elif m == "c":
             pairs = baselines.select_bracket(bank, inter_slots, targets, timing, delay_s)
-            outputs[key] = MethodOutput(baselines.constant_velocity(bank, pairs, targets),
+            outputs[key] = MethodOutput(baselines.constant_velocity(bank, pairs, targets, outlier),
                                         _delay(bank, pairs, targets), _used_now(bank, pairs, t_nom),
                                         rate(inter))
     return SequenceResult(name, targets, target_slots, gt, outputs, pseudo_gt)

@@ -15,6 +15,10 @@ they use and how they bring them to the target instant:
     around the target), then triangulated.
 (e) `dense` (reference): every camera at every instant (N x the images).
 
+`outlier` (heatmap px, None: off) turns on the same leave-one-out view rejection as the model's
+`ModelConfig.outlier_threshold` (`triangulation.reject_outlier_views`), so that a benchmark can give
+every method the same robust triangulation.
+
 Frame selection works on capture times (stamps). Slot index -1 means "no frame".
 """
 from __future__ import annotations
@@ -24,7 +28,8 @@ import torch
 
 from dense_warper_ros.data.evidence import EvidenceBank
 from dense_warper_ros.skeleton import H36M_PARENTS, NUM_JOINTS, PELVIS
-from dense_warper_ros.triangulation import triangulate_dlt
+from dense_warper_ros.cameras import affine_scales
+from dense_warper_ros.triangulation import reject_outlier_views, triangulate_dlt
 
 TIMINGS = ("causal", "windowed")
 _EPS = 1e-9
@@ -128,25 +133,39 @@ def gather_points(bank: EvidenceBank, sel: np.ndarray) -> tuple[np.ndarray, np.n
     return uv, w
 
 
-def triangulate(P: np.ndarray, uv: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """P (V, 3, 4), uv (T, V, J, 2), w (T, V, J) -> (T, J, 3), NaN where < 2 views."""
+def outlier_px(bank: EvidenceBank, sel: np.ndarray, outlier: float | None) -> np.ndarray | None:
+    """Slots (T, V) and a threshold in heatmap px -> per-view image px (T, V, 1) (each frame's
+    crop scale), or None when `outlier` is None. A missing slot (-1) reads slot 0's scale: its
+    weight is 0 anyway."""
+    if outlier is None:
+        return None
+    scale = affine_scales(torch.as_tensor(bank.affines[np.maximum(sel, 0)], dtype=torch.float64)).numpy()
+    return (outlier / np.maximum(scale, 1e-12))[..., None]
+
+
+def triangulate(P: np.ndarray, uv: np.ndarray, w: np.ndarray, threshold_px: np.ndarray | None = None) -> np.ndarray:
+    """P (V, 3, 4), uv (T, V, J, 2), w (T, V, J) -> (T, J, 3), NaN where < 2 views.
+    threshold_px (T, V, 1) image px: drop outlier views first (`outlier_px`), or None."""
     if len(uv) == 0:
         return np.zeros((0, NUM_JOINTS, 3))
     Pt = torch.as_tensor(P, dtype=torch.float64).expand(len(uv), *P.shape)
-    X = triangulate_dlt(Pt, torch.as_tensor(uv, dtype=torch.float64), torch.as_tensor(w, dtype=torch.float64))
-    return X.numpy()
+    uv_t, w_t = torch.as_tensor(uv, dtype=torch.float64), torch.as_tensor(w, dtype=torch.float64)
+    if threshold_px is not None:
+        w_t = reject_outlier_views(Pt, uv_t, w_t, torch.as_tensor(threshold_px, dtype=torch.float64))
+    return triangulate_dlt(Pt, uv_t, w_t).numpy()
 
 
-def naive(bank: EvidenceBank, sel: np.ndarray) -> np.ndarray:
+def naive(bank: EvidenceBank, sel: np.ndarray, outlier: float | None = None) -> np.ndarray:
     """(b) and (e): triangulate the selected frames (T, V) as if simultaneous -> (T, J, 3)."""
     uv, w = gather_points(bank, sel)
-    return triangulate(bank.P, uv, w)
+    return triangulate(bank.P, uv, w, outlier_px(bank, sel, outlier))
 
 
 dense = naive   # (e) is `naive` on the frames of every camera at the target instant
 
 
-def constant_velocity(bank: EvidenceBank, pairs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+def constant_velocity(bank: EvidenceBank, pairs: np.ndarray, targets: np.ndarray,
+                      outlier: float | None = None) -> np.ndarray:
     """(c): per view and joint, the 2D point moved linearly from two frames (T, V, 2) to the
     target (T,); a joint seen in only one of them is used as is. -> (T, J, 3)."""
     uv0, w0 = gather_points(bank, pairs[..., 0])                      # (T, V, J, 2), (T, V, J)
@@ -160,7 +179,7 @@ def constant_velocity(bank: EvidenceBank, pairs: np.ndarray, targets: np.ndarray
     moved = uv0 + (uv1 - uv0) * alpha[..., None, None]
     uv = np.where(both[..., None], moved, np.where((w1 > 0)[..., None], uv1, uv0))
     w = np.where(both, np.minimum(w0, w1), np.maximum(w0, w1))
-    return triangulate(bank.P, uv, w)
+    return triangulate(bank.P, uv, w, outlier_px(bank, np.where(pairs[..., 1] >= 0, pairs[..., 1], pairs[..., 0]), outlier))
 
 
 # --- (a): synchronised at 1/N of the instants + interpolation ------------------------------------
@@ -211,10 +230,11 @@ def interpolate_poses(times: np.ndarray, poses: np.ndarray, query: np.ndarray) -
     return out
 
 
-def sync_interpolated(bank: EvidenceBank, sync_sel: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sync_interpolated(bank: EvidenceBank, sync_sel: np.ndarray, targets: np.ndarray,
+                      outlier: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(a): sync_sel (S, V) slots of the synchronised instants -> poses (T, J, 3) at targets and the
     instant times (S,) used (mean capture time of each instant's frames)."""
-    poses = naive(bank, sync_sel)
+    poses = naive(bank, sync_sel, outlier)
     t = np.where(sync_sel >= 0, bank.time[np.maximum(sync_sel, 0)], np.nan)
     inst = np.nanmean(np.where(np.isfinite(t), t, np.nan), axis=1)
     order = np.argsort(inst)

@@ -41,6 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--world-frame", default="world")
     ap.add_argument("--gt-topic", default=GROUND_TRUTH_TOPIC)
     ap.add_argument("--max-view-age", type=float, default=0.2)
+    ap.add_argument("--outlier-threshold", type=float, default=None,
+                    help="heatmap px: drop a camera's joint this far from the others' triangulation (the "
+                         "node's outlier_threshold; default off)")
     ap.add_argument("--compare-untrained", action="store_true",
                     help="also replay with untrained identity warps (faithful lite config = naive interleaving) and plot both")
     ap.add_argument("--no-pictures", action="store_true")
@@ -57,7 +60,8 @@ def cameras_in(bag: Path) -> list[str]:
 def replay(bag: Path, cams: list[str], args, *, weights: str, keep_images: bool, model_config: str | None = None):
     pipe = build_pipeline(num_cameras=len(cams), timing=args.timing, offline=True,
                           model_config=model_config or args.model_config, weights=weights, backbone=args.backbone,
-                          device=args.device, max_view_age_s=args.max_view_age)
+                          device=args.device, max_view_age_s=args.max_view_age,
+                          outlier_threshold=args.outlier_threshold)
     rep = OfflineReplay(pipeline=pipe, cameras=cams, world_frame=args.world_frame)
     truth: dict[int, np.ndarray] = {}
     thumbs: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)   # camera -> (stamp, small RGB)

@@ -33,6 +33,7 @@ class NodeConfig:
     cpu_threads: int                # torch intra-op threads (0 = torch's default)
     model_config: str               # named model configuration (lite, paper, ...)
     weights: str                    # DenseWarper weights ('' = shipped default)
+    outlier_threshold: float        # heatmap px; a view this far from the others' point leaves the DLT (0 = off)
     backbone: str                   # 2D backbone
     backbone_weights: str           # '' = models/ default of the backbone
     image_transport: str            # raw | compressed
@@ -77,6 +78,9 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "model_config": (DEFAULT_MODEL, _d("named DenseWarper configuration: lite_tc (temporal context, default) or "
                                        "lite (the faithful method), paper, ...")),
     "weights": ("", _d("DenseWarper weights file ('' = the shipped default)")),
+    "outlier_threshold": (0.0, _d("heatmap px; a camera whose joint lies this far from the other cameras' "
+                                  "triangulation is left out of that joint (left/right swaps of the detector); "
+                                  "0 = off", **_frange(0.0, 1000.0))),
     "backbone": ("movenet_lightning", _d(f"2D backbone, one of {BACKBONES}")),
     "backbone_weights": ("", _d("backbone weights file ('' = the models/ default)")),
     "image_transport": ("raw", _d(f"one of {TRANSPORTS}: sensor_msgs/Image on <cam>/image_raw or CompressedImage on <cam>/image_raw/compressed")),
@@ -124,7 +128,7 @@ def read(node: Node) -> NodeConfig:
         min_views=int(p["min_views"]), max_view_age=float(p["max_view_age"]),
         queue_size=int(p["queue_size"]), device=dev, cpu_threads=int(p["cpu_threads"]),
         model_config=p["model_config"],
-        weights=p["weights"], backbone=_one_of("backbone", p["backbone"], BACKBONES),
+        weights=p["weights"], outlier_threshold=float(p["outlier_threshold"]), backbone=_one_of("backbone", p["backbone"], BACKBONES),
         backbone_weights=p["backbone_weights"],
         image_transport=_one_of("image_transport", p["image_transport"], TRANSPORTS),
         qos_reliability=_one_of("qos_reliability", p["qos_reliability"], RELIABILITIES),
