@@ -6,6 +6,7 @@ the backbone's own benchmark):
   exchange-rig  the same with indices precomputed once (static rig, fixed crops)
   warps         the V-1 temporal warps
   decode+dlt    soft-argmax of the V heatmaps, weighted DLT with covariance
+  outliers-worst  the leave-one-out view rejection (`outlier_threshold`) when every joint is tested
   fusion        `pose_at` end to end (streaming: one pose per new frame), moving crops
   fusion-rig    `pose_at` with a precomputed static rig
   window        `forward_window` (V poses, V(V-1) warps): what recomputing the whole window for every
@@ -42,6 +43,7 @@ sys.path.insert(0, str(REPO))
 from dense_warper_ros import cameras as C  # noqa: E402
 from dense_warper_ros.heatmaps import render_gaussians  # noqa: E402
 from dense_warper_ros.model import DenseWarper, ModelConfig  # noqa: E402
+from dense_warper_ros.triangulation import reject_outlier_views  # noqa: E402
 
 V = 4
 TARGETS_MS = {("lite", "cpu"): 10.0, ("paper", "cuda"): 5.0}
@@ -101,11 +103,15 @@ def stage_functions(model: DenseWarper, x: dict) -> dict:
     rig = model.precompute_rig(P[0], A[0])
     E = model._exchange(hm, P, A, plan, None)
     Y = model._assemble(hm, model._warp(hm, E, plan, A), plan)   # temporal-context configs: no history here
+    pose, _ = model._triangulate(Y, P, A, plan, None)
     return {
         "exchange": lambda: model._exchange(hm, P, A, plan, None),
         "exchange-rig": lambda: model._exchange(hm, P, A, plan, rig),
         "warps": lambda: model._warp(hm, E, plan, A),
         "decode+dlt": lambda: model._triangulate(Y, P, A, plan, None),
+        # `outlier_threshold`'s extra cost, worst case: a 0 px threshold tests every joint and drops
+        # views until 2 are left (V - 2 rounds of V leave-one-out DLTs)
+        "outliers-worst": lambda: reject_outlier_views(P, pose.uv, pose.peak, 0.0),
         "fusion": lambda: model.pose_at(hm, P, A, times, valid, target),
         "fusion-rig": lambda: model.pose_at(hm, P, A, times, valid, target, rig=rig),
         "window": lambda: model.forward_window(hm, P, A, times, valid),

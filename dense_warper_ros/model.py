@@ -672,11 +672,14 @@ class DenseWarper(nn.Module):
 
     # --- weights --------------------------------------------------------------------------------
     def save(self, path: str | Path, *, include_backbone: bool = True) -> None:
-        """Weights plus the config. `.safetensors` uses safetensors; other suffixes torch.save."""
+        """Weights plus the config. `.safetensors` uses safetensors; other suffixes torch.save.
+        Inference settings (`ModelConfig.INFERENCE_FIELDS`) are saved at their defaults: they belong
+        to whoever runs the weights (node parameters, bench configs), not to the file."""
         path = Path(path)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
                  if include_backbone or not k.startswith("backbone.")}
-        meta = {"format": FORMAT, "config": json.dumps(self.config.to_dict())}
+        defaults = {f.name: f.default for f in fields(ModelConfig) if f.name in ModelConfig.INFERENCE_FIELDS}
+        meta = {"format": FORMAT, "config": json.dumps(replace(self.config, **defaults).to_dict())}
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
             save_file(state, str(path), metadata=meta)

@@ -311,6 +311,9 @@ def test_backbone_is_pluggable_and_weights_round_trip(tmp_path):
         torch.testing.assert_close(again.poses, out.poses, rtol=0, atol=0)
         fusion_only = DenseWarper.load(path)                         # backbone weights ignored
         assert fusion_only.backbone is None
+        model.set_inference(outlier_threshold=2.0).save(path)        # not a property of the weights
+        assert DenseWarper.load(path).config == cfg and model.config.outlier_threshold == 2.0
+        model.set_inference(outlier_threshold=None)
     model.backbone = TinyBackbone(17, 40)
     with pytest.raises(ValueError, match=r"\(17, 40, 40\)"):
         model.heatmaps(images)

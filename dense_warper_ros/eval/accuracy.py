@@ -28,6 +28,7 @@ truth: dense 4-view triangulation of the backbone's detections; plus held-out-vi
 Usage:  python -m dense_warper_ros.eval.accuracy [--config config/bench/default.yaml] [--quick]
         [--weights models/dense_warper_lite.safetensors | --untrained]
         [--weights-tc models/dense_warper_lite_tc.safetensors] [--out out/accuracy]
+        [--outlier-threshold 2.5]   (robust triangulation for every method; config/bench/robust.yaml)
 Prints markdown tables, writes <out>/accuracy.json and <out>/accuracy.png.
 """
 from __future__ import annotations
@@ -654,10 +655,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-synthetic", action="store_true", help="skip the synthetic clips")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "accuracy", help="output folder")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--outlier-threshold", type=float, default=None,
+                    help="heatmap px: every method's DLT drops outlier views (overrides bench.outlier_threshold)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
+    if args.outlier_threshold is not None:
+        cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, outlier_threshold=args.outlier_threshold))
     if args.quick:
         cfg = quick(cfg)
     weights = None if args.untrained else (args.weights or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.exists() else None))
