@@ -51,13 +51,14 @@ def offline_reference(rec, params) -> list:
     """The same frames through the node's per-frame path, without ROS transport."""
     from dense_warper_ros.pipeline import build_pipeline
     pipe = build_pipeline(num_cameras=len(rec.names), timing=params["timing"], offline=True,
-                          device="cpu", max_view_age_s=params["max_view_age"])
+                          device="cpu", max_view_age_s=params["max_view_age"],
+                          outlier_threshold=params.get("outlier_threshold") or None)
     return replay_recording(rec, pipe)
 
 
 def test_node_offline_one_skeleton_per_frame_equal_to_offline_replay(recording, ros_node):
     rec = recording
-    params = node_params(rec)
+    params = node_params(rec, outlier_threshold=2.5)    # the robust DLT: MoveNet's views disagree here
     got: list = []
     ros_node.create_subscription(Skeleton3DArray, "/dense_warper/skeletons", got.append, 100)
     proc = NodeProcess(params)
@@ -79,11 +80,14 @@ def test_node_offline_one_skeleton_per_frame_equal_to_offline_replay(recording, 
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in got]
     assert stamps == [s for _, s, _ in rec.frames]                      # one per input frame, in order
     ref = offline_reference(rec, params)
+    plain = offline_reference(rec, {**params, "outlier_threshold": 0.0})
+    assert sum(int(r.num_views.sum()) for r in ref) < sum(int(r.num_views.sum()) for r in plain)   # views dropped
     assert [r.stamp_ns for r in ref] == stamps
     for m, r in zip(got, ref):
         sk = m.skeletons[0]
         pts = np.array([[p.x, p.y, p.z] for p in sk.positions])
         np.testing.assert_array_equal(pts, r.points)                    # exactly the offline result
+        assert list(sk.num_views) == r.num_views.tolist()               # the node dropped the same views
         assert m.header.frame_id == "world" and sk.format == "h36m17"
         assert len(sk.covariance) == 6 * 17 and len(sk.view_stamps) == len(sk.view_frame_ids) >= 2
         view_ns = [t.sec * 10**9 + t.nanosec for t in sk.view_stamps]
