@@ -179,7 +179,8 @@ def constant_velocity(bank: EvidenceBank, pairs: np.ndarray, targets: np.ndarray
     moved = uv0 + (uv1 - uv0) * alpha[..., None, None]
     uv = np.where(both[..., None], moved, np.where((w1 > 0)[..., None], uv1, uv0))
     w = np.where(both, np.minimum(w0, w1), np.maximum(w0, w1))
-    return triangulate(bank.P, uv, w, outlier_px(bank, np.where(pairs[..., 1] >= 0, pairs[..., 1], pairs[..., 0]), outlier))
+    newer = np.where(pairs[..., 1] >= 0, pairs[..., 1], pairs[..., 0])  # (T, V) the frame whose crop scales
+    return triangulate(bank.P, uv, w, outlier_px(bank, newer, outlier))
 
 
 # --- (a): synchronised at 1/N of the instants + interpolation ------------------------------------
