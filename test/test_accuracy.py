@@ -17,10 +17,11 @@ def noiseless_cfg(**bench):
 
 
 def test_dense_reference_is_exact_on_noiseless_evidence_and_offsets_matter():
-    cfg = noiseless_cfg(clips=("walk",), methods=("a", "b", "c", "e"), max_duration_s=1.0)
+    cfg = noiseless_cfg(clips=("walk",), methods=("a", "b", "c", "e", "o"), max_duration_s=1.0)
     res = accuracy.synthetic_sequence("walk", cfg, None, cfg.heatmap)
     err = {k: metrics.mpjpe_root_aligned(o.pred, res.gt) * 1000 for k, o in res.outputs.items()}
     assert err["e"] < 1.0 and metrics.mpjpe(res.outputs["e"].pred, res.gt) * 1000 < 1.0
+    assert err["o/causal"] < 1.0 and err["o/windowed"] < 1.0       # the oracle's motion is the truth
     assert err["b/causal"] > 10 * err["e"]          # ignoring time offsets costs: the benchmark can tell
     assert err["c/windowed"] < err["b/windowed"] < err["b/causal"]
     assert err["a"] < err["b/causal"]
@@ -121,6 +122,16 @@ def test_config_errors_name_the_bad_value(tmp_path):
         accuracy.load_config(tmp_path / "c.yaml")
 
 
+def test_oracle_keeps_detection_noise_and_removes_motion():
+    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, clips=("walk",), methods=("b", "c", "e", "o"),
+                                                             max_duration_s=2.0))
+    res = accuracy.synthetic_sequence("walk", cfg, None, cfg.heatmap)
+    err = {k: metrics.mpjpe_root_aligned(o.pred, res.gt) * 1000 for k, o in res.outputs.items()}
+    for t in ("causal", "windowed"):                               # noise stays, motion goes
+        assert 0.5 * err["e"] < err[f"o/{t}"] < min(err[f"b/{t}"], err[f"c/{t}"]), err
+
+
 def test_robust_triangulation_undoes_left_right_swaps_for_every_method():
     cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
     swaps = dataclasses.replace(evidence.NoiseConfig.noiseless(), swap_prob=0.05)
@@ -151,9 +162,9 @@ def test_cli_quick_prints_the_table_and_writes_json_and_png(tmp_path, capsys):
                         str(accuracy.REPO / "config" / "bench" / "uneven.yaml"), "--out", str(tmp_path)])
     assert rc == 0
     out = capsys.readouterr().out
-    for name in accuracy.METHOD_NAMES.values():
-        if name.startswith("(d)") and "(d)" not in out:
-            continue
+    for m, name in accuracy.METHOD_NAMES.items():
+        if (name.startswith("(d)") and "(d)" not in out) or m not in accuracy.BenchConfig().methods:
+            continue                                       # the oracle row runs only on request
         assert name in out
     assert "| causal |" in out and "| windowed |" in out and "windowed (interpolates)" in out
     report = json.loads((tmp_path / "accuracy.json").read_text())
@@ -170,7 +181,7 @@ def test_video_protocol_on_a_synchronised_synthetic_recording():
     """The real-video path (every camera at every frame, pseudo ground truth = dense triangulation,
     camera c used only at frames f mod N = c, held-out-view reprojection) on rendered evidence."""
     cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
-    cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("a", "b", "c", "e"),
+    cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("a", "b", "c", "e", "o"),
                                                              video_heldout_from=0))
     clip = motion.load_clip("dance_b")
     cams = rigs.make_rig()
@@ -183,6 +194,7 @@ def test_video_protocol_on_a_synchronised_synthetic_recording():
     assert T == 40 - 2 * 4 and res.pseudo_gt
     np.testing.assert_array_equal(bank.camera[res.target_slots], np.round(res.targets * 60).astype(int) % 4)
     assert np.allclose(res.outputs["e"].pred, res.gt, equal_nan=True)        # (e) is the pseudo-GT
+    assert not any(k.startswith("o/") for k in res.outputs)                 # no oracle without truth
     assert metrics.mpjpe(res.gt, clip.at(res.targets)) < 0.001             # noiseless: pseudo-GT = GT
     b = res.outputs["b/causal"]
     assert (b.used_now.sum(1) == 1).all()                                   # only the newest frame's camera

@@ -15,6 +15,9 @@ Methods (REFERENCE.md, "Evaluation protocol"; `eval.baselines` for (a), (b), (c)
       brackets the target (interpolation, same delay as (c)); causal, the newest frames as (d);
       (d) itself feeds earlier frames too when its own weights have temporal context;
   (e) reference: dense synchronised capture at every instant (N x the images).
+  (o) on request (`methods: [..., o]`), synthetic only: an analysis row, not a method. (c)'s frames,
+      each moved by the true motion and keeping its own detection error, two frames averaged
+      (`baselines.oracle_motion`): the error left when motion is perfect is detector noise.
 Timings: causal = only frames captured at or before the target; windowed = frames up to one cycle
 minus one frame after it (the paper's window latency). Every method is scored at the same target
 instants (the capture times of the interleaved frames, one cycle in from either end) against the
@@ -64,7 +67,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "config" / "bench" / "default.yaml"
 DEFAULT_WEIGHTS = REPO / "models" / "dense_warper_lite.safetensors"
 DEFAULT_WEIGHTS_TC = REPO / "models" / "dense_warper_lite_tc.safetensors"
-METHODS = ("a", "b", "c", "d", "d+", "e")
+METHODS = ("a", "b", "c", "d", "d+", "e", "o")
 METHOD_NAMES = {
     "a": "(a) sync at 1/N of instants + interpolation",
     "b": "(b) interleaved, naive (offsets ignored)",
@@ -72,6 +75,7 @@ METHOD_NAMES = {
     "d": "(d) DenseWarper interleaved",
     "d+": "(d+) DenseWarper + temporal context",
     "e": "(e) dense sync, every instant (N x images)",
+    "o": "(o) (c)'s frames moved by the true motion (oracle)",
 }
 
 
@@ -85,7 +89,7 @@ class BenchConfig:
     margin_cycles: float = 1.0                   # targets this close to either end are not scored
     window_delay_s: float | None = None          # windowed timing: frames up to this long after the
                                                  # target; None: one cycle minus one frame
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = METHODS[:-1]      # "o" (an oracle analysis row, synthetic only) on request
     timings: tuple[str, ...] = baselines.TIMINGS
     model: str = "lite"                          # ModelConfig name for (d) without a weights file
     model_tc: str = "lite_tc"                    # ModelConfig name for (d+) without a weights file
@@ -328,10 +332,13 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
                 pred = densewarper(handle, bank, sel, targets, bench.batch_size, prev)
             outputs[key] = MethodOutput(pred, _delay(bank, sel, targets), _used_now(bank, sel, t_nom),
                                         rate(inter))
-        elif m == "c":
+        elif m in ("c", "o"):
+            if m == "o" and (bank.gt is None or pseudo_gt):
+                continue                                         # no truth to move frames by (video)
             pairs = baselines.select_bracket(bank, inter_slots, targets, timing, delay_s)
-            outputs[key] = MethodOutput(baselines.constant_velocity(bank, pairs, targets, outlier),
-                                        _delay(bank, pairs, targets), _used_now(bank, pairs, t_nom),
+            pred = (baselines.constant_velocity(bank, pairs, targets, outlier) if m == "c"
+                    else baselines.oracle_motion(bank, pairs, gt, outlier))
+            outputs[key] = MethodOutput(pred, _delay(bank, pairs, targets), _used_now(bank, pairs, t_nom),
                                         rate(inter))
     return SequenceResult(name, targets, target_slots, gt, outputs, pseudo_gt)
 

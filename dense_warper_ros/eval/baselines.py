@@ -14,6 +14,7 @@ they use and how they bring them to the target instant:
     instant (causal: extrapolated from the two newest; windowed: interpolated between the frames
     around the target), then triangulated.
 (e) `dense` (reference): every camera at every instant (N x the images).
+(o) `oracle_motion` (analysis, synthetic only): (c)'s frames moved by the true motion.
 
 `outlier` (heatmap px, None: off) turns on the same leave-one-out view rejection as the model's
 `ModelConfig.outlier_threshold` (`triangulation.reject_outlier_views`), so that a benchmark can give
@@ -181,6 +182,34 @@ def constant_velocity(bank: EvidenceBank, pairs: np.ndarray, targets: np.ndarray
     w = np.where(both, np.minimum(w0, w1), np.maximum(w0, w1))
     newer = np.where(pairs[..., 1] >= 0, pairs[..., 1], pairs[..., 0])  # (T, V) the frame whose crop scales
     return triangulate(bank.P, uv, w, outlier_px(bank, newer, outlier))
+
+
+def oracle_motion(bank: EvidenceBank, pairs: np.ndarray, gt: np.ndarray, outlier: float | None = None) -> np.ndarray:
+    """(o), an analysis row, not a method: perfect motion on the frames (T, V, 2) that (c) and
+    (d+) use. Each frame keeps its own detection error (decoded point minus its true projection)
+    but moves by the true motion to the target, whose ground truth gt (T, J, 3) it reads; a view's
+    two frames are averaged with equal weight. What is left is detector noise: a method near or
+    below this row gains from weighting and rejecting frames, no longer from moving them better.
+    Synthetic banks only (`bank.gt`)."""
+    if bank.gt is None:
+        raise ValueError("oracle_motion needs a bank with ground truth (synthetic data)")
+    T, V = pairs.shape[:2]
+    uv_sum = np.zeros((T, V, NUM_JOINTS, 2))
+    n = np.zeros((T, V, NUM_JOINTS))
+    w = np.full((T, V, NUM_JOINTS), np.inf)
+    for k in range(pairs.shape[2]):
+        uv, wk = gather_points(bank, pairs[..., k])                    # (T, V, J, 2), (T, V, J)
+        safe = np.maximum(pairs[..., k], 0)
+        for c, cam in enumerate(bank.cameras):
+            err = uv[:, c] - cam.project(bank.gt[safe[:, c]], distort=False)   # the frame's own error
+            use = wk[:, c] > 0
+            uv_sum[:, c] += np.where(use[..., None], cam.project(gt, distort=False) + err, 0.0)
+            n[:, c] += use
+            w[:, c] = np.where(use, np.minimum(w[:, c], wk[:, c]), w[:, c])
+    ok = n > 0
+    uv = np.where(ok[..., None], uv_sum / np.maximum(n, 1)[..., None], 0.0)
+    newer = np.where(pairs[..., 1] >= 0, pairs[..., 1], pairs[..., 0])
+    return triangulate(bank.P, uv, np.where(ok, w, 0.0), outlier_px(bank, newer, outlier))
 
 
 # --- (a): synchronised at 1/N of the instants + interpolation ------------------------------------
