@@ -212,6 +212,7 @@ class PoseOutput(NamedTuple):
     uv: torch.Tensor                  # (B, V, J, 2) image px fed to DLT (after undistortion)
     peak: torch.Tensor                # (B, V, J) heatmap peaks (DLT weights where valid)
     reprojection_error: torch.Tensor  # (B, J) RMS px
+    rejected: torch.Tensor            # (B, V, J) bool: a view dropped as an outlier (outlier_threshold)
 
 
 class WindowOutput(NamedTuple):
@@ -535,15 +536,18 @@ class DenseWarper(nn.Module):
             weights = torch.minimum(weights, weight_cap.to(weights.dtype))
         if view_logw is not None:
             weights = weights * view_logw.to(weights.dtype).exp()
+        rejected = torch.zeros_like(used)
         if c.outlier_threshold is not None:   # heatmap px -> each view's image px
             thr = c.outlier_threshold / affine_scales(A.to(uv.dtype)).clamp_min(1e-12)   # (B, V)
-            weights = reject_outlier_views(P, uv, weights, thr[..., None])
+            kept = reject_outlier_views(P, uv, weights, thr[..., None])
+            rejected = (weights > 0) & (kept == 0)
+            weights = kept
         sigma = spread.clamp_min(c.min_sigma_px) / affine_scales(A.to(spread.dtype))[..., None]
         tri = triangulate_with_uncertainty(P, uv, weights, sigma)
         n = tri.num_views
         conf = weights.sum(1) / used.sum(1).clamp_min(1)
         conf = torch.where(n >= 2, conf, torch.zeros_like(conf))
-        return PoseOutput(tri.points, conf, tri.covariance, n, Y, uv, peak, tri.reprojection_error), uv_h
+        return PoseOutput(tri.points, conf, tri.covariance, n, Y, uv, peak, tri.reprojection_error, rejected), uv_h
 
     def _fuse(self, hm, P, A, times, valid, target, anchor, undistort,
               rig, previous: PreviousFrames | None = None) -> tuple[PoseOutput, torch.Tensor]:

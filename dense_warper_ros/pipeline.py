@@ -33,6 +33,7 @@ class PoseResult:
     view_frame_ids: tuple[str, ...]        # their optical frame ids
     track_id: int = 0
     latency_s: float = 0.0                 # model time for this window (s)
+    rejected: np.ndarray | None = None     # (V, J) bool per camera index: joint dropped as an outlier
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,8 @@ class PosePipeline:
             num_views=out.num_views[0].cpu().numpy().astype(np.int64),
             view_stamps_ns=tuple(f.stamp_ns for f in frames),
             view_frame_ids=tuple(f.data.frame_id for f in frames),
-            track_id=self._track_id, latency_s=time.perf_counter() - t0)
+            track_id=self._track_id, latency_s=time.perf_counter() - t0,
+            rejected=out.rejected[0].cpu().numpy())
         if int(np.isfinite(points).all(axis=1).sum()) < self.config.min_joints:
             if self._last is not None:
                 self.lost = True

@@ -351,6 +351,8 @@ def test_outlier_threshold_drops_a_left_right_swap_at_inference():
     assert err(plain)[:, [3, 6]].min() > 0.02                      # the swap pulls both ankles
     assert err(robust).max() < 5e-3                                # every joint back to mm
     assert (robust.num_views[:, [3, 6]] == 3).all() and (robust.num_views.sum(1) == 17 * 4 - 2).all()
+    assert robust.rejected[:, 0, [3, 6]].all() and (robust.rejected.sum((1, 2)) == 2).all()   # which ones
+    assert not plain.rejected.any()
     with pytest.raises(ValueError, match="not inference settings"):
         model.set_inference(warp_channels=8)
     with pytest.raises(ValueError, match="outlier_threshold"):

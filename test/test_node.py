@@ -59,8 +59,19 @@ def offline_reference(rec, params) -> list:
 def test_node_offline_one_skeleton_per_frame_equal_to_offline_replay(recording, ros_node):
     rec = recording
     params = node_params(rec, outlier_threshold=2.5)    # the robust DLT: MoveNet's views disagree here
+    ref = offline_reference(rec, params)
+    plain = offline_reference(rec, {**params, "outlier_threshold": 0.0})
+    assert sum(int(r.num_views.sum()) for r in ref) < sum(int(r.num_views.sum()) for r in plain)   # views dropped
+    outliers = {name: sum(int(r.rejected[c].sum()) for r in ref) for c, name in enumerate(rec.names)}
     got: list = []
+    diags: list = []
     ros_node.create_subscription(Skeleton3DArray, "/dense_warper/skeletons", got.append, 100)
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+
+    def reported() -> dict:
+        return {s.hardware_id: int(kv.value) for s in (diags[-1].status if diags else [])
+                for kv in s.values if kv.key == "outlier_joints"}
+
     proc = NodeProcess(params)
     try:
         pub = RigPublisher(ros_node, rec)
@@ -73,15 +84,14 @@ def test_node_offline_one_skeleton_per_frame_equal_to_offline_replay(recording, 
         assert spin_until(ros_node, lambda: len(got) >= len(rec.frames), 90), \
             f"{len(got)}/{len(rec.frames)} skeletons arrived"
         spin_until(ros_node, lambda: False, 0.5)
+        # /diagnostics counts each camera's dropped joints, as the offline pipeline drops them
+        assert spin_until(ros_node, lambda: reported() == outliers, 5), (reported(), outliers)
         assert proc.alive()
     finally:
         log = proc.stop()
     assert len(got) == len(rec.frames), log[-3000:]
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in got]
     assert stamps == [s for _, s, _ in rec.frames]                      # one per input frame, in order
-    ref = offline_reference(rec, params)
-    plain = offline_reference(rec, {**params, "outlier_threshold": 0.0})
-    assert sum(int(r.num_views.sum()) for r in ref) < sum(int(r.num_views.sum()) for r in plain)   # views dropped
     assert [r.stamp_ns for r in ref] == stamps
     for m, r in zip(got, ref):
         sk = m.skeletons[0]

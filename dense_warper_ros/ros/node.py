@@ -45,6 +45,7 @@ class CameraState:
     recv_times: deque = field(default_factory=lambda: deque(maxlen=200))
     drops: Counter = field(default_factory=Counter)
     frames: int = 0
+    outlier_joints: int = 0                   # joints of this camera dropped by outlier_threshold
 
 
 class DenseWarperNode(Node):
@@ -202,6 +203,9 @@ class DenseWarperNode(Node):
             self.latencies.append((now_ns - r.stamp_ns) * 1e-9)
             self.out_times.append(time.monotonic())
             self.stats["poses"] += 1
+            if r.rejected is not None:           # a camera often out of line with the others: calibration?
+                for cam, rejected in zip(self.cams, r.rejected):
+                    cam.outlier_joints += int(rejected.sum())
             self._was_tracking = True
         if self.pipeline.lost and self._was_tracking:
             self._was_tracking = False
@@ -244,7 +248,7 @@ class DenseWarperNode(Node):
                 level, msg = DiagnosticStatus.ERROR, "no transform to world"
             values = {"rate_hz": f"{rate:.2f}", "age_s": f"{age:.3f}", "frames": str(cam.frames),
                       "camera_info": "ok" if info is not None and not cam.info_error else (cam.info_error or "missing"),
-                      "tf": "ok" if tf_ok else "missing"}
+                      "tf": "ok" if tf_ok else "missing", "outlier_joints": str(cam.outlier_joints)}
             values.update({f"drops_{k}": str(v) for k, v in sorted(cam.drops.items())})
             arr.status.append(DiagnosticStatus(level=level, name=f"dense_warper: camera {cam.name}", message=msg,
                                                hardware_id=cam.name,
