@@ -32,7 +32,8 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return cpu, rss / 1024
 
 
-def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: float) -> dict:
+def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: float,
+            outlier_threshold: float = 0.0) -> dict:
     import rclpy
     from dense_warper_ros.data.pose2sim_recording import pose2sim_recording
     from dense_warper_ros.data.recording import Recording
@@ -56,7 +57,7 @@ def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: floa
 
     node.create_subscription(Skeleton3DArray, "/dense_warper/skeletons", on_sk, 100)
     proc = NodeProcess(dict(cameras=names, mode="live", timing=timing, qos_reliability="best_effort",
-                            device="auto", tf_timeout=0.05))
+                            device="auto", tf_timeout=0.05, outlier_threshold=outlier_threshold))
     pub = RigPublisher(node, rec, reliable=False, depth=5)
     pub.wait_for_node(timeout=120)
     pub.publish_static()
@@ -104,9 +105,11 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--timing", default="causal")
     ap.add_argument("--scale", type=float, default=0.5)
+    ap.add_argument("--outlier-threshold", type=float, default=0.0, help="the node's outlier_threshold (0 = off)")
     ap.add_argument("--out", type=Path, default=REPO / "out/bench/node_speed.json")
     args = ap.parse_args()
-    rows = [run_one(n, args.fps, args.duration, args.timing, args.scale) for n in args.cameras]
+    rows = [run_one(n, args.fps, args.duration, args.timing, args.scale, args.outlier_threshold)
+            for n in args.cameras]
     print("| cameras | camera rates | output rate | latency p50 / p95 / p99 | frames without pose | node CPU | RSS start -> end |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
