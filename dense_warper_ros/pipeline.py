@@ -208,7 +208,7 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
                    outlier_threshold: float | None = None) -> PosePipeline:
     """The node's pipeline from its parameters: weights default to the shipped ones (untrained
     identity warps when none exist), the backbone to its converted weights in models/.
-    `outlier_threshold` (heatmap px, None: off): `ModelConfig.outlier_threshold`."""
+    `outlier_threshold` (heatmap px; None or 0: off, as the node's parameter): `ModelConfig.outlier_threshold`."""
     dev = resolve_device(device)
     # weights: '' = shipped default (untrained when none is shipped), 'none' = untrained warps
     w = None if weights == "none" else Path(weights) if weights else default_weights(model_config)
@@ -221,7 +221,7 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
     if not model.supports_views(num_cameras):
         raise ValueError(f"model {model.config.name!r} supports views {model.views_supported()}, "
                          f"not {num_cameras} cameras")
-    model.set_inference(outlier_threshold=outlier_threshold).eval()
+    model.set_inference(outlier_threshold=outlier_threshold or None).eval()
     bb = load_backbone(backbone, weights=backbone_weights or None, device=dev)
     if bb.heatmap_size != model.heatmap_size:
         raise ValueError(f"backbone {backbone!r} gives {bb.heatmap_size}px heatmaps, model "

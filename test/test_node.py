@@ -52,7 +52,7 @@ def offline_reference(rec, params) -> list:
     from dense_warper_ros.pipeline import build_pipeline
     pipe = build_pipeline(num_cameras=len(rec.names), timing=params["timing"], offline=True,
                           device="cpu", max_view_age_s=params["max_view_age"],
-                          outlier_threshold=params.get("outlier_threshold") or None)
+                          outlier_threshold=params.get("outlier_threshold"))
     return replay_recording(rec, pipe)
 
 

@@ -144,6 +144,12 @@ def outlier_px(bank: EvidenceBank, sel: np.ndarray, outlier: float | None) -> np
     return (outlier / np.maximum(scale, 1e-12))[..., None]
 
 
+def _newer(pairs: np.ndarray) -> np.ndarray:
+    """(T, V, 2) frame pairs -> (T, V) the later frame where there is one: its crop scales the
+    outlier threshold of the point moved from the pair."""
+    return np.where(pairs[..., 1] >= 0, pairs[..., 1], pairs[..., 0])
+
+
 def triangulate(P: np.ndarray, uv: np.ndarray, w: np.ndarray, threshold_px: np.ndarray | None = None) -> np.ndarray:
     """P (V, 3, 4), uv (T, V, J, 2), w (T, V, J) -> (T, J, 3), NaN where < 2 views.
     threshold_px (T, V, 1) image px: drop outlier views first (`outlier_px`), or None."""
@@ -180,8 +186,7 @@ def constant_velocity(bank: EvidenceBank, pairs: np.ndarray, targets: np.ndarray
     moved = uv0 + (uv1 - uv0) * alpha[..., None, None]
     uv = np.where(both[..., None], moved, np.where((w1 > 0)[..., None], uv1, uv0))
     w = np.where(both, np.minimum(w0, w1), np.maximum(w0, w1))
-    newer = np.where(pairs[..., 1] >= 0, pairs[..., 1], pairs[..., 0])  # (T, V) the frame whose crop scales
-    return triangulate(bank.P, uv, w, outlier_px(bank, newer, outlier))
+    return triangulate(bank.P, uv, w, outlier_px(bank, _newer(pairs), outlier))
 
 
 def oracle_motion(bank: EvidenceBank, pairs: np.ndarray, gt: np.ndarray, outlier: float | None = None) -> np.ndarray:
@@ -208,8 +213,7 @@ def oracle_motion(bank: EvidenceBank, pairs: np.ndarray, gt: np.ndarray, outlier
             w[:, c] = np.where(use, np.minimum(w[:, c], wk[:, c]), w[:, c])
     ok = n > 0
     uv = np.where(ok[..., None], uv_sum / np.maximum(n, 1)[..., None], 0.0)
-    newer = np.where(pairs[..., 1] >= 0, pairs[..., 1], pairs[..., 0])
-    return triangulate(bank.P, uv, np.where(ok, w, 0.0), outlier_px(bank, newer, outlier))
+    return triangulate(bank.P, uv, np.where(ok, w, 0.0), outlier_px(bank, _newer(pairs), outlier))
 
 
 # --- (a): synchronised at 1/N of the instants + interpolation ------------------------------------

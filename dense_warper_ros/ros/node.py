@@ -59,7 +59,7 @@ class DenseWarperNode(Node):
         self.pipeline = pipeline or build_pipeline(
             num_cameras=len(self.cfg.cameras), timing=self.cfg.timing, offline=self.cfg.mode == "offline",
             model_config=self.cfg.model_config, weights=self.cfg.weights,
-            outlier_threshold=self.cfg.outlier_threshold or None, backbone=self.cfg.backbone,
+            outlier_threshold=self.cfg.outlier_threshold, backbone=self.cfg.backbone,
             backbone_weights=self.cfg.backbone_weights, device=self.cfg.device,
             min_views=self.cfg.min_views, max_view_age_s=self.cfg.max_view_age,
             clock_jump_s=self.cfg.clock_jump)

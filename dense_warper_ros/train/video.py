@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dense_warper_ros.cameras import apply_affine, undistorter
+from dense_warper_ros.cameras import apply_affines, undistorter
 from dense_warper_ros.data.evidence import EvidenceBank
 from dense_warper_ros.data.video import PseudoGroundTruth, pseudo_ground_truth
 
@@ -59,7 +59,7 @@ class VideoWindows:
             # pinhole projection: the model's points are undistorted before the affine is applied
             uv = camera.project(poses, distort=False)                    # (B, V, J, 2)
             depth = camera.to_camera(poses)[..., 2]
-            uv_hm = np.stack([apply_affine(affines[b, c], uv[b]) for b in range(B)])
+            uv_hm = apply_affines(torch.as_tensor(affines[:, c, None]), torch.as_tensor(uv)).numpy()   # view c's crop
             tgt[:, c] = uv_hm
             vis[:, c] = ((depth > 0.05) & (uv_hm >= -0.5).all(-1) & (uv_hm <= self._size - 0.5).all(-1)
                          & pgt.reliable[frame])
