@@ -59,6 +59,11 @@ def test_frame_selection():
     np.testing.assert_array_equal(pairs, [[[0, 1], [-1, 3]]])        # camera 1 has one past frame
     with pytest.raises(ValueError, match="'later'"):
         baselines.select_bracket(bank, slots, targets, "later", 0.05)
+    pairs = baselines.select_bracket(bank, slots, np.array([0.16]), "windowed", 0.1)     # [[1, 2], [4, 5]]
+    np.testing.assert_array_equal(accuracy.oracle_window(bank, slots, pairs, 1), [[[2], [5]]])
+    np.testing.assert_array_equal(accuracy.oracle_window(bank, slots, pairs, 2), pairs)
+    np.testing.assert_array_equal(accuracy.oracle_window(bank, slots, pairs, 4),      # oldest first
+                                  [[[-1, 0, 1, 2], [-1, 3, 4, 5]]])
 
 
 def test_interpolation_protocol_slerps_bones_and_keeps_lengths():
@@ -130,6 +135,14 @@ def test_oracle_keeps_detection_noise_and_removes_motion():
     err = {k: metrics.mpjpe_root_aligned(o.pred, res.gt) * 1000 for k, o in res.outputs.items()}
     for t in ("causal", "windowed"):                               # noise stays, motion goes
         assert 0.5 * err["e"] < err[f"o/{t}"] < min(err[f"b/{t}"], err[f"c/{t}"]), err
+    longer = {}
+    for n in (1, 4):                  # a view's single frame has all of its noise; four average some out
+        c = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("o",), oracle_frames=n))
+        r = accuracy.synthetic_sequence("walk", c, None, c.heatmap)
+        longer[n] = metrics.mpjpe_root_aligned(r.outputs["o/windowed"].pred, r.gt) * 1000
+    assert longer[4] < err["o/windowed"] < longer[1], (longer, err)
+    with pytest.raises(ValueError, match="oracle_frames"):
+        accuracy.BenchConfig(oracle_frames=0)
 
 
 def test_robust_triangulation_undoes_left_right_swaps_for_every_method():
@@ -159,7 +172,8 @@ def test_shipped_configs_load(name):
 
 def test_cli_quick_prints_the_table_and_writes_json_and_png(tmp_path, capsys):
     rc = accuracy.main(["--quick", "--untrained", "--no-video", "--config",
-                        str(accuracy.REPO / "config" / "bench" / "uneven.yaml"), "--out", str(tmp_path)])
+                        str(accuracy.REPO / "config" / "bench" / "uneven.yaml"), "--out", str(tmp_path),
+                        "--oracle", "3"])
     assert rc == 0
     out = capsys.readouterr().out
     for m, name in accuracy.METHOD_NAMES.items():
@@ -174,6 +188,7 @@ def test_cli_quick_prints_the_table_and_writes_json_and_png(tmp_path, capsys):
         assert s["mpjpe_root_mm"] > 0 and len(s["per_joint_root_mm"]) == 17 and "walk" in s["per_clip"]
     assert scores["e"]["images_per_s"] > 3 * scores["b/causal"]["images_per_s"]
     assert report["git"] and report["config"]["schedule"]["drop_prob"] == 0.02
+    assert "o/windowed" in scores and report["config"]["bench"]["oracle_frames"] == 3
     assert (tmp_path / "accuracy.png").stat().st_size > 10_000
 
 

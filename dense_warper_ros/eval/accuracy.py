@@ -16,8 +16,9 @@ Methods (REFERENCE.md, "Evaluation protocol"; `eval.baselines` for (a), (b), (c)
       (d) itself feeds earlier frames too when its own weights have temporal context;
   (e) reference: dense synchronised capture at every instant (N x the images).
   (o) on request (`methods: [..., o]`), synthetic only: an analysis row, not a method. (c)'s frames,
-      each moved by the true motion and keeping its own detection error, two frames averaged
+      each moved by the true motion and keeping its own detection error, averaged per view
       (`baselines.oracle_motion`): the error left when motion is perfect is detector noise.
+      `bench.oracle_frames` > 2 adds each view's earlier frames: what a longer history could give.
 Timings: causal = only frames captured at or before the target; windowed = frames up to one cycle
 minus one frame after it (the paper's window latency). Every method is scored at the same target
 instants (the capture times of the interleaved frames, one cycle in from either end) against the
@@ -32,6 +33,7 @@ Usage:  python -m dense_warper_ros.eval.accuracy [--config config/bench/default.
         [--weights models/dense_warper_lite.safetensors | --untrained]
         [--weights-tc models/dense_warper_lite_tc.safetensors] [--out out/accuracy]
         [--outlier-threshold 2.5]   (robust triangulation for every method; config/bench/robust.yaml)
+        [--oracle 4]                (the oracle row (o), 4 frames per view)
 Prints markdown tables, writes <out>/accuracy.json and <out>/accuracy.png.
 """
 from __future__ import annotations
@@ -75,7 +77,7 @@ METHOD_NAMES = {
     "d": "(d) DenseWarper interleaved",
     "d+": "(d+) DenseWarper + temporal context",
     "e": "(e) dense sync, every instant (N x images)",
-    "o": "(o) (c)'s frames moved by the true motion (oracle)",
+    "o": "(o) the window's frames moved by the true motion (oracle)",
 }
 
 
@@ -100,6 +102,8 @@ class BenchConfig:
                                                  # this frame (earlier frames fine-tuned the weights)
     outlier_threshold: float | None = None       # heatmap px: every method's DLT drops views this far
                                                  # from the others' point (robust.yaml); None: off
+    oracle_frames: int = 2                       # frames per view (o) averages: (c)'s two, plus
+                                                 # each view's earlier ones beyond 2
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in METHODS]
@@ -117,6 +121,8 @@ class BenchConfig:
             raise ValueError(f"bench: video_heldout_from must be >= 0, got {self.video_heldout_from}")
         if self.outlier_threshold is not None and not self.outlier_threshold > 0:
             raise ValueError(f"bench: outlier_threshold must be > 0 or null, got {self.outlier_threshold}")
+        if self.oracle_frames < 1:
+            raise ValueError(f"bench: oracle_frames must be >= 1, got {self.oracle_frames}")
 
 
 @dataclass(frozen=True)
@@ -276,6 +282,15 @@ def _used_now(bank: EvidenceBank, sel: np.ndarray, target_nominal: np.ndarray) -
     return used
 
 
+def oracle_window(bank: EvidenceBank, slots: np.ndarray, pairs: np.ndarray, count: int) -> np.ndarray:
+    """The frames (T, V, count) that (o) averages: the newest `count` of (c)'s pairs (T, V, 2) and
+    each view's frames before them, oldest first (-1 where a view has too few)."""
+    if count <= 2:
+        return pairs[..., 2 - count:]
+    earlier = baselines.select_previous(bank, slots, pairs[..., 0], count - 2)     # newest first
+    return np.concatenate([earlier[..., ::-1], pairs], -1)
+
+
 def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule, dense: Schedule,
                  target_slots: np.ndarray, gt: np.ndarray, bench: BenchConfig, delay_s: float,
                  warper: WarperHandle | None, *, pseudo_gt: bool = False,
@@ -336,8 +351,11 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
             if m == "o" and (bank.gt is None or pseudo_gt):
                 continue                                         # no truth to move frames by (video)
             pairs = baselines.select_bracket(bank, inter_slots, targets, timing, delay_s)
-            pred = (baselines.constant_velocity(bank, pairs, targets, outlier) if m == "c"
-                    else baselines.oracle_motion(bank, pairs, gt, outlier))
+            if m == "c":
+                pred = baselines.constant_velocity(bank, pairs, targets, outlier)
+            else:
+                frames = oracle_window(bank, inter_slots, pairs, bench.oracle_frames)
+                pred = baselines.oracle_motion(bank, frames, gt, outlier)
             outputs[key] = MethodOutput(pred, _delay(bank, pairs, targets), _used_now(bank, pairs, t_nom),
                                         rate(inter))
     return SequenceResult(name, targets, target_slots, gt, outputs, pseudo_gt)
@@ -664,12 +682,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--outlier-threshold", type=float, default=None,
                     help="heatmap px: every method's DLT drops outlier views (overrides bench.outlier_threshold)")
+    ap.add_argument("--oracle", type=int, default=None, metavar="FRAMES",
+                    help="add the oracle row (o), averaging FRAMES frames per view (synthetic only)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
     if args.outlier_threshold is not None:
         cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, outlier_threshold=args.outlier_threshold))
+    if args.oracle is not None:
+        methods = cfg.bench.methods + (() if "o" in cfg.bench.methods else ("o",))
+        cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=methods,
+                                                                 oracle_frames=args.oracle))
     if args.quick:
         cfg = quick(cfg)
     weights = None if args.untrained else (args.weights or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.exists() else None))

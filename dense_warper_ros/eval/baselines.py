@@ -144,10 +144,13 @@ def outlier_px(bank: EvidenceBank, sel: np.ndarray, outlier: float | None) -> np
     return (outlier / np.maximum(scale, 1e-12))[..., None]
 
 
-def _newer(pairs: np.ndarray) -> np.ndarray:
-    """(T, V, 2) frame pairs -> (T, V) the later frame where there is one: its crop scales the
-    outlier threshold of the point moved from the pair."""
-    return np.where(pairs[..., 1] >= 0, pairs[..., 1], pairs[..., 0])
+def _newer(frames: np.ndarray) -> np.ndarray:
+    """(T, V, K) frames, oldest first -> (T, V) the newest there is (-1: none): its crop scales
+    the outlier threshold of the point moved from them."""
+    out = frames[..., 0].copy()
+    for k in range(1, frames.shape[-1]):
+        out = np.where(frames[..., k] >= 0, frames[..., k], out)
+    return out
 
 
 def triangulate(P: np.ndarray, uv: np.ndarray, w: np.ndarray, threshold_px: np.ndarray | None = None) -> np.ndarray:
@@ -190,11 +193,11 @@ def constant_velocity(bank: EvidenceBank, pairs: np.ndarray, targets: np.ndarray
 
 
 def oracle_motion(bank: EvidenceBank, pairs: np.ndarray, gt: np.ndarray, outlier: float | None = None) -> np.ndarray:
-    """(o), an analysis row, not a method: perfect motion on the frames (T, V, 2) that (c) and
-    (d+) use. Each frame keeps its own detection error (decoded point minus its true projection)
-    but moves by the true motion to the target, whose ground truth gt (T, J, 3) it reads; a view's
-    two frames are averaged with equal weight. What is left is detector noise: a method near or
-    below this row gains from weighting and rejecting frames, no longer from moving them better.
+    """(o), an analysis row, not a method: perfect motion on frames (T, V, K), e.g. the two that
+    (c) and (d+) use. Each frame keeps its own detection error (decoded point minus its true
+    projection) but moves by the true motion to the target, whose ground truth gt (T, J, 3) it
+    reads; a view's frames are averaged with equal weight. What is left is detector noise: a method
+    near or below this row gains from weighting and rejecting frames, no longer from moving them.
     Synthetic banks only (`bank.gt`)."""
     if bank.gt is None:
         raise ValueError("oracle_motion needs a bank with ground truth (synthetic data)")
