@@ -4,7 +4,7 @@ ENV := source scripts/env.sh &&
 # pytest workers: one per core by default (CI machines have 2)
 JOBS ?= 2
 
-.PHONY: setup build test demo bench clean
+.PHONY: setup build test demo bench train-paper clean
 
 setup:  ## venv, ROS 2 wheels, colcon build of msg/, model assets (idempotent, cached)
 	bash scripts/setup.sh
@@ -19,6 +19,9 @@ demo: setup  ## the main job on the bundled real recording
 
 bench: setup  ## speed and accuracy benchmarks (long)
 	$(ENV) python bench/model_speed.py && python bench/accuracy.py
+
+train-paper: setup  ## paper-sized warps on a CUDA GPU (config/train/paper.yaml; hours, not for CI)
+	$(ENV) python -m dense_warper_ros.train --config config/train/paper.yaml --out out/train/paper
 
 clean:
 	rm -rf .ws out .pytest_cache

@@ -17,6 +17,7 @@ import torch
 
 from dense_warper_ros.buffer import BufferConfig, Frame, InterleavedBuffer, Window
 from dense_warper_ros.cameras import Camera, undistorter
+from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
 from dense_warper_ros.weights import DEFAULT_MODEL, default_weights
 
@@ -180,14 +181,6 @@ class PosePipeline:
         return hm, A, times, valid
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
-    return device
-
-
 def load_backbone(name: str, *, weights: str | Path | None = None, device: str = "cpu"):
     """movenet_lightning | movenet_thunder (converted by `make setup` into models/) or
     simple_baseline (a user's weights-only checkpoint)."""
@@ -209,7 +202,7 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
     """The node's pipeline from its parameters: weights default to the shipped ones (untrained
     identity warps when none exist), the backbone to its converted weights in models/.
     `outlier_threshold` (heatmap px; None or 0: off, as the node's parameter): `ModelConfig.outlier_threshold`."""
-    dev = resolve_device(device)
+    dev = str(resolve_device(device))
     # weights: '' = shipped default (untrained when none is shipped), 'none' = untrained warps
     w = None if weights == "none" else Path(weights) if weights else default_weights(model_config)
     if w is not None:

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from dense_warper_ros.data import evidence, motion, rigs, schedules
 from dense_warper_ros.eval import accuracy, baselines, metrics
@@ -103,6 +104,24 @@ def test_constant_velocity_follows_linear_motion():
     assert metrics.mpjpe(cv, gt) < 0.003
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the device tool's GPU machine)")
+def test_shipped_warper_gives_the_same_poses_on_cuda():
+    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("d+",), max_duration_s=1.0))
+    preds = {}
+    for dev in ("cpu", "cuda"):
+        warper = accuracy.load_warper(accuracy.DEFAULT_WEIGHTS_TC, "lite_tc", dev)
+        res = accuracy.synthetic_sequence("spinkick", cfg, None, cfg.heatmap, warper_tc=warper)
+        preds[dev] = {k: o.pred for k, o in res.outputs.items()}
+    for k in preds["cpu"]:
+        np.testing.assert_allclose(preds["cuda"][k], preds["cpu"][k], atol=5e-4)      # 0.5 mm
+
+
+def test_bench_refuses_a_device_it_cannot_use(tmp_path):
+    with pytest.raises(ValueError, match="only cpu and cuda"):
+        accuracy.main(["--quick", "--no-video", "--device", "meta", "--out", str(tmp_path)])
+
+
 def test_untrained_densewarper_is_naive_interleaving():
     """Identity warps leave every view's heatmap as it is, so (d) must reproduce (b) on the same
     frames: a check that heatmaps, P, affines and times reach the model consistently."""
@@ -162,12 +181,14 @@ def test_robust_triangulation_undoes_left_right_swaps_for_every_method():
         accuracy.BenchConfig(outlier_threshold=-1.0)
 
 
-@pytest.mark.parametrize("name", ["default", "3cam", "6cam", "uneven"])
+@pytest.mark.parametrize("name", ["default", "3cam", "6cam", "uneven", "paper"])
 def test_shipped_configs_load(name):
     cfg = accuracy.load_config(accuracy.REPO / "config" / "bench" / f"{name}.yaml")
     n = len(rigs.make_rig(cfg.rig))
     assert n == {"3cam": 3, "6cam": 6}.get(name, 4)
     assert cfg.schedule.offsets(n).shape == (n,)
+    if name == "paper":               # 96 px paper warps and 48 px lite_tc warps cannot share heatmaps
+        assert "d+" not in cfg.bench.methods and cfg.bench.model == "paper"
 
 
 def test_cli_quick_prints_the_table_and_writes_json_and_png(tmp_path, capsys):

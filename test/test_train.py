@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dense_warper_ros.data.rigs import read_yaml
+from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.model import DenseWarper
 from dense_warper_ros.train.data import DataConfig, load_clips, training_batches
 from dense_warper_ros.train.loop import (LossConfig, OptimConfig, TrainConfig, build_model,
@@ -97,6 +98,46 @@ def test_resume_gives_the_exact_same_next_step(tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert (tmp_path / "a" / "config.yaml").exists()
+
+
+def test_paper_recipe_takes_a_step(tmp_path):
+    """The paper-sized recipe (a GPU run) builds its model and trains; here one CPU step of one window."""
+    cfg = config_from_mapping(read_yaml(REPO / "config" / "train" / "paper.yaml"))
+    assert cfg.model == "paper" and cfg.device == "cuda" and cfg.data.heatmap_size == 96
+    cfg = dataclasses.replace(cfg, device="cpu", threads=2, optim=dataclasses.replace(cfg.optim, steps=1, batch_size=1))
+    res = train(cfg, tmp_path, progress=False, validation=False, log=lambda s: None)
+    model = DenseWarper.load(tmp_path / "model.safetensors")
+    assert res["step"] == 1 and model.config.name == "paper" and not model.time_conditioned
+    assert model.heatmap_size == 96 and len(model.warps) == 12           # one warp per ordered view pair
+
+
+def test_device_is_checked_before_training():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad, why in (("gpu", "not a torch device"), ("meta", "only cpu and cuda")):
+        with pytest.raises(ValueError, match=why):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA device"):
+            resolve_device("cuda")
+    assert config_from_mapping({"device": "cpu"}).device == "cpu"
+    with pytest.raises(ValueError, match="only cpu and cuda"):          # before any work is done
+        train(dataclasses.replace(_tiny_config(), device="meta"), Path("/nonexistent/never"), progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the device tool's GPU machine)")
+def test_training_on_cuda_follows_the_cpu_run(tmp_path):
+    """The same seed on CUDA and on the CPU: the same batches, so nearly the same weights after a few
+    steps (float32 kernels differ in rounding), and a checkpoint that resumes on either device."""
+    runs = {}
+    for dev in ("cpu", "cuda"):
+        cfg = dataclasses.replace(_tiny_config(steps=3), device=dev)
+        train(cfg, tmp_path / dev, progress=False, validation=False, log=lambda s: None)
+        runs[dev] = DenseWarper.load(tmp_path / dev / "model.safetensors").state_dict()
+    for k in runs["cpu"]:
+        assert torch.allclose(runs["cpu"][k], runs["cuda"][k], atol=1e-3, rtol=1e-2), k
+    cfg = dataclasses.replace(_tiny_config(steps=4), device="cpu")          # a CUDA checkpoint goes on on the CPU
+    train(cfg, tmp_path / "cuda", resume=True, progress=False, validation=False, log=lambda s: None)
 
 
 def test_shipped_weights_load_and_are_trained():

@@ -59,6 +59,7 @@ from dense_warper_ros.data.evidence import (EvidenceBank, HeatmapConfig, NoiseCo
 from dense_warper_ros.data.rigs import (RigConfig, config_from_dict, make_rig, read_yaml, rig_from_dict,
                                         rig_summary)
 from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
+from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.data.schedules import (Schedule, ScheduleConfig, interleaved, schedule_from_dict,
                                              synchronized_like)
 from dense_warper_ros.eval import baselines
@@ -173,8 +174,9 @@ def decoder_of(warper: WarperHandle | None) -> dict[str, Any]:
     return warper.decoder if warper is not None else {}
 
 
-def load_warper(weights: Path | None, config_name: str) -> WarperHandle | None:
-    """The model for (d); None when the model module is unavailable."""
+def load_warper(weights: Path | None, config_name: str, device: str = "cpu") -> WarperHandle | None:
+    """The model for (d) on `device` (`devices.resolve_device` names); None when the model module is
+    unavailable."""
     try:
         from dense_warper_ros import model as model_mod
     except ImportError as exc:
@@ -188,20 +190,21 @@ def load_warper(weights: Path | None, config_name: str) -> WarperHandle | None:
     else:
         net = model_mod.DenseWarper(model_mod.ModelConfig.named(config_name))
         status = f"untrained {config_name} (identity warps)"
-    net.eval()
+    net.to(resolve_device(device)).eval()
     return WarperHandle(net, status, net.heatmap_size)
 
 
-def _previous_frames(bank: EvidenceBank, prev: np.ndarray, t_ref: float):
-    """Bank slots (B, V, K) (-1: none) -> `model.PreviousFrames` (zeros where missing)."""
+def _previous_frames(bank: EvidenceBank, prev: np.ndarray, t_ref: float, device: torch.device | None = None):
+    """Bank slots (B, V, K) (-1: none) -> `model.PreviousFrames` on `device` (zeros where missing)."""
     from dense_warper_ros.model import PreviousFrames
     B, V, K = prev.shape
     ok = prev >= 0
     safe = np.maximum(prev, 0)
-    hm = bank.heatmaps(safe.ravel())
-    hm = hm.view(B, V, K, *hm.shape[1:]) * torch.as_tensor(ok, dtype=hm.dtype)[..., None, None, None]
-    return PreviousFrames(hm, torch.as_tensor(bank.affines[safe], dtype=torch.float32),
-                          torch.as_tensor(bank.time[safe] - t_ref, dtype=torch.float64), torch.as_tensor(ok))
+    hm = bank.heatmaps(safe.ravel()).to(device)
+    hm = hm.view(B, V, K, *hm.shape[1:]) * torch.as_tensor(ok, dtype=hm.dtype, device=device)[..., None, None, None]
+    return PreviousFrames(hm, torch.as_tensor(bank.affines[safe], dtype=torch.float32, device=device),
+                          torch.as_tensor(bank.time[safe] - t_ref, dtype=torch.float64, device=device),
+                          torch.as_tensor(ok, device=device))
 
 
 @torch.no_grad()
@@ -212,24 +215,26 @@ def densewarper(handle: WarperHandle, bank: EvidenceBank, sel: np.ndarray, targe
     T, V = sel.shape
     undistort = undistorter(list(bank.cameras))
     out = np.full((T, NUM_JOINTS, 3), np.nan)
-    P = torch.as_tensor(bank.P, dtype=torch.float32)
+    dev = next(handle.model.parameters()).device
+    P = torch.as_tensor(bank.P, dtype=torch.float32, device=dev)
     t_ref = float(targets.min()) if T else 0.0          # times relative to the sequence: float32-safe
     for s in range(0, T, batch_size):
         b = np.arange(s, min(s + batch_size, T))
         sb = sel[b]                                      # (B, V)
         valid = sb >= 0
         safe = np.maximum(sb, 0)
-        hm = bank.heatmaps(safe.ravel())                            # (B*V, J, h, w)
+        hm = bank.heatmaps(safe.ravel()).to(dev)                    # (B*V, J, h, w)
         hm = hm.view(len(b), V, *hm.shape[1:])                      # (B, V, J, h, w)
-        hm = hm * torch.as_tensor(valid, dtype=hm.dtype)[..., None, None, None]
+        hm = hm * torch.as_tensor(valid, dtype=hm.dtype, device=dev)[..., None, None, None]
+        previous = None if prev is None else _previous_frames(bank, prev[b], t_ref, dev)
         res = handle.model.pose_at(
             hm, P.expand(len(b), V, 3, 4),
-            torch.as_tensor(bank.affines[safe], dtype=torch.float32),
-            torch.as_tensor(bank.time[safe] - t_ref, dtype=torch.float32),
-            torch.as_tensor(valid),
-            torch.as_tensor(targets[b] - t_ref, dtype=torch.float32), undistort=undistort,
-            previous=None if prev is None else _previous_frames(bank, prev[b], t_ref))
-        out[b] = res.points.double().numpy()
+            torch.as_tensor(bank.affines[safe], dtype=torch.float32, device=dev),
+            torch.as_tensor(bank.time[safe] - t_ref, dtype=torch.float32, device=dev),
+            torch.as_tensor(valid, device=dev),
+            torch.as_tensor(targets[b] - t_ref, dtype=torch.float32, device=dev), undistort=undistort,
+            previous=previous)
+        out[b] = res.points.double().cpu().numpy()
     return out
 
 
@@ -680,6 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-synthetic", action="store_true", help="skip the synthetic clips")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "accuracy", help="output folder")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--device", default="cpu",
+                    help="where (d) and (d+) run: cpu (default: the published figures), cuda, cuda:N, auto")
     ap.add_argument("--outlier-threshold", type=float, default=None,
                     help="heatmap px: every method's DLT drops outlier views (overrides bench.outlier_threshold)")
     ap.add_argument("--oracle", type=int, default=None, metavar="FRAMES",
@@ -697,10 +704,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         cfg = quick(cfg)
     weights = None if args.untrained else (args.weights or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.exists() else None))
-    warper = load_warper(weights, cfg.bench.model) if "d" in cfg.bench.methods else None
+    warper = load_warper(weights, cfg.bench.model, args.device) if "d" in cfg.bench.methods else None
     weights_tc = None if args.untrained else (
         args.weights_tc or (DEFAULT_WEIGHTS_TC if DEFAULT_WEIGHTS_TC.exists() else None))
-    warper_tc = load_warper(weights_tc, cfg.bench.model_tc) if "d+" in cfg.bench.methods else None
+    warper_tc = load_warper(weights_tc, cfg.bench.model_tc, args.device) if "d+" in cfg.bench.methods else None
     started = time.perf_counter()
     report: dict[str, Any] = {
         "git": git_hash(), "argv": list(sys.argv if argv is None else argv),
@@ -708,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model_tc": warper_tc.status if warper_tc else "not run",
         "decoder": {"soft_argmax": decoder_of(warper) or "defaults (window 15 px at 96, temperature 0.05)"},
         "platform": {"python": platform.python_version(), "torch": torch.__version__,
-                     "threads": torch.get_num_threads()},
+                     "threads": torch.get_num_threads(), "device": str(resolve_device(args.device))},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_synthetic:

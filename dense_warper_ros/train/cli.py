@@ -1,4 +1,5 @@
-"""`python -m dense_warper_ros.train --config config/train/lite.yaml --out out/train/<run> [--resume]`."""
+"""`python -m dense_warper_ros.train --config config/train/lite.yaml --out out/train/<run> [--resume]
+[--device cuda]`."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="override optim.steps")
     ap.add_argument("--seed", type=int, default=None, help="override seed")
     ap.add_argument("--threads", type=int, default=None, help="override torch threads")
+    ap.add_argument("--device", default=None, help="override device: cpu, cuda, cuda:N or auto")
     ap.add_argument("--stop-after", type=int, default=None,
                     help="checkpoint and stop after this step (continue later with --resume)")
     ap.add_argument("--no-progress", action="store_true")
@@ -31,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, seed=args.seed)
     if args.threads is not None:
         cfg = dataclasses.replace(cfg, threads=args.threads)
+    if args.device is not None:
+        cfg = dataclasses.replace(cfg, device=args.device)
     res = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
                 stop_after=args.stop_after)
     print(f"[train] done at step {res['step']}, best val MPJPE {res['best_val_mpjpe']:.2f} mm -> {args.out}")

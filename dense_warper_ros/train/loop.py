@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from dense_warper_ros.cameras import apply_affines
+from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.data.rigs import config_from_dict
 from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
 from dense_warper_ros.train.data import Batch, DataConfig, load_clips, training_batches, validation_batches
@@ -82,6 +83,7 @@ class TrainConfig:
     causal_prob: float = 0.0                          # P(target = the window's newest frame); else
                                                       # uniform over slots (0: always uniform, as before)
     threads: int = 1                                  # torch CPU threads
+    device: str = "auto"                              # cpu, cuda, cuda:N; auto: cuda when present
     val_every: int = 100                              # steps between validations
     ckpt_every: int = 100                             # steps between checkpoints
     log_every: int = 10
@@ -98,6 +100,11 @@ def config_from_mapping(d: Mapping[str, Any]) -> TrainConfig:
         d[key] = config_from_dict(cls, d.get(key), where)
     d["model_overrides"] = dict(d.get("model_overrides") or {})
     return TrainConfig(**d)
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    """Every tensor of a batch on the training device (the data is made on the CPU)."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def to_jsonable(cfg: TrainConfig) -> dict:
@@ -153,10 +160,10 @@ def previous_of(batch: Batch) -> PreviousFrames | None:
 def loss_mask(batch: Batch, slot: torch.Tensor, peak: torch.Tensor, min_views: int) -> torch.Tensor:
     """(B, V, J) bool: which (view, joint) 2D predictions at each window's target slot are scored."""
     B, V = batch["valid"].shape
-    b = torch.arange(B)
+    b = torch.arange(B, device=slot.device)
     vis = batch["target_visible"][b, :, slot]                    # (B, V, J) target inside view c
     enough = vis.sum(1, keepdim=True) >= min(min_views, V)       # (B, 1, J)
-    warped = torch.arange(V)[None, :] != slot[:, None]           # (B, V) not the anchor view
+    warped = torch.arange(V, device=slot.device)[None, :] != slot[:, None]   # (B, V) not the anchor view
     return vis & enough & (warped & batch["valid"].bool())[..., None] & (peak > 0.01)
 
 
@@ -165,7 +172,7 @@ def step_losses(model: DenseWarper, batch: Batch, slot: torch.Tensor, loss_cfg: 
     """Forward at one slot per window and the weighted loss. slot (B,) long. `undistort`: the
     rig's hook (`cameras.undistorter`) for real cameras; targets are then pinhole projections."""
     B, V = batch["valid"].shape
-    b = torch.arange(B)
+    b = torch.arange(B, device=slot.device)
     out = model.pose_at(batch["heatmaps"], batch["P"], batch["affines"], batch["times"],
                         batch["valid"], batch["times"][b, slot], previous=previous_of(batch),
                         undistort=undistort)
@@ -192,13 +199,15 @@ def validate(model: DenseWarper, batches: list[Batch], loss_cfg: LossConfig) -> 
     model.eval()
     err_sum = n2d = 0.0
     mp_all, mp_last = [], []
+    device = next(model.parameters()).device
     for batch in batches:
+        batch = to_device(batch, device)
         out = model.forward_window(batch["heatmaps"], batch["P"], batch["affines"], batch["times"],
                                    batch["valid"], previous=previous_of(batch))
         B, V = batch["valid"].shape
         uv = out.uv_heatmap                                          # (B, V, V, J, 2)
         vis = batch["target_visible"]                                # (B, V, V, J)
-        off = ~torch.eye(V, dtype=torch.bool)[None, :, :, None]
+        off = ~torch.eye(V, dtype=torch.bool, device=uv.device)[None, :, :, None]
         mask = vis & off & (out.peak > 0.01)
         err = (uv - batch["target_uv"]).abs().sum(-1)
         err_sum += float((err * mask).nan_to_num().sum())
@@ -239,7 +248,7 @@ def save_checkpoint(path: Path, model: DenseWarper, opt: torch.optim.Optimizer, 
 
 def load_checkpoint(path: Path, model: DenseWarper, opt: torch.optim.Optimizer,
                     rng: np.random.Generator) -> tuple[int, float, list[dict]]:
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = torch.load(path, map_location="cpu", weights_only=True)       # a file is input: no code
     model.load_state_dict(blob["model"])
     opt.load_state_dict(blob["optim"])
     rng.bit_generator.state = blob["numpy_rng"]
@@ -258,13 +267,16 @@ def train(cfg: TrainConfig, out_dir: Path, *, resume: bool = False, progress: bo
     """Run (or resume) training into out_dir; returns the best validation MPJPE and the history.
     `stop_after`: checkpoint and stop after this step, as an interrupted run (the schedule still
     follows cfg.optim.steps), to be continued with resume=True."""
+    device = resolve_device(cfg.device)            # a wrong device fails before any file is written
     torch.set_num_threads(cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = build_model(cfg)
+    model = build_model(cfg).to(device)
     model.train()
+    log(f"[train] {cfg.model} on {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
+                                               f" ({cfg.threads} thread{'s' * (cfg.threads != 1)})"))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     step, best, history = 0, float("inf"), []
     ckpt = out_dir / "ckpt.pt"
@@ -300,6 +312,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, resume: bool = False, progress: bo
             batch = next(batches)
         B, V = batch["valid"].shape
         slot = draw_slots(rng, batch["times"], cfg.causal_prob)
+        batch, slot = to_device(batch, device), slot.to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg.optim, step)
         loss, logs = step_losses(model, batch, slot, cfg.loss, undistort)
