@@ -58,10 +58,10 @@ from dense_warper_ros.data.evidence import (EvidenceBank, HeatmapConfig, NoiseCo
                                             noise_from_dict, synthetic_bank)
 from dense_warper_ros.data.rigs import (RigConfig, config_from_dict, make_rig, read_yaml, rig_from_dict,
                                         rig_summary)
-from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
-from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.data.schedules import (Schedule, ScheduleConfig, interleaved, schedule_from_dict,
                                              synchronized_like)
+from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
+from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.eval import baselines
 from dense_warper_ros.eval.metrics import coverage, joint_errors
 from dense_warper_ros.skeleton import H36M_JOINTS, NUM_JOINTS

@@ -192,7 +192,7 @@ def constant_velocity(bank: EvidenceBank, pairs: np.ndarray, targets: np.ndarray
     return triangulate(bank.P, uv, w, outlier_px(bank, _newer(pairs), outlier))
 
 
-def oracle_motion(bank: EvidenceBank, pairs: np.ndarray, gt: np.ndarray, outlier: float | None = None) -> np.ndarray:
+def oracle_motion(bank: EvidenceBank, frames: np.ndarray, gt: np.ndarray, outlier: float | None = None) -> np.ndarray:
     """(o), an analysis row, not a method: perfect motion on frames (T, V, K), e.g. the two that
     (c) and (d+) use. Each frame keeps its own detection error (decoded point minus its true
     projection) but moves by the true motion to the target, whose ground truth gt (T, J, 3) it
@@ -201,13 +201,13 @@ def oracle_motion(bank: EvidenceBank, pairs: np.ndarray, gt: np.ndarray, outlier
     Synthetic banks only (`bank.gt`)."""
     if bank.gt is None:
         raise ValueError("oracle_motion needs a bank with ground truth (synthetic data)")
-    T, V = pairs.shape[:2]
+    T, V = frames.shape[:2]
     uv_sum = np.zeros((T, V, NUM_JOINTS, 2))
     n = np.zeros((T, V, NUM_JOINTS))
     w = np.full((T, V, NUM_JOINTS), np.inf)
-    for k in range(pairs.shape[2]):
-        uv, wk = gather_points(bank, pairs[..., k])                    # (T, V, J, 2), (T, V, J)
-        safe = np.maximum(pairs[..., k], 0)
+    for k in range(frames.shape[2]):
+        uv, wk = gather_points(bank, frames[..., k])                    # (T, V, J, 2), (T, V, J)
+        safe = np.maximum(frames[..., k], 0)
         for c, cam in enumerate(bank.cameras):
             err = uv[:, c] - cam.project(bank.gt[safe[:, c]], distort=False)   # the frame's own error
             use = wk[:, c] > 0
@@ -216,7 +216,7 @@ def oracle_motion(bank: EvidenceBank, pairs: np.ndarray, gt: np.ndarray, outlier
             w[:, c] = np.where(use, np.minimum(w[:, c], wk[:, c]), w[:, c])
     ok = n > 0
     uv = np.where(ok[..., None], uv_sum / np.maximum(n, 1)[..., None], 0.0)
-    return triangulate(bank.P, uv, np.where(ok, w, 0.0), outlier_px(bank, _newer(pairs), outlier))
+    return triangulate(bank.P, uv, np.where(ok, w, 0.0), outlier_px(bank, _newer(frames), outlier))
 
 
 # --- (a): synchronised at 1/N of the instants + interpolation ------------------------------------
