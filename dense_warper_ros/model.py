@@ -42,8 +42,11 @@ preset `lite_tc`): the warp of view c also reads c's K earlier frames (`Previous
 `previous=` to `pose_at` / `forward_window`), each resampled into c's current crop (crops follow the
 root, so they move between frames) and fed as a difference map plus a time plane; the offsets start
 at c's constant-velocity displacement (from frame k=0, with a learned per-joint gain), and the warp
-gives a per-joint DLT log-weight for its view. `previous=None` means no history; configs with
-K = 0 (the faithful method, `lite`, `paper`) ignore `previous`.
+gives a per-joint DLT log-weight for its view. With `temporal_fusion`, frame k=0 itself is moved
+too (the same offsets plus its step to the current frame) and blended into the output with a
+learned per-joint weight, so the view's point averages two detections instead of carrying one.
+`previous=None` means no history; configs with K = 0 (the faithful method, `lite`, `paper`)
+ignore `previous`.
 
 Distortion: the exchange and the warps work on the (distorted) crops, as the released code; 2D points
 are undistorted before DLT by the `undistort` hook if the caller passes one
@@ -103,6 +106,8 @@ class ModelConfig:
     view_confidence: bool = False        # the warp also gives a per-joint DLT log-weight
     history_weight: bool = False         # a warped view's DLT weight is at most its previous frame's
                                          # peak: a point moved from two frames is as sure as the weaker
+    temporal_fusion: bool = False        # the previous frame, moved too, is blended into the output
+                                         # with a learned per-joint weight (averages detector noise)
     # Inference only (no weight depends on it; `DenseWarper.set_inference`):
     outlier_threshold: float | None = None   # heatmap px: a view this far from the others' point is
                                              # dropped from the DLT (left/right swaps); None: off
@@ -134,6 +139,8 @@ class ModelConfig:
             raise ValueError(f"temporal_context must be >= 0, got {self.temporal_context}")
         if self.velocity_prior and self.temporal_context == 0:
             raise ValueError("velocity_prior needs temporal_context >= 1 (an earlier frame per view)")
+        if self.temporal_fusion and self.temporal_context == 0:
+            raise ValueError("temporal_fusion needs temporal_context >= 1 (an earlier frame per view)")
         if self.outlier_threshold is not None and not self.outlier_threshold > 0:
             raise ValueError(f"outlier_threshold must be > 0 heatmap px or None, got {self.outlier_threshold}")
         if self.kernel_dilations is not None and len(self.kernel_dilations) != len(self.offset_dilations):
@@ -191,6 +198,14 @@ NAMED_CONFIGS: dict[str, ModelConfig] = {
 # starts its offsets at that view's constant-velocity motion, and weights its view in the DLT.
 NAMED_CONFIGS["lite_tc"] = replace(NAMED_CONFIGS["lite"], name="lite_tc", temporal_context=1,
                                    velocity_prior=True, view_confidence=True)
+
+
+class FusionInput(NamedTuple):
+    """A view's previous frame as `temporal_fusion` blends it in (N warped views, J joints)."""
+
+    heatmaps: torch.Tensor            # (N, J, h, w) frame k=0 resampled into the current crop
+    step: torch.Tensor                # (N, J, 2) (dx, dy) heatmap px from it to the current frame
+    usable: torch.Tensor              # (N, J) bool: the joint is detected in both frames
 
 
 class PreviousFrames(NamedTuple):
@@ -268,7 +283,8 @@ class DenseWarper(nn.Module):
                   offset_mode=c.offset_mode, trunk_stride=c.trunk_stride, backend=c.deform_backend)
         if c.temporal_context:
             kw.update(context_inputs=c.temporal_context * (c.num_joints + 1),
-                      velocity_prior=c.velocity_prior, confidence=c.view_confidence)
+                      velocity_prior=c.velocity_prior, confidence=c.view_confidence,
+                      fusion=c.temporal_fusion)
         elif c.view_confidence:
             kw.update(confidence=True)
         if c.time_conditioned:
@@ -446,7 +462,9 @@ class DenseWarper(nn.Module):
         if c.temporal_context:
             if affines is None:
                 raise ValueError("a temporal-context model's _warp needs the crop affines")
-            kw["context"], kw["prior"] = self._temporal_context(x, affines[bi, ci], plan, previous)
+            kw["context"], kw["prior"], fuse = self._temporal_context(x, affines[bi, ci], plan, previous)
+            if fuse is not None:
+                kw["fuse_with"] = fuse
         if self.time_conditioned:
             t, t0 = plan.times, plan.target
             dt = torch.stack([t0[bi] - t[bi, ci], t[bi, gi] - t[bi, ci]], -1)     # (N, 2) seconds
@@ -466,14 +484,17 @@ class DenseWarper(nn.Module):
         return (out, logw) if with_confidence else out
 
     def _temporal_context(self, x: torch.Tensor, A_cur: torch.Tensor, plan: FusionPlan,
-                          previous: PreviousFrames | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                          previous: PreviousFrames | None) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                                     FusionInput | None]:
         """What the warp of each of the plan's N pairs reads about its view's earlier frames.
 
         x (N, J, h, w) current heatmaps, A_cur (N, 2, 3) their crops. Returns context
         (N, K*(J+1), h, w): per earlier frame k, its heatmap resampled into the current crop minus x,
-        then a plane (t_cur - t_k) / time_scale_s (all zero for a missing frame); and the
+        then a plane (t_cur - t_k) / time_scale_s (all zero for a missing frame); the
         constant-velocity displacement (N, J, 2) heatmap px from frame k=0 to the target time
-        (zero where a joint is undetected in either frame, or None without a velocity prior).
+        (zero where a joint is undetected in either frame, or None without a velocity prior); and,
+        with `temporal_fusion`, frame k=0 in the current crop with its step to the current frame
+        (`FusionInput`, else None).
         """
         c = self.config
         K = c.temporal_context
@@ -482,7 +503,7 @@ class DenseWarper(nn.Module):
         if previous is None or N == 0:
             ctx = torch.zeros(N, K * (J + 1), h, w, dtype=x.dtype, device=x.device)
             prior = torch.zeros(N, J, 2, dtype=x.dtype, device=x.device) if c.velocity_prior else None
-            return ctx, prior
+            return ctx, prior, None
         hp = previous.heatmaps[bi, ci].to(x.dtype)              # (N, K, J, h, w)
         Ap = previous.affines[bi, ci].to(x.dtype)               # (N, K, 2, 3)
         t_cur = plan.times[bi, ci]                              # (N,) float64
@@ -495,8 +516,8 @@ class DenseWarper(nn.Module):
         tplane = (torch.where(ok, gap, torch.zeros_like(gap)) / c.time_scale_s).to(x.dtype)
         tplane = tplane[:, :, None, None, None].expand(N, K, 1, h, w)
         ctx = torch.cat([diff, tplane], dim=2).reshape(N, K * (J + 1), h, w)
-        if not c.velocity_prior:
-            return ctx, None
+        if not (c.velocity_prior or c.temporal_fusion):
+            return ctx, None, None
         dec = c.decoder
         with torch.no_grad():
             u_c, _, ok_c, _ = soft_argmax(x.detach(), **dec)                      # (N, J, 2)
@@ -508,7 +529,9 @@ class DenseWarper(nn.Module):
             use = ok_c & ok_p & ok[:, :1]
             lim = 0.25 * h
             disp = torch.where(use[..., None], disp.clamp(-lim, lim), torch.zeros_like(disp))
-        return ctx, disp.to(x.dtype)
+            step = torch.where(use[..., None], (u_c - u_p).clamp(-lim, lim), torch.zeros_like(u_c))
+        fuse = FusionInput(R[:, 0] * okf[:, 0], step.to(x.dtype), use) if c.temporal_fusion else None
+        return ctx, disp.to(x.dtype) if c.velocity_prior else None, fuse
 
     def _assemble(self, hm: torch.Tensor, warped: torch.Tensor | None, plan: FusionPlan) -> torch.Tensor:
         """Every view at the target: pass-through, warped, or zeros (missing) -> (B, V, J, h, w)."""

@@ -34,6 +34,7 @@ except (ImportError, RuntimeError, OSError):  # absent, or built for another tor
     _tv_deform_conv2d = None
 
 BACKENDS = ("auto", "grid_sample", "torchvision")
+FUSION_START_LOGIT = -4.0     # sigmoid(-4) = 0.018: a fusion head starts as (almost) no fusion
 OFFSET_MODES = ("per_tap", "per_channel")
 
 
@@ -197,14 +198,19 @@ class TemporalWarp(nn.Module):
         instead of from standing still;
       - `confidence`: a 1x1 head, spatially averaged, gives a per-joint log-weight (zero start) that
         the model multiplies into the DLT weight of the warped view (a stale view can be trusted
-        less than the fresh one; only the 3D loss trains it).
+        less than the fresh one; only the 3D loss trains it);
+      - `fusion`: forward's `fuse_with` (the previous frame in the current crop and its step to the
+        current frame) is moved by the same offsets plus that step, and blended into the output
+        with a per-joint weight from a 1x1 head (sigmoid, starting near 0: the warp without fusion).
+        Why: the output otherwise carries only the current frame's detection error; averaging in
+        a second frame is what lowers it (see MODEL_CARD.md, the oracle over N frames).
     """
 
     def __init__(self, *, num_joints: int, channels: int, num_blocks: int,
                  offset_dilations: tuple[int, ...], kernel_dilations: tuple[int, ...] | None = None,
                  offset_mode: str = "per_tap", trunk_stride: int = 1, time_inputs: int = 0,
                  backend: str = "auto", context_inputs: int = 0, velocity_prior: bool = False,
-                 confidence: bool = False) -> None:
+                 confidence: bool = False, fusion: bool = False) -> None:
         super().__init__()
         kernel_dilations = tuple(kernel_dilations or offset_dilations)
         if len(kernel_dilations) != len(offset_dilations) or not offset_dilations:
@@ -233,6 +239,7 @@ class TemporalWarp(nn.Module):
             nn.Parameter(torch.zeros(num_joints, 1, 3, 3)) for _ in offset_dilations)
         self.prior_gain = nn.Parameter(torch.ones(num_joints)) if velocity_prior else None
         self.confidence_head = nn.Conv2d(channels, num_joints, 1) if confidence else None
+        self.fusion_head = nn.Conv2d(channels, num_joints, 1) if fusion else None
         self.reset_to_identity()
 
     @torch.no_grad()
@@ -249,12 +256,17 @@ class TemporalWarp(nn.Module):
         if self.confidence_head is not None:
             self.confidence_head.weight.zero_()
             self.confidence_head.bias.zero_()
+        if self.fusion_head is not None:
+            self.fusion_head.weight.zero_()
+            self.fusion_head.bias.fill_(FUSION_START_LOGIT)
 
     def forward(self, x: torch.Tensor, d: torch.Tensor, dt: torch.Tensor | None = None, *,
                 context: torch.Tensor | None = None, prior: torch.Tensor | None = None,
+                fuse_with=None,
                 return_confidence: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """-> Y (N, J, H, W), or (Y, log-weight (N, J) or None) with return_confidence.
-        context (N, context_inputs, H, W); prior (N, J, 2) displacement (dx, dy) in px or None."""
+        context (N, context_inputs, H, W); prior (N, J, 2) displacement (dx, dy) in px or None;
+        fuse_with: `model.FusionInput` (heatmaps (N, J, H, W), step (N, J, 2), usable (N, J)) or None."""
         N, J, H, W = x.shape
         if d.shape != x.shape:
             raise ValueError(f"difference map {tuple(d.shape)} must match heatmaps {tuple(x.shape)}")
@@ -274,6 +286,13 @@ class TemporalWarp(nn.Module):
         if self.prior_gain is not None and prior is not None:
             offs = [o + self._prior_offsets(prior.to(o.dtype))[:, :, None, None] for o in offs]
         out = self._deform(x, offs)
+        if self.fusion_head is not None and fuse_with is not None:
+            prev, step, usable = fuse_with
+            moved = self._deform(prev.to(x.dtype),
+                                 [o + self._shift_offsets(step.to(o.dtype))[:, :, None, None] for o in offs])
+            beta = torch.sigmoid(self.fusion_head(feat).mean(dim=(-2, -1)))          # (N, J)
+            beta = (beta * usable.to(beta.dtype))[..., None, None]
+            out = out + beta * (moved - out)
         if not return_confidence:
             return out
         logw = None
@@ -282,10 +301,15 @@ class TemporalWarp(nn.Module):
         return out, logw
 
     def _prior_offsets(self, prior: torch.Tensor) -> torch.Tensor:
+        """The velocity prior (N, J, 2) as (dx, dy), scaled by the learned per-joint gain, in the
+        heads' offset layout (N, 2*taps*J)."""
+        return self._shift_offsets(self.prior_gain[None, :, None] * prior)
+
+    def _shift_offsets(self, disp: torch.Tensor) -> torch.Tensor:
         """Displacement (N, J, 2) as (dx, dy) -> offset channels (N, 2*taps*J) in the heads' layout.
-        Content moved by +delta means sampling at p - delta: offsets (dy, dx) = -gain * (dy, dx)."""
-        N, J, _ = prior.shape
-        off = -(self.prior_gain[None, :, None] * prior.flip(-1))  # (N, J, 2) as (dy, dx)
+        Content moved by +delta means sampling at p - delta: offsets (dy, dx) = -(dy, dx)."""
+        N, J, _ = disp.shape
+        off = -disp.flip(-1)                                      # (N, J, 2) as (dy, dx)
         if self.offset_mode == "per_tap":
             off = off[:, :, None, :].expand(N, J, 9, 2)
         return off.reshape(N, -1)

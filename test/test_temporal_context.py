@@ -136,6 +136,72 @@ def test_history_weight_caps_a_warped_view_by_its_previous_peak():
     torch.testing.assert_close(none1.points, none0.points, equal_nan=True)
 
 
+def _fusion_warp(bias: float) -> "TemporalWarp":
+    from dense_warper_ros.warp import TemporalWarp
+    warp = TemporalWarp(num_joints=2, channels=8, num_blocks=1, offset_dilations=(1,),
+                        offset_mode="per_channel", time_inputs=2, fusion=True).eval()
+    with torch.no_grad():
+        warp.fusion_head.bias.fill_(bias)
+    return warp
+
+
+def test_fusion_moves_the_previous_frame_by_its_step_and_blends_it():
+    """`temporal_fusion`: the previous frame, moved by its step to the current frame (and the same
+    offsets), is blended in. With the blend weight near 1 and identity offsets, a previous frame 3 px
+    to the left of the current one lands on it; at the start weight (sigmoid(-4)) the output is the
+    warp without fusion, up to 2 %; joints not usable in both frames are never blended."""
+    from dense_warper_ros.model import FusionInput
+    uv_cur = torch.tensor([[[20.0, 24.0], [30.0, 10.0]]])                    # (N=1, J=2, 2) (x, y)
+    step = torch.tensor([[[3.0, 0.0], [0.0, -2.0]]])                         # previous -> current
+    x = render_gaussians(uv_cur, 48, 2.0)
+    prev = render_gaussians(uv_cur - step, 48, 2.0)
+    d, dt = torch.zeros_like(x), torch.zeros(1, 2)
+    both = torch.ones(1, 2, dtype=torch.bool)
+    with torch.no_grad():
+        full = _fusion_warp(20.0)(x, d, dt, fuse_with=FusionInput(prev, step, both))
+        wrong = _fusion_warp(20.0)(x, d, dt, fuse_with=FusionInput(prev, -step, both))
+        start = _fusion_warp(-4.0)(x, d, dt, fuse_with=FusionInput(prev, step, both))
+        plain = _fusion_warp(-4.0)(x, d, dt)
+        one = _fusion_warp(20.0)(x, d, dt, fuse_with=FusionInput(prev, step, torch.tensor([[True, False]])))
+    peak = lambda hm: soft_argmax(hm, temperature=0.1)[0]                    # noqa: E731
+    torch.testing.assert_close(peak(full), uv_cur, atol=0.05, rtol=0)
+    assert ((peak(wrong) - uv_cur).norm(dim=-1) > 1.5 * step.norm(dim=-1)).all()   # the sign matters
+    torch.testing.assert_close(plain, x, atol=1e-6, rtol=0)                  # identity start
+    assert (start - plain).abs().max() < 0.02 * x.max()
+    torch.testing.assert_close(one[:, 1], x[:, 1], atol=1e-6, rtol=0)        # not usable: no blend
+    with pytest.raises(ValueError, match="temporal_fusion"):
+        ModelConfig.named("lite", temporal_fusion=True)
+
+
+def test_fusion_model_starts_from_trained_weights_and_trains(tmp_path):
+    """A recipe may add the fusion head to weights trained without it (`init`): the new head starts
+    at its start value, every other weight is the file's; a few steps train the head."""
+    if not SHIPPED_TC.exists():
+        pytest.skip("no shipped lite_tc weights")
+    from dense_warper_ros.train.loop import build_model
+    data = DataConfig(train_clips=("run",), min_cameras=3, max_cameras=3, rigs_per_batch=1)
+    cfg = TrainConfig(model="lite_tc", model_overrides={"temporal_fusion": True}, init=str(SHIPPED_TC),
+                      data=data, optim=OptimConfig(batch_size=2, steps=2, lr=1e-2), loss=LossConfig(w3d=0.5),
+                      threads=1, ckpt_every=2, val_every=1000, log_every=1000)
+    model, start = build_model(cfg), DenseWarper.load(SHIPPED_TC)
+    for k, v in start.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    b = windows(1, batch=2)
+    args = (b["heatmaps"], b["P"], b["affines"], b["times"], b["valid"], b["times"][:, 1])
+    with torch.no_grad():
+        fused = model.eval().pose_at(*args, previous=previous_of(b)).points
+        plain = start.eval().pose_at(*args, previous=previous_of(b)).points
+    gap = (fused - plain).norm(dim=-1)                                        # metres: nearly the file's
+    assert gap.max() > 0 and gap.median() < 0.002
+    train(cfg, tmp_path, progress=False, validation=False, log=lambda s: None)
+    trained = DenseWarper.load(tmp_path / "model.safetensors")
+    assert trained.config.temporal_fusion
+    assert trained.warps["shared"].fusion_head.weight.abs().sum() > 0
+    bad = dataclasses.replace(cfg, model_overrides={"temporal_fusion": True, "warp_channels": 16})
+    with pytest.raises(ValueError, match="do not fit"):
+        build_model(bad)
+
+
 def test_resample_to_crop_puts_a_point_where_the_new_crop_sees_it():
     """A Gaussian at image point u rendered in crop A_src, resampled into crop A_dst, peaks at
     A_dst(u) (crops move and zoom between a view's frames)."""

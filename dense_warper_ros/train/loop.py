@@ -120,17 +120,26 @@ def repo_path(path: str | Path) -> Path:
     return path if path.is_absolute() else REPO / path
 
 
+NEW_HEADS = ("fusion_head",)      # heads a recipe may add to `init` weights: they start at their identity
+
+
 def build_model(cfg: TrainConfig) -> DenseWarper:
     """The recipe's model; with `init`, that file's weights. The recipe's config may differ from the
-    file's in what has no weights (e.g. `history_weight`), not in the weights' names or shapes."""
+    file's in what has no weights (e.g. `history_weight`) and by the heads in NEW_HEADS (e.g.
+    `temporal_fusion`), not otherwise in the weights' names or shapes."""
     model = DenseWarper(ModelConfig.named(cfg.model, **cfg.model_overrides))
     if cfg.init:
         start = DenseWarper.load(repo_path(cfg.init))
         try:
-            model.load_state_dict(start.state_dict())
-        except RuntimeError as exc:
+            missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+        except RuntimeError as exc:      # a shape differs
             raise ValueError(f"init {cfg.init}: its weights ({start.config.name}) do not fit the recipe's "
                              f"model ({cfg.model} + {dict(cfg.model_overrides)}): {exc}") from exc
+        new = [k for k in missing if not k.split(".")[-2].endswith(NEW_HEADS)]
+        if new or unexpected:
+            raise ValueError(f"init {cfg.init}: its weights ({start.config.name}) do not fit the recipe's "
+                             f"model ({cfg.model} + {dict(cfg.model_overrides)}): missing {new}, "
+                             f"unexpected {list(unexpected)}")
     return model
 
 
