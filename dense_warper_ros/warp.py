@@ -34,7 +34,8 @@ except (ImportError, RuntimeError, OSError):  # absent, or built for another tor
     _tv_deform_conv2d = None
 
 BACKENDS = ("auto", "grid_sample", "torchvision")
-FUSION_START_LOGIT = -4.0     # sigmoid(-4) = 0.018: a fusion head starts as (almost) no fusion
+FUSION_START_LOGIT = 0.0      # a fusion head starts by averaging the two frames (sigmoid(0) = 0.5);
+                              # -4 (almost no fusion) trained to the same place more slowly (MODEL_CARD.md)
 OFFSET_MODES = ("per_tap", "per_channel")
 
 
@@ -201,7 +202,7 @@ class TemporalWarp(nn.Module):
         less than the fresh one; only the 3D loss trains it);
       - `fusion`: forward's `fuse_with` (the previous frame in the current crop and its step to the
         current frame) is moved by the same offsets plus that step, and blended into the output
-        with a per-joint weight from a 1x1 head (sigmoid, starting near 0: the warp without fusion).
+        with a per-joint weight from a 1x1 head (sigmoid, starting at 0.5: the two frames averaged).
         Why: the output otherwise carries only the current frame's detection error; averaging in
         a second frame is what lowers it (see MODEL_CARD.md, the oracle over N frames).
     """
