@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from dense_warper_ros.cameras import apply_affines
-from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.data.rigs import config_from_dict
+from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
 from dense_warper_ros.train.data import Batch, DataConfig, load_clips, training_batches, validation_batches
 from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
@@ -120,7 +120,7 @@ def repo_path(path: str | Path) -> Path:
     return path if path.is_absolute() else REPO / path
 
 
-NEW_HEADS = ("fusion_head",)      # heads a recipe may add to `init` weights: they start at their identity
+NEW_HEADS = ("fusion_head",)      # heads a recipe may add to `init` weights: they start at their start value
 
 
 def build_model(cfg: TrainConfig) -> DenseWarper:
