@@ -14,7 +14,9 @@ import torch
 
 from dense_warper_ros.data.pose2sim import default_root
 from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
+from dense_warper_ros.epipolar import heatmap_fundamental
 from dense_warper_ros.eval import baselines
+from dense_warper_ros.eval.metrics import mpjpe_root_aligned
 from dense_warper_ros.model import ModelConfig
 
 
@@ -80,8 +82,7 @@ def corrections(bank, pgt, inter: np.ndarray) -> None:
     targets, gt = bank.time[ts], pgt.poses[frame[ts]]
 
     def mpjpe(uv: np.ndarray, w: np.ndarray) -> float:
-        X = baselines.triangulate(bank.P, uv, w)
-        return float(np.nanmean(np.linalg.norm((X - X[:, :1]) - (gt - gt[:, :1]), axis=-1)) * 1000)
+        return mpjpe_root_aligned(baselines.triangulate(bank.P, uv, w), gt) * 1000
     sel = baselines.select_latest(bank, inter, targets)                          # (T, V)
     prev = baselines.select_previous(bank, inter, sel, 1)[..., 0]
     u1, w1 = baselines.gather_points(bank, sel)                                  # (T, V, J, 2), (T, V, J)
@@ -97,6 +98,7 @@ def corrections(bank, pgt, inter: np.ndarray) -> None:
     age = np.round((targets[:, None] - bank.time[sel]) * 60.0)
     print(f"  weighted by 0.8 per frame of age: {mpjpe(u1, w1 * (0.8 ** age)[..., None]):.1f}")
     anchor = bank.camera[ts]
+    eye = torch.eye(2, 3, dtype=torch.float64)                  # image px: no crop, image-pixel F
     for g in (0.25, 0.5):
         uv = u1.copy()
         for a in range(V):
@@ -104,21 +106,14 @@ def corrections(bank, pgt, inter: np.ndarray) -> None:
             for c in range(V):
                 if c == a or not rows.any():
                     continue
-                lines = np.einsum("ij,tkj->tki", _fundamental(bank.P[a], bank.P[c]),
+                F = heatmap_fundamental(torch.as_tensor(bank.P[a]), eye, torch.as_tensor(bank.P[c]), eye).numpy()
+                lines = np.einsum("ij,tkj->tki", F,
                                   np.concatenate([u1[rows, a], np.ones_like(u1[rows, a, :, :1])], -1))
                 n = np.linalg.norm(lines[..., :2], axis=-1, keepdims=True)
                 dist = ((lines[..., :2] * u1[rows, c]).sum(-1, keepdims=True) + lines[..., 2:]) / n
                 ok = (w1[rows, a] >= 0.3)[..., None]
                 uv[rows, c] = np.where(ok, u1[rows, c] - g * dist * lines[..., :2] / n, u1[rows, c])
         print(f"  moved {g:.2f} of the way onto the anchor view's epipolar lines: {mpjpe(uv, w1):.1f}")
-
-
-def _fundamental(Pa: np.ndarray, Pc: np.ndarray) -> np.ndarray:
-    """F with x_c^T F x_a = 0 (Hartley and Zisserman, eq. 9.1): [e_c]_x Pc Pa^+."""
-    centre = np.linalg.svd(Pa)[2][-1]
-    e = Pc @ centre
-    ex = np.array([[0.0, -e[2], e[1]], [e[2], 0.0, -e[0]], [-e[1], e[0], 0.0]])
-    return ex @ Pc @ np.linalg.pinv(Pa)
 
 
 if __name__ == "__main__":

@@ -205,13 +205,14 @@ def oracle_motion(bank: EvidenceBank, frames: np.ndarray, gt: np.ndarray, outlie
     uv_sum = np.zeros((T, V, NUM_JOINTS, 2))
     n = np.zeros((T, V, NUM_JOINTS))
     w = np.full((T, V, NUM_JOINTS), np.inf)
+    truth = [cam.project(gt, distort=False) for cam in bank.cameras]  # V x (T, J, 2) at the target
     for k in range(frames.shape[2]):
         uv, wk = gather_points(bank, frames[..., k])                    # (T, V, J, 2), (T, V, J)
         safe = np.maximum(frames[..., k], 0)
         for c, cam in enumerate(bank.cameras):
             err = uv[:, c] - cam.project(bank.gt[safe[:, c]], distort=False)   # the frame's own error
             use = wk[:, c] > 0
-            uv_sum[:, c] += np.where(use[..., None], cam.project(gt, distort=False) + err, 0.0)
+            uv_sum[:, c] += np.where(use[..., None], truth[c] + err, 0.0)
             n[:, c] += use
             w[:, c] = np.where(use, np.minimum(w[:, c], wk[:, c]), w[:, c])
     ok = n > 0

@@ -35,10 +35,10 @@ import torch
 
 from dense_warper_ros.cameras import apply_affines
 from dense_warper_ros.data.rigs import config_from_dict
+from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
 from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
 from dense_warper_ros.train.data import Batch, DataConfig, load_clips, training_batches, validation_batches
-from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
 from dense_warper_ros.train.loss import mpjpe_3d_loss, robust_2d_loss
 from dense_warper_ros.train.video import VideoWindows
 
