@@ -286,14 +286,14 @@ class TemporalWarp(nn.Module):
         offs = [head(feat) for head in self.heads]               # K x (N, 2*taps*J, H/s, W/s)
         if self.prior_gain is not None and prior is not None:
             offs = [o + self._prior_offsets(prior.to(o.dtype))[:, :, None, None] for o in offs]
-        out = self._deform(x, offs)
         if self.fusion_head is not None and fuse_with is not None:
             prev, step, usable = fuse_with
-            moved = self._deform(prev.to(x.dtype),
-                                 [o + self._shift_offsets(step.to(o.dtype))[:, :, None, None] for o in offs])
+            out, moved = self._deform(x, offs, (prev.to(x.dtype), self._shift_offsets(step.to(x.dtype))))
             beta = torch.sigmoid(self.fusion_head(feat).mean(dim=(-2, -1)))          # (N, J)
             beta = (beta * usable.to(beta.dtype))[..., None, None]
             out = out + beta * (moved - out)
+        else:
+            out = self._deform(x, offs)
         if not return_confidence:
             return out
         logw = None
@@ -315,11 +315,17 @@ class TemporalWarp(nn.Module):
             off = off[:, :, None, :].expand(N, J, 9, 2)
         return off.reshape(N, -1)
 
-    def _deform(self, x: torch.Tensor, offs: list[torch.Tensor]) -> torch.Tensor:
-        """The K heads' deformable convolutions of x, averaged -> (N, J, H, W)."""
+    def _deform(self, x: torch.Tensor, offs: list[torch.Tensor],
+                also: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """The K heads' deformable convolutions of x, averaged -> (N, J, H, W). `also` (prev
+        (N, J, H, W), shift (N, 2*taps*J)): a second input moved by the offsets plus the shift
+        -> (out, moved)."""
         N, J, H, W = x.shape
         if self.offset_mode == "per_channel" and len(set(self.kernel_dilations)) == 1:
-            return self._merged_heads(x, offs)
+            return self._merged_heads(x, offs, also)
+        if also is not None:
+            prev, shift = also
+            return self._deform(x, offs), self._deform(prev, [o + shift[:, :, None, None] for o in offs])
         out = 0
         for off, kernel, kd in zip(offs, self.kernels, self.kernel_dilations):
             off = upsample_offsets(off, (H, W))
@@ -331,13 +337,22 @@ class TemporalWarp(nn.Module):
                                           backend=self.backend)
         return out / len(self.heads)
 
-    def _merged_heads(self, x: torch.Tensor, offs: list[torch.Tensor]) -> torch.Tensor:
-        """The K per-channel heads in one conv and one grid_sample (same result as one by one)."""
+    def _merged_heads(self, x: torch.Tensor, offs: list[torch.Tensor],
+                      also: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """The K per-channel heads in one conv and one grid_sample (same result as one by one).
+        With `also`, the second input rides in the same call: bilinear upsampling keeps a constant,
+        so its flow is the upsampled offsets plus the shift (one upsampling, not two)."""
         N, J, H, W = x.shape
         K = len(offs)
         off = upsample_offsets(torch.cat(offs, dim=1), (H, W))  # (N, K*J*2, H, W) as [k, j, 2]
-        flow = off.view(N, K, J, 2, H, W).transpose(1, 2)        # (N, J, K, 2, H, W) view, [j, k]
+        if also is not None:
+            prev, shift = also                                   # shift (N, J*2) as [j, 2]
+            off = torch.cat([off, off + shift.repeat(1, K)[:, :, None, None]])   # (2N, K*J*2, H, W)
+            x = torch.cat([x, prev])
+        M = x.shape[0]
+        flow = off.view(M, K, J, 2, H, W).transpose(1, 2)        # (M, J, K, 2, H, W) view, [j, k]
         weight = torch.stack(list(self.kernels)).to(x.dtype)    # (K, J, 1, 3, 3)
         weight = weight.transpose(0, 1).reshape(J * K, 1, 3, 3)  # grouped conv order: [j, k]
         out = _depthwise_then_warp(x, flow, weight, self.kernel_dilations[0])
-        return out.view(N, J, K, H, W).mean(dim=2)
+        out = out.view(M, J, K, H, W).mean(dim=2)
+        return out if also is None else (out[:N], out[N:])

@@ -25,6 +25,7 @@ from dense_warper_ros.train.loss import mpjpe_3d_loss
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "dense_warper_lite.safetensors"
 SHIPPED_TC = REPO / "models" / "dense_warper_lite_tc.safetensors"
+STAGE3_TC = REPO / "models" / "dense_warper_lite_tc_stage3.safetensors"    # the shipped file's init
 REFERENCE = Path(__file__).with_name("data") / "lite_shipped_reference.json"
 
 
@@ -177,19 +178,43 @@ def test_fusion_moves_the_previous_frame_by_its_step_and_blends_it():
         ModelConfig.named("lite", temporal_fusion=True)
 
 
+@pytest.mark.parametrize("mode, heads", [("per_channel", (2, 2)), ("per_channel", (1, 3)), ("per_tap", (2,))])
+def test_fusion_moves_both_frames_in_one_call_as_in_two(mode, heads):
+    """The shipped warp moves the current and the previous frame in one grid_sample, upsampling the
+    offsets once and adding the step after: the same result as two separate deformations with the
+    step added before upsampling (bilinear upsampling keeps a constant), on every offset layout."""
+    from dense_warper_ros.warp import TemporalWarp
+    torch.manual_seed(0)
+    warp = TemporalWarp(num_joints=3, channels=8, num_blocks=1, offset_dilations=heads, offset_mode=mode,
+                        trunk_stride=2, fusion=True).eval()
+    with torch.no_grad():
+        for h in warp.heads:
+            h.weight.normal_(0, 0.05)
+        for k in warp.kernels:
+            k.normal_(0, 0.3)
+    x, prev, d = torch.rand(2, 3, 24, 24), torch.rand(2, 3, 24, 24), torch.rand(2, 3, 24, 24)
+    step = torch.randn(2, 3, 2) * 2
+    with torch.no_grad():
+        offs = [head(warp.trunk(d)) for head in warp.heads]
+        out, moved = warp._deform(x, offs, (prev, warp._shift_offsets(step)))
+        shifted = [o + warp._shift_offsets(step)[:, :, None, None] for o in offs]
+        torch.testing.assert_close(out, warp._deform(x, offs), atol=1e-5, rtol=0)
+        torch.testing.assert_close(moved, warp._deform(prev, shifted), atol=1e-5, rtol=0)
+        assert (moved - warp._deform(prev, offs)).abs().max() > 0.05           # the step moved it
+
 def test_fusion_model_starts_from_trained_weights_and_trains(tmp_path):
     """A recipe may add the fusion head to weights trained without it (`init`): the new head starts
     at its start value, every other weight is the file's, and the poses move only where both frames
     see a joint; a few steps train the head."""
     from dense_warper_ros.warp import FUSION_START_LOGIT
-    if not SHIPPED_TC.exists():
-        pytest.skip("no shipped lite_tc weights")
+    if not STAGE3_TC.exists():
+        pytest.skip("no stage-3 lite_tc weights")
     from dense_warper_ros.train.loop import build_model
     data = DataConfig(train_clips=("run",), min_cameras=3, max_cameras=3, rigs_per_batch=1)
-    cfg = TrainConfig(model="lite_tc", model_overrides={"temporal_fusion": True}, init=str(SHIPPED_TC),
+    cfg = TrainConfig(model="lite_tc", model_overrides={"temporal_fusion": True}, init=str(STAGE3_TC),
                       data=data, optim=OptimConfig(batch_size=2, steps=2, lr=1e-2), loss=LossConfig(w3d=0.5),
                       threads=1, ckpt_every=2, val_every=1000, log_every=1000)
-    model, start = build_model(cfg), DenseWarper.load(SHIPPED_TC)
+    model, start = build_model(cfg), DenseWarper.load(STAGE3_TC)
     for k, v in start.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
     head = model.warps["shared"].fusion_head
@@ -301,6 +326,10 @@ def test_shipped_lite_tc_weights_load():
     assert model.config.temporal_context >= 1 and model.describe()["frames_per_view"] >= 2
     gain = model.warps["shared"].prior_gain
     assert gain is not None and not torch.allclose(gain, torch.ones_like(gain))   # trained
+    # stage 4 (config/train/lite_tc_fusion.yaml): the previous frame is blended in by a trained head
+    head = model.warps["shared"].fusion_head
+    assert model.config.temporal_fusion and head is not None and head.weight.abs().sum() > 0
+    assert DenseWarper.load(STAGE3_TC).warps["shared"].fusion_head is None      # the recipe's init
 
 
 def test_benchmark_feeds_previous_frames_to_d_plus():

@@ -63,7 +63,8 @@ def test_targets_land_on_the_views_own_detections(bank):
 
 
 def test_a_run_mixes_in_the_video(tmp_path, bank):
-    cfg = TrainConfig(model="lite_tc", init="models/dense_warper_lite_tc.safetensors", threads=1)
+    cfg = TrainConfig(model="lite_tc", model_overrides={"temporal_fusion": True},    # the shipped stage 4
+                      init="models/dense_warper_lite_tc.safetensors", threads=1)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, video_prob=1.0, video_frames=(0, FRAMES),
                                                             min_cameras=4, max_cameras=4),
                               optim=dataclasses.replace(cfg.optim, steps=2, batch_size=2))
@@ -74,8 +75,8 @@ def test_a_run_mixes_in_the_video(tmp_path, bank):
     assert start.keys() == tuned.keys()
     assert any(not torch.equal(start[k], tuned[k]) for k in start)      # it moved from the init
     with pytest.raises(ValueError, match="do not fit"):
-        train(dataclasses.replace(cfg, model="lite"), tmp_path / "x", progress=False, validation=False,
-              log=lambda s: None)
+        train(dataclasses.replace(cfg, model="lite", model_overrides={}), tmp_path / "x", progress=False,
+              validation=False, log=lambda s: None)
 
 
 def test_residual_filter_keeps_only_joints_every_view_agrees_on(bank):
