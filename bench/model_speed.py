@@ -42,8 +42,9 @@ sys.path.insert(0, str(REPO))
 
 from dense_warper_ros import cameras as C  # noqa: E402
 from dense_warper_ros.heatmaps import render_gaussians  # noqa: E402
-from dense_warper_ros.model import DenseWarper, ModelConfig  # noqa: E402
+from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames  # noqa: E402
 from dense_warper_ros.triangulation import reject_outlier_views  # noqa: E402
+from dense_warper_ros.weights import default_weights  # noqa: E402
 
 V = 4
 TARGETS_MS = {("lite", "cpu"): 10.0, ("paper", "cuda"): 5.0}
@@ -51,7 +52,9 @@ TARGETS_MS = {("lite", "cpu"): 10.0, ("paper", "cuda"): 5.0}
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--configs", nargs="+", default=["lite", "lite_tc", "paper"], help="named configurations")
+    p.add_argument("--configs", nargs="+", default=None,
+                   help="named configurations (random offset heads) or weights files (their own config "
+                        "and weights); default: lite, lite_tc, paper and the shipped lite_tc file")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--devices", nargs="+", default=None, help="cpu and/or cuda (default: all present)")
     p.add_argument("--rounds", type=int, default=3, help="timing rounds per stage (best median kept)")
@@ -66,24 +69,38 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # --- inputs --------------------------------------------------------------------------------------
 def make_inputs(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, seed: int = 0) -> dict:
-    """A moving skeleton seen by a 4-camera interleaved ring rig, as Gaussian heatmaps plus noise."""
+    """A moving skeleton seen by a 4-camera interleaved ring rig, as Gaussian heatmaps plus noise;
+    for temporal-context configs also each view's K earlier frames (`prev`), as the node feeds them."""
     rng = np.random.default_rng(seed)
     cams = C.ring_rig(V)
     root = np.array([0.1, -0.1, 1.0])
     X = rng.normal(size=(17, 3)) * 0.25 + root
-    times = np.arange(V) * cfg.frame_interval_s
+    K = cfg.temporal_context
+    # (V, 1 + K) capture times: column 0 the window's frame, column k a view's k-th earlier frame
+    times = np.arange(V)[:, None] * cfg.frame_interval_s - np.arange(1 + K) * V * cfg.frame_interval_s
     A = np.stack([C.root_crop_affine(c, root, out_size=cfg.heatmap_size) for c in cams])
-    uv = np.stack([C.apply_affine(A[v], cams[v].project(X + 0.3 * times[v])) for v in range(V)])
-    hm = render_gaussians(torch.as_tensor(uv, dtype=torch.float32), cfg.heatmap_size, cfg.target_sigma)
+    uv = np.stack([[C.apply_affine(A[v], cams[v].project(X + 0.3 * t)) for t in times[v]] for v in range(V)])
+    hm = render_gaussians(torch.as_tensor(uv, dtype=torch.float32).flatten(0, 1), cfg.heatmap_size,
+                          cfg.target_sigma)
     hm = (hm + 0.01 * torch.rand(hm.shape, generator=torch.Generator().manual_seed(seed))).clamp(0, 1)
+    hm = hm.view(V, 1 + K, *hm.shape[1:])                       # (V, 1 + K, J, h, w)
     f32 = dict(device=device, dtype=torch.float32)
-    return dict(hm=hm[None].to(device, dtype), P=C.projection_matrices(cams, **f32)[None],
-                A=torch.as_tensor(A, **f32)[None], times=torch.as_tensor(times, device=device)[None],
-                valid=torch.ones(1, V, dtype=torch.bool, device=device))
+    At = torch.as_tensor(A, **f32)
+    prev = None
+    if K:
+        prev = PreviousFrames(hm[None, :, 1:].to(device, dtype), At[None, :, None].expand(1, V, K, 2, 3),
+                              torch.as_tensor(times[None, :, 1:], device=device),
+                              torch.ones(1, V, K, dtype=torch.bool, device=device))
+    return dict(hm=hm[None, :, 0].to(device, dtype), P=C.projection_matrices(cams, **f32)[None], A=At[None],
+                times=torch.as_tensor(times[None, :, 0], device=device),
+                valid=torch.ones(1, V, dtype=torch.bool, device=device), prev=prev)
 
 
 def build_model(name: str, device: torch.device, dtype: torch.dtype) -> DenseWarper:
-    """The named model with non-zero offset heads, so the warps do real work (not the identity)."""
+    """The named model with non-zero offset heads, so the warps do real work (not the identity); a
+    weights file as it is (its own config, e.g. the shipped lite_tc's `temporal_fusion`)."""
+    if name.endswith((".safetensors", ".pt")):
+        return DenseWarper.load(name).to(device=device, dtype=dtype).eval()
     torch.manual_seed(0)
     model = DenseWarper(ModelConfig.named(name))
     with torch.no_grad():
@@ -96,13 +113,13 @@ def build_model(name: str, device: torch.device, dtype: torch.dtype) -> DenseWar
 # --- stages --------------------------------------------------------------------------------------
 def stage_functions(model: DenseWarper, x: dict) -> dict:
     """name -> zero-argument callable, for the newest view's capture time (streaming)."""
-    hm, P, A, times, valid = x["hm"], x["P"], x["A"], x["times"], x["valid"]
+    hm, P, A, times, valid, prev = x["hm"], x["P"], x["A"], x["times"], x["valid"], x["prev"]
     target = times[:, -1]
     anchor = None if model.time_conditioned else torch.full((1,), V - 1, device=hm.device)
     plan = model._plan(times, valid, target, anchor)
     rig = model.precompute_rig(P[0], A[0])
     E = model._exchange(hm, P, A, plan, None)
-    Y = model._assemble(hm, model._warp(hm, E, plan, A), plan)   # temporal-context configs: no history here
+    Y = model._assemble(hm, model._warp(hm, E, plan, A), plan)   # stage timings: no history (fusion has it)
     pose, _ = model._triangulate(Y, P, A, plan, None)
     return {
         "exchange": lambda: model._exchange(hm, P, A, plan, None),
@@ -112,9 +129,9 @@ def stage_functions(model: DenseWarper, x: dict) -> dict:
         # `outlier_threshold`'s extra cost, worst case: a 0 px threshold tests every joint and drops
         # views until 2 are left (V - 2 rounds of V leave-one-out DLTs)
         "outliers-worst": lambda: reject_outlier_views(P, pose.uv, pose.peak, 0.0),
-        "fusion": lambda: model.pose_at(hm, P, A, times, valid, target),
-        "fusion-rig": lambda: model.pose_at(hm, P, A, times, valid, target, rig=rig),
-        "window": lambda: model.forward_window(hm, P, A, times, valid),
+        "fusion": lambda: model.pose_at(hm, P, A, times, valid, target, previous=prev),
+        "fusion-rig": lambda: model.pose_at(hm, P, A, times, valid, target, rig=rig, previous=prev),
+        "window": lambda: model.forward_window(hm, P, A, times, valid, previous=prev),
     }
 
 
@@ -185,13 +202,20 @@ def peak_memory_mb(fn, device: torch.device) -> float | None:
 
 
 # --- runs ----------------------------------------------------------------------------------------
+def label(name: str) -> str:
+    """A weights file is reported by its name without the prefix and suffix, marked with a *."""
+    if name.endswith((".safetensors", ".pt")):
+        return Path(name).stem.removeprefix("dense_warper_") + "*"
+    return name
+
+
 def run_one(name: str, device: torch.device, dtype: torch.dtype, args) -> list[dict]:
     model = build_model(name, device, dtype)
     fns = stage_functions(model, make_inputs(model.config, device, dtype))
     rows = []
     for stage, fn in fns.items():
         r = time_stage(fn, device, args.rounds, args.budget_s, args.clock)
-        r.update(config=name, device=device.type, dtype=str(dtype).replace("torch.", ""), stage=stage,
+        r.update(config=label(name), device=device.type, dtype=str(dtype).replace("torch.", ""), stage=stage,
                  clock=args.clock, threads=args.threads, peak_mb=peak_memory_mb(fn, device))
         rows.append(r)
     return rows
@@ -216,17 +240,17 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def print_table(rows: list[dict], summary: list[dict]) -> None:
-    head = (f"{'config':7} {'device':6} {'dtype':8} {'stage':13} {'median ms':>10} {'p90 ms':>9} "
+    head = (f"{'config':16} {'device':6} {'dtype':8} {'stage':13} {'median ms':>10} {'p90 ms':>9} "
             f"{'peak MB':>8} {'n':>4}")
     print(head)
     print("-" * len(head))
     for r in rows:
         mb = "n/a" if r["peak_mb"] is None else f"{r['peak_mb']:.1f}"
-        print(f"{r['config']:7} {r['device']:6} {r['dtype']:8} {r['stage']:13} {r['median_ms']:10.2f} "
+        print(f"{r['config']:16} {r['device']:6} {r['dtype']:8} {r['stage']:13} {r['median_ms']:10.2f} "
               f"{r['p90_ms']:9.2f} {mb:>8} {r['n']:4d}")
     print()
     for s in summary:
-        line = (f"{s['config']:7} {s['device']:6} {s['dtype']:8} streaming pose {s['fusion_ms']:.2f} ms "
+        line = (f"{s['config']:16} {s['device']:6} {s['dtype']:8} streaming pose {s['fusion_ms']:.2f} ms "
                 f"(static rig {s['fusion_rig_ms']:.2f}); recomputing the window {s['window_ms']:.2f} ms "
                 f"= {s['recompute_over_streaming']:.1f}x streaming ({s['window_per_pose_ms']:.2f} ms/pose "
                 f"if all {V} window poses are used)")
@@ -253,6 +277,9 @@ def main(argv=None) -> int:
         raise SystemExit("--devices cuda given but CUDA is not available")
     if args.clock == "cpu" and "cuda" in devices:
         raise SystemExit("--clock cpu measures CPU time; time CUDA with the default wall clock")
+    if args.configs is None:
+        shipped = default_weights("lite_tc")
+        args.configs = ["lite", "lite_tc", "paper"] + ([str(shipped)] if shipped else [])
     load_before = os.getloadavg()
     rows = []
     for name in args.configs:
@@ -275,7 +302,8 @@ def main(argv=None) -> int:
         print("cuda: not measured (no CUDA device here)")
     result = {
         "rows": rows, "summary": summary, "views": V,
-        "configs": {n: ModelConfig.named(n).to_dict() for n in args.configs},
+        "configs": {label(n): (build_model(n, torch.device("cpu"), torch.float32).config if label(n) != n
+                               else ModelConfig.named(n)).to_dict() for n in args.configs},
         "git": git_hash(), "torch": torch.__version__, "threads": args.threads,
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if "cuda" in devices else None,
