@@ -316,7 +316,8 @@ class TemporalWarp(nn.Module):
         return off.reshape(N, -1)
 
     def _deform(self, x: torch.Tensor, offs: list[torch.Tensor],
-                also: tuple[torch.Tensor, torch.Tensor] | None = None):
+                also: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The K heads' deformable convolutions of x, averaged -> (N, J, H, W). `also` (prev
         (N, J, H, W), shift (N, 2*taps*J)): a second input moved by the offsets plus the shift
         -> (out, moved)."""
@@ -338,7 +339,8 @@ class TemporalWarp(nn.Module):
         return out / len(self.heads)
 
     def _merged_heads(self, x: torch.Tensor, offs: list[torch.Tensor],
-                      also: tuple[torch.Tensor, torch.Tensor] | None = None):
+                      also: tuple[torch.Tensor, torch.Tensor] | None = None
+                      ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The K per-channel heads in one conv and one grid_sample (same result as one by one).
         With `also`, the second input rides in the same call: bilinear upsampling keeps a constant,
         so its flow is the upsampled offsets plus the shift (one upsampling, not two)."""

@@ -202,6 +202,7 @@ def test_fusion_moves_both_frames_in_one_call_as_in_two(mode, heads):
         torch.testing.assert_close(moved, warp._deform(prev, shifted), atol=1e-5, rtol=0)
         assert (moved - warp._deform(prev, offs)).abs().max() > 0.05           # the step moved it
 
+
 def test_fusion_model_starts_from_trained_weights_and_trains(tmp_path):
     """A recipe may add the fusion head to weights trained without it (`init`): the new head starts
     at its start value, every other weight is the file's, and the poses move only where both frames
