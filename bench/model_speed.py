@@ -209,7 +209,8 @@ def label(name: str) -> str:
     return name
 
 
-def run_one(name: str, device: torch.device, dtype: torch.dtype, args) -> list[dict]:
+def run_one(name: str, device: torch.device, dtype: torch.dtype, args) -> tuple[list[dict], dict]:
+    """The stages' timings and the config that ran (a weights file's own)."""
     model = build_model(name, device, dtype)
     fns = stage_functions(model, make_inputs(model.config, device, dtype))
     rows = []
@@ -218,7 +219,7 @@ def run_one(name: str, device: torch.device, dtype: torch.dtype, args) -> list[d
         r.update(config=label(name), device=device.type, dtype=str(dtype).replace("torch.", ""), stage=stage,
                  clock=args.clock, threads=args.threads, peak_mb=peak_memory_mb(fn, device))
         rows.append(r)
-    return rows
+    return rows, model.config.to_dict()
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -281,13 +282,14 @@ def main(argv=None) -> int:
         shipped = default_weights("lite_tc")
         args.configs = ["lite", "lite_tc", "paper"] + ([str(shipped)] if shipped else [])
     load_before = os.getloadavg()
-    rows = []
+    rows, configs = [], {}
     for name in args.configs:
         for dev in devices:
             dtypes = [torch.float32] if dev == "cpu" else [torch.float16, torch.float32]
             for dtype in dtypes:
                 print(f"timing {name} on {dev} ({dtype})...", file=sys.stderr, flush=True)
-                rows += run_one(name, torch.device(dev), dtype, args)
+                got, configs[label(name)] = run_one(name, torch.device(dev), dtype, args)
+                rows += got
     summary = summarise(rows)
     print(f"clock: {args.clock}, {args.threads} CPU thread(s), load average before "
           f"{' '.join(f'{x:.2f}' for x in load_before)}")
@@ -302,8 +304,7 @@ def main(argv=None) -> int:
         print("cuda: not measured (no CUDA device here)")
     result = {
         "rows": rows, "summary": summary, "views": V,
-        "configs": {label(n): (build_model(n, torch.device("cpu"), torch.float32).config if label(n) != n
-                               else ModelConfig.named(n)).to_dict() for n in args.configs},
+        "configs": configs,
         "git": git_hash(), "torch": torch.__version__, "threads": args.threads,
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if "cuda" in devices else None,

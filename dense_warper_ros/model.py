@@ -559,13 +559,14 @@ class DenseWarper(nn.Module):
             weights = torch.minimum(weights, weight_cap.to(weights.dtype))
         if view_logw is not None:
             weights = weights * view_logw.to(weights.dtype).exp()
+        scale = affine_scales(A.to(uv.dtype))                    # (B, V) heatmap px per image px
         rejected = torch.zeros_like(used)
         if c.outlier_threshold is not None:   # heatmap px -> each view's image px
-            thr = c.outlier_threshold / affine_scales(A.to(uv.dtype)).clamp_min(1e-12)   # (B, V)
+            thr = c.outlier_threshold / scale.clamp_min(1e-12)   # (B, V)
             kept = reject_outlier_views(P, uv, weights, thr[..., None])
             rejected = (weights > 0) & (kept == 0)
             weights = kept
-        sigma = spread.clamp_min(c.min_sigma_px) / affine_scales(A.to(spread.dtype))[..., None]
+        sigma = spread.clamp_min(c.min_sigma_px) / scale.to(spread.dtype)[..., None]
         tri = triangulate_with_uncertainty(P, uv, weights, sigma)
         n = tri.num_views
         conf = weights.sum(1) / used.sum(1).clamp_min(1)
