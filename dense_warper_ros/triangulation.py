@@ -19,6 +19,7 @@ its own residual against their point exceeds a threshold, while at least three v
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -57,11 +58,7 @@ def _clean(uv: torch.Tensor, weights: torch.Tensor, dtype: torch.dtype) -> tuple
 def _dlt(P: torch.Tensor, uv: torch.Tensor, w: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     """The DLT on cleaned inputs in the working dtype; ok (..., J) marks joints with >= 2 views.
     Returns finite points (0 where not ok)."""
-    Pw = P[..., None, :, :]                                       # (..., V, 1, 3, 4)
-    rows = torch.stack([uv[..., 0, None] * Pw[..., 2, :] - Pw[..., 0, :],
-                        uv[..., 1, None] * Pw[..., 2, :] - Pw[..., 1, :]], dim=-2)  # (..., V, J, 2, 4)
-    rows = rows * (w[..., None, None] / rows.norm(dim=-1, keepdim=True))
-    A = rows.movedim(-4, -3).flatten(-3, -2)                      # (..., J, 2V, 4)
+    A = _rows(P, uv, w).movedim(-4, -3).flatten(-3, -2)          # (..., J, 2V, 4)
     M = A.mT @ A                                                  # (..., J, 4, 4)
     # Joints without two views get a harmless matrix so eigh's gradient stays finite.
     safe = torch.diag(torch.tensor([1.0, 2.0, 3.0, 0.0], dtype=M.dtype, device=M.device))
@@ -69,6 +66,14 @@ def _dlt(P: torch.Tensor, uv: torch.Tensor, w: torch.Tensor, ok: torch.Tensor) -
     M = M / M.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
     Xh = torch.linalg.eigh(M)[1][..., :, 0]                       # (..., J, 4) smallest eigenvector
     return Xh[..., :3] / Xh[..., 3:]
+
+
+def _rows(P: torch.Tensor, uv: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The DLT's two rows per view and joint, unit norm times the weight -> (..., V, J, 2, 4)."""
+    Pw = P[..., None, :, :]                                       # (..., V, 1, 3, 4)
+    rows = torch.stack([uv[..., 0, None] * Pw[..., 2, :] - Pw[..., 0, :],
+                        uv[..., 1, None] * Pw[..., 2, :] - Pw[..., 1, :]], dim=-2)
+    return rows * (w[..., None, None] / rows.norm(dim=-1, keepdim=True))
 
 
 def triangulate_dlt(P: torch.Tensor, uv: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -80,6 +85,43 @@ def triangulate_dlt(P: torch.Tensor, uv: torch.Tensor, weights: torch.Tensor) ->
     uv, w = _clean(uv, weights, dt)
     ok = (w > 0).sum(-2) >= 2                                     # (..., J)
     X = _dlt(P.to(dt), uv, w, ok)
+    return torch.where(ok[..., None], X, torch.full_like(X, float("nan"))).to(out_dtype)
+
+
+_MOTION_TIME_S = 0.1    # time unit of the motion's unknowns (velocity in m per 0.1 s): conditioning
+
+
+def triangulate_moving(P: torch.Tensor, uv: torch.Tensor, weights: torch.Tensor, dt: torch.Tensor,
+                       order: int = 1) -> torch.Tensor:
+    """A point moving as X + V dt (+ A dt^2 / 2 with order 2), seen in observations taken at
+    different times: the DLT with the motion's 3 (order + 1) unknowns. Why: a rig that does not
+    capture at one instant still constrains the trajectory, with no learned motion at all (the
+    benchmark's spatio-temporal baseline).
+
+    P (..., F, 3, 4) each observation's camera, uv (..., F, J, 2) undistorted image px, weights
+    (..., F, J) >= 0, dt (..., F) seconds from the target instant -> X (..., J, 3) at dt = 0, NaN
+    for joints with fewer than 2 (order + 1) weighted observations (the unknowns need them)."""
+    _check(P, uv, weights)
+    if order not in (0, 1, 2):
+        raise ValueError(f"order must be 0, 1 or 2, got {order}")
+    if dt.shape != P.shape[:-2]:
+        raise ValueError(f"dt {tuple(dt.shape)} must be P's leading shape {tuple(P.shape[:-2])}")
+    out_dtype = torch.promote_types(P.dtype, uv.dtype)
+    wd = _work_dtype(uv)
+    uv, w = _clean(uv, weights, wd)
+    ok = (w > 0).sum(-2) >= 2 * (order + 1)                       # (..., J)
+    rows = _rows(P.to(wd), uv, w)                                 # (..., F, J, 2, 4)
+    a, h = rows[..., :3], rows[..., 3]                            # rows @ [X(dt), 1] = 0
+    tau = (dt.to(wd) / _MOTION_TIME_S)[..., None, None, None]     # (..., F, 1, 1, 1)
+    A = torch.cat([a * tau ** k / math.factorial(k) for k in range(order + 1)], dim=-1)
+    A = A.movedim(-4, -3).flatten(-3, -2)                         # (..., J, 2F, 3 (order + 1))
+    b = -h.movedim(-3, -2).flatten(-2, -1)                        # (..., J, 2F)
+    # Inhomogeneous least squares (the homogeneous coordinate fixed at 1): the eigenvector form
+    # of `_dlt` lets small velocity columns trade against it and goes astray.
+    M = A.mT @ A
+    eye = torch.eye(M.shape[-1], dtype=wd, device=M.device)
+    M = torch.where(ok[..., None, None], M + 1e-12 * M.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None] * eye, eye)
+    X = torch.linalg.solve(M, (A.mT @ b[..., None]))[..., :3, 0]  # (..., J, 3): position at dt = 0
     return torch.where(ok[..., None], X, torch.full_like(X, float("nan"))).to(out_dtype)
 
 

@@ -18,13 +18,16 @@ def noiseless_cfg(**bench):
 
 
 def test_dense_reference_is_exact_on_noiseless_evidence_and_offsets_matter():
-    cfg = noiseless_cfg(clips=("walk",), methods=("a", "b", "c", "e", "o"), max_duration_s=1.0)
+    cfg = noiseless_cfg(clips=("walk",), methods=("a", "b", "c", "e", "o", "s"), max_duration_s=1.0)
     res = accuracy.synthetic_sequence("walk", cfg, None, cfg.heatmap)
     err = {k: metrics.mpjpe_root_aligned(o.pred, res.gt) * 1000 for k, o in res.outputs.items()}
     assert err["e"] < 1.0 and metrics.mpjpe(res.outputs["e"].pred, res.gt) * 1000 < 1.0
     assert err["o/causal"] < 1.0 and err["o/windowed"] < 1.0       # the oracle's motion is the truth
     assert err["b/causal"] > 10 * err["e"]          # ignoring time offsets costs: the benchmark can tell
     assert err["c/windowed"] < err["b/windowed"] < err["b/causal"]
+    for t in ("causal", "windowed"):                # a 3D motion model uses the offsets too
+        assert err[f"s/{t}"] < err[f"b/{t}"], err
+    assert (res.outputs["s/windowed"].delay == res.outputs["c/windowed"].delay).all()   # (c)'s frames
     assert err["a"] < err["b/causal"]
     assert res.outputs["e"].images_per_s == pytest.approx(4 * res.outputs["b/causal"].images_per_s, rel=0.05)
     assert (res.outputs["b/causal"].delay == 0).all() and res.outputs["b/windowed"].delay.max() <= 0.05 + 1e-9
@@ -179,6 +182,8 @@ def test_robust_triangulation_undoes_left_right_swaps_for_every_method():
     assert accuracy.load_config(accuracy.REPO / "config" / "bench" / "robust.yaml").bench.outlier_threshold == 2.5
     with pytest.raises(ValueError, match="outlier_threshold"):
         accuracy.BenchConfig(outlier_threshold=-1.0)
+    with pytest.raises(ValueError, match="method s"):          # (s) has no rejection: said, not ignored
+        accuracy.BenchConfig(methods=("b", "s"), outlier_threshold=2.5)
 
 
 @pytest.mark.parametrize("name", ["default", "3cam", "6cam", "uneven", "paper"])
@@ -194,12 +199,12 @@ def test_shipped_configs_load(name):
 def test_cli_quick_prints_the_table_and_writes_json_and_png(tmp_path, capsys):
     rc = accuracy.main(["--quick", "--untrained", "--no-video", "--config",
                         str(accuracy.REPO / "config" / "bench" / "uneven.yaml"), "--out", str(tmp_path),
-                        "--oracle", "3"])
+                        "--oracle", "3", "--methods", "a", "b", "c", "d", "d+", "e", "s"])
     assert rc == 0
     out = capsys.readouterr().out
     for m, name in accuracy.METHOD_NAMES.items():
         if (name.startswith("(d)") and "(d)" not in out) or m not in accuracy.BenchConfig().methods:
-            continue                                       # the oracle row runs only on request
+            continue                                       # (o) and (s) run only on request
         assert name in out
     assert "| causal |" in out and "| windowed |" in out and "windowed (interpolates)" in out
     report = json.loads((tmp_path / "accuracy.json").read_text())
@@ -210,6 +215,7 @@ def test_cli_quick_prints_the_table_and_writes_json_and_png(tmp_path, capsys):
     assert scores["e"]["images_per_s"] > 3 * scores["b/causal"]["images_per_s"]
     assert report["git"] and report["config"]["schedule"]["drop_prob"] == 0.02
     assert "o/windowed" in scores and report["config"]["bench"]["oracle_frames"] == 3
+    assert "s/windowed" in scores and accuracy.METHOD_NAMES["s"] in out      # --methods adds (s)
     assert (tmp_path / "accuracy.png").stat().st_size > 10_000
 
 

@@ -4,7 +4,7 @@ import torch
 
 from dense_warper_ros import cameras as C
 from dense_warper_ros.triangulation import (projection_jacobians, reject_outlier_views, triangulate_dlt,
-                                            triangulate_with_uncertainty)
+                                            triangulate_moving, triangulate_with_uncertainty)
 
 
 from torch_threads import one_torch_thread  # noqa: E402,F401  (autouse fixture)
@@ -202,3 +202,47 @@ def test_outlier_rejection_keeps_two_views_and_consistent_ones(scene):
     assert (kept[:, :, [j for j in range(17) if j != 5]] == three[:, :, [j for j in range(17) if j != 5]]).all()
     one = reject_outlier_views(P, bad, w, 1.0, max_drop=1)                     # at most one per joint
     assert ((w - one).sum(-2) <= 1).all()
+
+
+def _moving_views(scene, times, accel=False):
+    """Every camera at each of `times` (s) seeing points X + V t (+ A t^2 / 2) -> P (B, F, 3, 4),
+    uv (B, F, J, 2), dt (B, F), the points at t = 0."""
+    P, X, _ = scene
+    g = torch.Generator().manual_seed(3)
+    Vel = torch.randn(X.shape, generator=g, dtype=torch.float64) * 2.0             # m/s: a fast kick
+    Acc = torch.randn(X.shape, generator=g, dtype=torch.float64) * 20.0 if accel else torch.zeros_like(X)
+    Ps, uvs, dts = [], [], []
+    for t in times:
+        Xt = X + Vel * t + 0.5 * Acc * t ** 2
+        Ps.append(P)
+        uvs.append(C.project_points(P, Xt[:, None]))                              # (B, V, J, 2)
+        dts.append(torch.full(P.shape[:2], t, dtype=torch.float64))
+    return torch.cat(Ps, 1), torch.cat(uvs, 1), torch.cat(dts, 1), X
+
+
+def test_moving_point_recovered_at_the_target_instant(scene):
+    P, uv, dt, X = _moving_views(scene, (-0.1, -0.033, 0.017))
+    w = torch.ones(uv.shape[:-1], dtype=torch.float64)
+    assert _err(triangulate_moving(P, uv, w, dt), X).max() < 1e-6
+    static = triangulate_dlt(P, uv, w)                    # the same rays as if simultaneous: cm off
+    assert _err(static, X).mean() > 0.02
+    P, uv, dt, X = _moving_views(scene, (-0.1, -0.05, 0.0167, 0.033), accel=True)
+    w = torch.ones(uv.shape[:-1], dtype=torch.float64)
+    assert _err(triangulate_moving(P, uv, w, dt, order=1), X).mean() > 0.005      # misses the bend
+    assert _err(triangulate_moving(P, uv, w, dt, order=2), X).max() < 1e-6
+
+
+def test_moving_point_needs_enough_observations(scene):
+    P, uv, dt, X = _moving_views(scene, (-0.05, 0.03))
+    w = torch.zeros(uv.shape[:-1], dtype=torch.float64)
+    w[:, :3, 0] = 1.0                                     # joint 0: 3 observations, 6 unknowns
+    w[:, :4, 1] = 1.0                                     # joint 1: 4 (8 rows for 6 unknowns)
+    w[:, 4:, 1] = 1.0
+    out = triangulate_moving(P, uv, w, dt)
+    assert torch.isnan(out[:, 0]).all() and torch.isnan(out[:, 2:]).all()
+    assert _err(out[:, 1], X[:, 1]).max() < 1e-6
+    assert torch.isfinite(triangulate_moving(P, uv, w, dt, order=0)[:, 0]).all()   # static: 2 suffice
+    with pytest.raises(ValueError, match="order"):
+        triangulate_moving(P, uv, w, dt, order=3)
+    with pytest.raises(ValueError, match=r"dt \(3, 4\)"):
+        triangulate_moving(P, uv, w, dt[:, :4])

@@ -15,6 +15,8 @@ Methods (REFERENCE.md, "Evaluation protocol"; `eval.baselines` for (a), (b), (c)
       brackets the target (interpolation, same delay as (c)); causal, the newest frames as (d);
       (d) itself feeds earlier frames too when its own weights have temporal context;
   (e) reference: dense synchronised capture at every instant (N x the images).
+  (s) on request (`methods: [..., s]`): (c)'s frames fitted at once by a 3D point moving at
+      constant velocity per joint (`baselines.spatio_temporal`); plain DLT only.
   (o) on request (`methods: [..., o]`), synthetic only: an analysis row, not a method. (c)'s frames,
       each moved by the true motion and keeping its own detection error, averaged per view
       (`baselines.oracle_motion`): the error left when motion is perfect is detector noise.
@@ -34,6 +36,7 @@ Usage:  python -m dense_warper_ros.eval.accuracy [--config config/bench/default.
         [--weights-tc models/dense_warper_lite_tc.safetensors] [--out out/accuracy]
         [--outlier-threshold 2.5]   (robust triangulation for every method; config/bench/robust.yaml)
         [--oracle 4]                (the oracle row (o), 4 frames per view)
+        [--methods b c s d+]        (run only these methods)
 Prints markdown tables, writes <out>/accuracy.json and <out>/accuracy.png.
 """
 from __future__ import annotations
@@ -70,7 +73,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "config" / "bench" / "default.yaml"
 DEFAULT_WEIGHTS = REPO / "models" / "dense_warper_lite.safetensors"
 DEFAULT_WEIGHTS_TC = REPO / "models" / "dense_warper_lite_tc.safetensors"
-METHODS = ("a", "b", "c", "d", "d+", "e", "o")
+METHODS = ("a", "b", "c", "d", "d+", "e", "o", "s")
 METHOD_NAMES = {
     "a": "(a) sync at 1/N of instants + interpolation",
     "b": "(b) interleaved, naive (offsets ignored)",
@@ -79,6 +82,7 @@ METHOD_NAMES = {
     "d+": "(d+) DenseWarper + temporal context",
     "e": "(e) dense sync, every instant (N x images)",
     "o": "(o) the window's frames moved by the true motion (oracle)",
+    "s": "(s) interleaved + 3D constant velocity (spatio-temporal DLT)",
 }
 
 
@@ -92,7 +96,8 @@ class BenchConfig:
     margin_cycles: float = 1.0                   # targets this close to either end are not scored
     window_delay_s: float | None = None          # windowed timing: frames up to this long after the
                                                  # target; None: one cycle minus one frame
-    methods: tuple[str, ...] = METHODS[:-1]      # "o" (an oracle analysis row, synthetic only) on request
+    methods: tuple[str, ...] = METHODS[:-2]      # on request: "o" (an oracle analysis row, synthetic
+                                                 # only) and "s" (a spatio-temporal DLT: ties with (c))
     timings: tuple[str, ...] = baselines.TIMINGS
     model: str = "lite"                          # ModelConfig name for (d) without a weights file
     model_tc: str = "lite_tc"                    # ModelConfig name for (d+) without a weights file
@@ -124,6 +129,9 @@ class BenchConfig:
             raise ValueError(f"bench: outlier_threshold must be > 0 or null, got {self.outlier_threshold}")
         if self.oracle_frames < 1:
             raise ValueError(f"bench: oracle_frames must be >= 1, got {self.oracle_frames}")
+        if "s" in self.methods and self.outlier_threshold is not None:
+            raise ValueError("bench: method s (spatio-temporal DLT) has no outlier rejection; drop it "
+                             "from methods or set outlier_threshold to null")
 
 
 @dataclass(frozen=True)
@@ -352,12 +360,14 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
                 pred = densewarper(handle, bank, sel, targets, bench.batch_size, prev)
             outputs[key] = MethodOutput(pred, _delay(bank, sel, targets), _used_now(bank, sel, t_nom),
                                         rate(inter))
-        elif m in ("c", "o"):
+        elif m in ("c", "o", "s"):
             if m == "o" and (bank.gt is None or pseudo_gt):
                 continue                                         # no truth to move frames by (video)
             pairs = baselines.select_bracket(bank, inter_slots, targets, timing, delay_s)
             if m == "c":
                 pred = baselines.constant_velocity(bank, pairs, targets, outlier)
+            elif m == "s":
+                pred = baselines.spatio_temporal(bank, pairs, targets)
             else:
                 frames = oracle_window(bank, inter_slots, pairs, bench.oracle_frames)
                 pred = baselines.oracle_motion(bank, frames, gt, outlier)
@@ -689,6 +699,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="where (d) and (d+) run: cpu (default: the published figures), cuda, cuda:N, auto")
     ap.add_argument("--outlier-threshold", type=float, default=None,
                     help="heatmap px: every method's DLT drops outlier views (overrides bench.outlier_threshold)")
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=None,
+                    help="the methods to run (default: bench.methods of the config)")
     ap.add_argument("--oracle", type=int, default=None, metavar="FRAMES",
                     help="add the oracle row (o), averaging FRAMES frames per view (synthetic only)")
     args = ap.parse_args(argv)
@@ -697,6 +709,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config)
     if args.outlier_threshold is not None:
         cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, outlier_threshold=args.outlier_threshold))
+    if args.methods is not None:
+        cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=tuple(args.methods)))
     if args.oracle is not None:
         methods = cfg.bench.methods + (() if "o" in cfg.bench.methods else ("o",))
         cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=methods,

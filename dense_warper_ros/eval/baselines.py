@@ -13,6 +13,9 @@ they use and how they bring them to the target instant:
 (c) `constant_velocity`: per camera two frames, each joint's 2D point moved linearly to the target
     instant (causal: extrapolated from the two newest; windowed: interpolated between the frames
     around the target), then triangulated.
+(s) `spatio_temporal`: (c)'s frames, all views at once: each joint a 3D point moving at constant
+    velocity, fitted to every frame at its own capture time (`triangulation.triangulate_moving`).
+    Motion from geometry alone, with no per-view 2D guess (on request: it ties with (c)).
 (e) `dense` (reference): every camera at every instant (N x the images).
 (o) `oracle_motion` (analysis, synthetic only): (c)'s frames moved by the true motion.
 
@@ -30,7 +33,7 @@ import torch
 from dense_warper_ros.data.evidence import EvidenceBank
 from dense_warper_ros.skeleton import H36M_PARENTS, NUM_JOINTS, PELVIS
 from dense_warper_ros.cameras import affine_scales
-from dense_warper_ros.triangulation import reject_outlier_views, triangulate_dlt
+from dense_warper_ros.triangulation import reject_outlier_views, triangulate_dlt, triangulate_moving
 
 TIMINGS = ("causal", "windowed")
 _EPS = 1e-9
@@ -190,6 +193,20 @@ def constant_velocity(bank: EvidenceBank, pairs: np.ndarray, targets: np.ndarray
     uv = np.where(both[..., None], moved, np.where((w1 > 0)[..., None], uv1, uv0))
     w = np.where(both, np.minimum(w0, w1), np.maximum(w0, w1))
     return triangulate(bank.P, uv, w, outlier_px(bank, _newer(pairs), outlier))
+
+
+def spatio_temporal(bank: EvidenceBank, frames: np.ndarray, targets: np.ndarray, order: int = 1) -> np.ndarray:
+    """(s): frames (T, V, K) (-1: none), every one at its own capture time, fitted by one moving
+    point per joint (`order` 1: constant velocity) -> (T, J, 3) at the targets (T,). Plain DLT
+    weights (heatmap peaks); no outlier rejection (it compares views at one instant)."""
+    T, V, K = frames.shape
+    flat = frames.reshape(T, V * K)
+    uv, w = gather_points(bank, flat)                                  # (T, F, J, 2), (T, F, J)
+    P = np.broadcast_to(np.repeat(bank.P, K, axis=0), (T, V * K, 3, 4))   # camera of each frame
+    dt = np.where(flat >= 0, bank.time[np.maximum(flat, 0)] - targets[:, None], 0.0)
+    X = triangulate_moving(*(torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)
+                             for a in (P, uv, w, dt)), order=order)
+    return X.numpy()
 
 
 def oracle_motion(bank: EvidenceBank, frames: np.ndarray, gt: np.ndarray, outlier: float | None = None) -> np.ndarray:
