@@ -107,7 +107,8 @@ class ModelConfig:
     history_weight: bool = False         # a warped view's DLT weight is at most its previous frame's
                                          # peak: a point moved from two frames is as sure as the weaker
     temporal_fusion: bool = False        # the previous frame, moved too, is blended into the output
-                                         # with a learned per-joint weight (averages detector noise)
+                                         # with a learned per-joint weight (its peak lands on the
+                                         # current one's: it blends shape and peak, not position)
     # Inference only (no weight depends on it; `DenseWarper.set_inference`):
     outlier_threshold: float | None = None   # heatmap px: a view this far from the others' point is
                                              # dropped from the DLT (left/right swaps); None: off

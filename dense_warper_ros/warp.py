@@ -203,8 +203,10 @@ class TemporalWarp(nn.Module):
       - `fusion`: forward's `fuse_with` (the previous frame in the current crop and its step to the
         current frame) is moved by the same offsets plus that step, and blended into the output
         with a per-joint weight from a 1x1 head (sigmoid, starting at 0.5: the two frames averaged).
-        Why: the output otherwise carries only the current frame's detection error; averaging in
-        a second frame is what lowers it (see MODEL_CARD.md, the oracle over N frames).
+        Why: a second frame's evidence reaches the output. The step comes from the same two
+        detections, so the moved frame's peak lands on the current one's (0.02 px apart,
+        MODEL_CARD.md): the blend reshapes the peak and its height (the DLT weight) and does
+        not average position noise.
     """
 
     def __init__(self, *, num_joints: int, channels: int, num_blocks: int,
