@@ -44,7 +44,8 @@ root, so they move between frames) and fed as a difference map plus a time plane
 at c's constant-velocity displacement (from frame k=0, with a learned per-joint gain), and the warp
 gives a per-joint DLT log-weight for its view. With `temporal_fusion`, frame k=0 itself is moved
 too (the same offsets plus its step to the current frame) and blended into the output with a
-learned per-joint weight, so the view's point averages two detections instead of carrying one.
+learned per-joint weight (the moved frame's peak lands on the current one's, since its step comes
+from the same two detections: the blend reshapes the peak and its height, the DLT weight).
 `previous=None` means no history; configs with K = 0 (the faithful method, `lite`, `paper`)
 ignore `previous`.
 

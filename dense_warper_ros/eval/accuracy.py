@@ -707,14 +707,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
+    bench: dict[str, Any] = {}                     # command-line overrides of the config's bench
     if args.outlier_threshold is not None:
-        cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, outlier_threshold=args.outlier_threshold))
-    if args.methods is not None:
-        cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=tuple(args.methods)))
+        bench["outlier_threshold"] = args.outlier_threshold
+    methods = tuple(args.methods) if args.methods is not None else cfg.bench.methods
     if args.oracle is not None:
-        methods = cfg.bench.methods + (() if "o" in cfg.bench.methods else ("o",))
-        cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=methods,
-                                                                 oracle_frames=args.oracle))
+        bench["oracle_frames"] = args.oracle
+        methods += () if "o" in methods else ("o",)
+    if methods != cfg.bench.methods:
+        bench["methods"] = methods
+    if bench:
+        cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, **bench))
     if args.quick:
         cfg = quick(cfg)
     weights = None if args.untrained else (args.weights or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.exists() else None))
