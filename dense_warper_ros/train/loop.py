@@ -20,10 +20,12 @@ last weights in `DenseWarper.save` form and `best.safetensors` the best on valid
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -251,8 +253,20 @@ def save_checkpoint(path: Path, model: DenseWarper, opt: torch.optim.Optimizer, 
             "python_rng": random.getstate(), "best": best, "history": history,
             "model_config": model.config.to_dict()}
     tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
+    try:
+        torch.save(blob, tmp)
+    except (OSError, RuntimeError) as e:           # torch reports a full disk as a RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)            # never leave a half-written checkpoint behind
+        raise OSError(f"could not write the checkpoint {path} ({_free_space(path.parent)}): {e}") from e
     tmp.replace(path)
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**30:.1f} GiB free there"
+    except OSError:
+        return "its folder cannot be read"
 
 
 def load_checkpoint(path: Path, model: DenseWarper, opt: torch.optim.Optimizer,
