@@ -69,6 +69,7 @@ from .epipolar import EpipolarSampler, epipolar_exchange, gather_max
 from .heatmaps import compose_affines, resample_to_crop, soft_argmax
 from .triangulation import reject_outlier_views, triangulate_with_uncertainty
 from .warp import BACKENDS, OFFSET_MODES, TemporalWarp
+from .weights import written_atomically
 
 FORMAT = "dense_warper/1"
 
@@ -710,11 +711,12 @@ class DenseWarper(nn.Module):
                  if include_backbone or not k.startswith("backbone.")}
         defaults = {f.name: f.default for f in fields(ModelConfig) if f.name in ModelConfig.INFERENCE_FIELDS}
         meta = {"format": FORMAT, "config": json.dumps(replace(self.config, **defaults).to_dict())}
-        if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
-            save_file(state, str(path), metadata=meta)
-        else:
-            torch.save({"meta": meta, "state_dict": state}, path)
+        with written_atomically(path) as tmp:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import save_file
+                save_file(state, str(tmp), metadata=meta)
+            else:
+                torch.save({"meta": meta, "state_dict": state}, tmp)
 
     @classmethod
     def load(cls, path: str | Path, *, backbone: nn.Module | None = None,

@@ -8,7 +8,10 @@ otherwise silently fall back to untrained warps.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 # The node's and the evaluator's default: the temporal-context extension (each view's previous frame
@@ -44,3 +47,25 @@ def default_weights(model_config: str) -> Path | None:
     """The shipped weights of a named configuration, if present."""
     p = models_dir() / f"dense_warper_{model_config}.safetensors"
     return p if p.exists() else None
+
+
+@contextlib.contextmanager
+def written_atomically(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; it replaces `path` only once the write finished.
+    A full disk mid-write (training checkpoints and paper-sized weights are hundreds of MB) then
+    costs the new file, never the last good one, and says which file and how much room was left."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+    except Exception as e:                      # torch reports a full disk as RuntimeError, safetensors as its own
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise OSError(f"could not write {path} ({_free_space(path.parent)}): {e}") from e
+    tmp.replace(path)
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**30:.1f} GiB free there"
+    except OSError:
+        return "its folder cannot be read"

@@ -33,3 +33,22 @@ def test_installed_package_without_checkout_uses_the_share_directory(monkeypatch
     monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "nowhere"))
     missing = tmp_path / "site-packages" / "models"
     assert weights.models_dir(checkout=missing) == missing, "nothing installed: the checkout path (errors name it)"
+
+
+def test_a_failed_weights_write_keeps_the_last_good_file(tmp_path, file_size_limit):
+    """Saving over a weights file on a full disk (a file-size limit here) keeps the old file loadable,
+    leaves no temporary, and names the file in the error; the same for the torch.save format."""
+    torch = pytest.importorskip("torch")
+    from dense_warper_ros.model import DenseWarper
+    model = DenseWarper.load(weights.default_weights(weights.DEFAULT_MODEL))
+    for name in ("w.safetensors", "w.pt"):
+        path = tmp_path / name
+        model.save(path)
+        before = path.read_bytes()
+        file_size_limit(len(before) // 2)
+        with pytest.raises(OSError, match=rf"could not write .*{name}"):
+            model.save(path)
+        file_size_limit()
+        assert path.read_bytes() == before and list(tmp_path.glob("*.tmp")) == []
+        again = DenseWarper.load(path).state_dict()
+        assert all(torch.equal(again[k], v) for k, v in model.state_dict().items())

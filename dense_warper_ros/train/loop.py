@@ -20,12 +20,10 @@ last weights in `DenseWarper.save` form and `best.safetensors` the best on valid
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,6 +41,7 @@ from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
 from dense_warper_ros.train.data import Batch, DataConfig, load_clips, training_batches, validation_batches
 from dense_warper_ros.train.loss import mpjpe_3d_loss, robust_2d_loss
 from dense_warper_ros.train.video import VideoWindows
+from dense_warper_ros.weights import written_atomically
 
 
 @dataclass(frozen=True)
@@ -252,21 +251,8 @@ def save_checkpoint(path: Path, model: DenseWarper, opt: torch.optim.Optimizer, 
             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(), "best": best, "history": history,
             "model_config": model.config.to_dict()}
-    tmp = path.with_suffix(".tmp")
-    try:
+    with written_atomically(path) as tmp:
         torch.save(blob, tmp)
-    except (OSError, RuntimeError) as e:           # torch reports a full disk as a RuntimeError
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)            # never leave a half-written checkpoint behind
-        raise OSError(f"could not write the checkpoint {path} ({_free_space(path.parent)}): {e}") from e
-    tmp.replace(path)
-
-
-def _free_space(folder: Path) -> str:
-    try:
-        return f"{shutil.disk_usage(folder).free / 2**30:.1f} GiB free there"
-    except OSError:
-        return "its folder cannot be read"
 
 
 def load_checkpoint(path: Path, model: DenseWarper, opt: torch.optim.Optimizer,
