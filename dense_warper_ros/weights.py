@@ -1,4 +1,5 @@
-"""Where the shipped weights are, and which DenseWarper configuration is the default.
+"""Where the shipped weights are, which DenseWarper configuration is the default, and how a
+weights file is written without ever leaving a half-written one.
 
 Torch-free on purpose: the launch logic and the parameter declarations read it. The directory is
 found the same way for every caller: `$DENSE_WARPER_MODELS_DIR`; else `models/` beside the package
@@ -57,9 +58,12 @@ def written_atomically(path: Path) -> Iterator[Path]:
     tmp = path.with_name(path.name + ".tmp")
     try:
         yield tmp
-    except Exception as e:                      # torch reports a full disk as RuntimeError, safetensors as its own
+    except BaseException as e:                  # Ctrl-C mid-write too: no temporary left behind
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        if not isinstance(e, Exception):
+            raise
+        # torch reports a full disk as RuntimeError, safetensors as its own error type
         raise OSError(f"could not write {path} ({_free_space(path.parent)}): {e}") from e
     tmp.replace(path)
 
