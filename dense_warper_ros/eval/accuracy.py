@@ -182,7 +182,8 @@ def decoder_of(warper: WarperHandle | None) -> dict[str, Any]:
     return warper.decoder if warper is not None else {}
 
 
-def load_warper(weights: Path | None, config_name: str, device: str = "cpu") -> WarperHandle | None:
+def load_warper(weights: Path | None, config_name: str,
+                device: str | torch.device = "cpu") -> WarperHandle | None:
     """The model for (d) on `device` (`devices.resolve_device` names); None when the model module is
     unavailable."""
     try:
@@ -704,6 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--oracle", type=int, default=None, metavar="FRAMES",
                     help="add the oracle row (o), averaging FRAMES frames per view (synthetic only)")
     args = ap.parse_args(argv)
+    device = resolve_device(args.device)           # a device it cannot use fails before any work
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
@@ -721,10 +723,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         cfg = quick(cfg)
     weights = None if args.untrained else (args.weights or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.exists() else None))
-    warper = load_warper(weights, cfg.bench.model, args.device) if "d" in cfg.bench.methods else None
+    warper = load_warper(weights, cfg.bench.model, device) if "d" in cfg.bench.methods else None
     weights_tc = None if args.untrained else (
         args.weights_tc or (DEFAULT_WEIGHTS_TC if DEFAULT_WEIGHTS_TC.exists() else None))
-    warper_tc = load_warper(weights_tc, cfg.bench.model_tc, args.device) if "d+" in cfg.bench.methods else None
+    warper_tc = load_warper(weights_tc, cfg.bench.model_tc, device) if "d+" in cfg.bench.methods else None
     started = time.perf_counter()
     report: dict[str, Any] = {
         "git": git_hash(), "argv": list(sys.argv if argv is None else argv),
@@ -732,7 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model_tc": warper_tc.status if warper_tc else "not run",
         "decoder": {"soft_argmax": decoder_of(warper) or "defaults (window 15 px at 96, temperature 0.05)"},
         "platform": {"python": platform.python_version(), "torch": torch.__version__,
-                     "threads": torch.get_num_threads(), "device": str(resolve_device(args.device))},
+                     "threads": torch.get_num_threads(), "device": str(device)},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_synthetic:

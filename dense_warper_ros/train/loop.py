@@ -131,16 +131,15 @@ def build_model(cfg: TrainConfig) -> DenseWarper:
     model = DenseWarper(ModelConfig.named(cfg.model, **cfg.model_overrides))
     if cfg.init:
         start = DenseWarper.load(repo_path(cfg.init))
+        misfit = (f"init {cfg.init}: its weights ({start.config.name}) do not fit the recipe's "
+                  f"model ({cfg.model} + {dict(cfg.model_overrides)})")
         try:
             missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
         except RuntimeError as exc:      # a shape differs
-            raise ValueError(f"init {cfg.init}: its weights ({start.config.name}) do not fit the recipe's "
-                             f"model ({cfg.model} + {dict(cfg.model_overrides)}): {exc}") from exc
+            raise ValueError(f"{misfit}: {exc}") from exc
         new = [k for k in missing if not k.split(".")[-2].endswith(NEW_HEADS)]
         if new or unexpected:
-            raise ValueError(f"init {cfg.init}: its weights ({start.config.name}) do not fit the recipe's "
-                             f"model ({cfg.model} + {dict(cfg.model_overrides)}): missing {new}, "
-                             f"unexpected {list(unexpected)}")
+            raise ValueError(f"{misfit}: missing {new}, unexpected {list(unexpected)}")
     return model
 
 
