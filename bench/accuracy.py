@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Accuracy benchmark (issue 5): see `dense_warper_ros.eval.accuracy`.
+"""Accuracy benchmark: does DenseWarper beat the alternatives at the same camera budget?
+See `dense_warper_ros.eval.accuracy`.
 
     python bench/accuracy.py [--config config/bench/default.yaml] [--quick] [--weights FILE | --untrained]
 """

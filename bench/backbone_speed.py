@@ -6,11 +6,15 @@ Why: the node has to keep up with N cameras; this says how many images per secon
 takes. Honest timing: warm-up runs first, CUDA synchronised on both sides of the timer, median and
 90th percentile of repeated runs, the machine's load average recorded (a shared CPU skews results).
 
-Two figures per row: `network` (forward pass on a prepared batch) and `pipeline` (Backbone2D call:
-crop + resample from a 1080x1920 RGB frame, forward, decode, COCO -> H36M).
+Three figures per row: `prepare` (crop + resample from a 1080x1920 RGB frame to the input tensor),
+`network` (forward pass on the prepared batch) and `pipeline` (the whole Backbone2D call: prepare,
+network, decode, COCO -> H36M). Each MoveNet row is timed once per `--inference` backend in the same
+run (torch; onnxruntime on models/movenet_<variant>.onnx with `--threads` intra-op threads), so the
+two compare under the same load; a backend that cannot run is listed as skipped, with the reason.
 
 Usage: python bench/backbone_speed.py [--threads 2] [--batches 1 4] [--repeats 20]
-       [--devices cpu cuda] [--simple-baseline] [--out out/bench/backbone_speed.json]
+       [--devices cpu cuda] [--inference torch onnxruntime] [--simple-baseline]
+       [--out out/bench/backbone_speed.json]
 """
 from __future__ import annotations
 
@@ -19,9 +23,9 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from dense_warper_ros.backbones import Backbone2D
 from dense_warper_ros.backbones.simple_baseline import SimpleBaseline
+from dense_warper_ros.provenance import git_hash
 
 
 def sync(device: torch.device) -> None:
@@ -54,14 +59,6 @@ def time_call(fn: Callable[[], object], device: torch.device, *, warmup: int, re
     return out
 
 
-def git_hash() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def test_frames(n: int) -> list[np.ndarray]:
     """Real frames when the Pose2Sim demo is there (the content does not change the cost), else noise."""
     try:
@@ -79,20 +76,26 @@ def bench_backbone(name: str, net: Backbone2D, device: torch.device, batch: int,
     A_in = net.input_affines(frames, boxes)
     x = net.prepare(frames, A_in)
 
+    def prepare() -> None:
+        net.prepare(frames, net.input_affines(frames, boxes))
+
     def network() -> None:
         with torch.inference_mode():
-            net.model(x)
+            net.network(x)          # the backend's forward pass (ONNX Runtime or torch)
 
     def pipeline() -> None:
         out = net(frames, boxes)
         sync(device)
         return out
 
+    t_prep = time_call(prepare, device, warmup=min(warmup, 2), repeats=max(3, repeats // 2))
     t_net = time_call(network, device, warmup=warmup, repeats=repeats)
     t_pipe = time_call(pipeline, device, warmup=min(warmup, 2), repeats=max(3, repeats // 2))
     per = lambda ts: [1e3 * t / batch for t in ts]   # ms per image
     return {
         "model": name, "device": str(device), "batch": batch, "input": net.input_size,
+        "inference": net.inference,
+        "prepare_ms_per_image_median": statistics.median(per(t_prep)),
         "network_ms_per_image_median": statistics.median(per(t_net)),
         "network_ms_per_image_p90": float(np.percentile(per(t_net), 90)),
         "network_ms_per_image_min": min(per(t_net)),   # least disturbed run on a shared machine
@@ -101,15 +104,40 @@ def bench_backbone(name: str, net: Backbone2D, device: torch.device, batch: int,
     }
 
 
+def movenet_for(variant: str, device: torch.device, inference: str, threads: int
+                ) -> tuple[Backbone2D | None, str]:
+    """The backbone with that backend, or (None, why not): an onnxruntime row must time ONNX Runtime,
+    never a torch fallback (no package, no file, no CUDA provider)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)      # the CUDA fallback: reported below
+            net = Backbone2D.movenet(variant, device=device, inference=inference, cpu_threads=threads)
+    except (ImportError, FileNotFoundError, ValueError) as e:
+        return None, str(e)
+    if not net.inference.startswith(inference):
+        return None, net.inference
+    return net, ""
+
+
+def _onnxruntime_version() -> str | None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime.__version__
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (torch, and ONNX Runtime's intra-op)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--variants", nargs="+", default=["thunder", "lightning"])
     ap.add_argument("--devices", nargs="+", default=["cpu", "cuda"],
                     help="cuda is skipped (and reported so) when not available")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--inference", nargs="+", default=["torch", "onnxruntime"], choices=("torch", "onnxruntime"),
+                    help="MoveNet backends to time side by side (the SimpleBaseline runs torch only)")
     ap.add_argument("--simple-baseline", action="store_true",
                     help="also time the paper's ResNet-152 SimpleBaseline (random weights, 384 px)")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench" / "backbone_speed.json")
@@ -123,7 +151,14 @@ def main(argv: list[str] | None = None) -> int:
             skipped.append("cuda: no CUDA device (not measured)")
             continue
         device = torch.device(dev)
-        nets = [(f"movenet_{v}", Backbone2D.movenet(v, device=device)) for v in args.variants]
+        nets = []
+        for v in args.variants:
+            for inference in args.inference:
+                net, why = movenet_for(v, device, inference, args.threads)
+                if net is None:
+                    skipped.append(f"movenet_{v} {dev} {inference}: {why}")
+                    continue
+                nets.append((f"movenet_{v}", net))
         if args.simple_baseline:
             nets.append(("simple_baseline_r152", Backbone2D(SimpleBaseline().eval(), device=device)))
         for name, net in nets:
@@ -132,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
                 row = bench_backbone(name, net, device, b, repeats=3 if heavy else args.repeats,
                                      warmup=1 if heavy else args.warmup)
                 rows.append(row)
-                print(f"{name:22s} {dev:4s} batch {b}: network {row['network_ms_per_image_median']:7.1f} ms/img "
+                print(f"{name:22s} {dev:4s} {row['inference']:48s} batch {b}: prepare "
+                      f"{row['prepare_ms_per_image_median']:6.1f}, "
+                      f"network {row['network_ms_per_image_median']:7.1f} "
                       f"(p90 {row['network_ms_per_image_p90']:.1f}), pipeline "
                       f"{row['pipeline_ms_per_image_median']:7.1f} ms/img", flush=True)
 
@@ -142,21 +179,25 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "onnxruntime": _onnxruntime_version(),
         "skipped": skipped,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
 
-    print("\n| model | device | batch | network ms/image (median, p90, min) | pipeline ms/image (median) |")
-    print("|---|---|---|---|---|")
+    print("\n| model | device | inference | batch | prepare ms/image (median) "
+          "| network ms/image (median, p90, min) | pipeline ms/image (median) |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} ({r['input']} px) | {r['device']} | {r['batch']} | "
+        print(f"| {r['model']} ({r['input']} px) | {r['device']} | {r['inference']} | {r['batch']} | "
+              f"{r['prepare_ms_per_image_median']:.1f} | "
               f"{r['network_ms_per_image_median']:.1f}, {r['network_ms_per_image_p90']:.1f}, "
               f"{r['network_ms_per_image_min']:.1f} | "
               f"{r['pipeline_ms_per_image_median']:.1f} |")
     for s in skipped:
-        print(f"| — | {s} | | | |")
-    print(f"\nthreads {args.threads}, torch {torch.__version__}, load average before {load_before}, "
+        print(f"| — | {s} | | | | | |")
+    print(f"\nthreads {args.threads}, torch {torch.__version__}, onnxruntime {meta['onnxruntime']}, "
+          f"load average before {load_before}, "
           f"after {meta['loadavg_after']}, "
           f"JSON: {args.out}")
     return 0

@@ -11,7 +11,14 @@ the backbone's own benchmark):
   fusion-rig    `pose_at` with a precomputed static rig
   window        `forward_window` (V poses, V(V-1) warps): what recomputing the whole window for every
                 new frame costs; window / fusion is the streaming saving, measured in the same run.
-Targets (issue 3): lite fusion <= 10 ms on 2 CPU threads; paper fusion <= 5 ms on one GPU in fp16.
+Targets (the speed the node needs): lite fusion <= 10 ms on 2 CPU threads; paper fusion <= 5 ms on one GPU in fp16.
+
+The 2D backbone each output pose also needs (one image per pose), once per `--inference` backend in
+the same run (torch; onnxruntime on models/movenet_<variant>.onnx, `--threads` intra-op threads):
+  backbone-network  the network on one prepared 192/256 px crop
+  backbone          the whole Backbone2D call on a real 1080x1920 frame: crop + network + decode
+Then per config: output pose = backbone + fusion, per backend. A backend that cannot run (no package,
+no ONNX file, no CUDA provider) is listed as skipped with the reason, never timed as torch.
 
 Honesty: warm-up calls first; CUDA synchronised on both sides of the timer; each stage is timed in
 `--rounds` rounds and the best round's median is reported (the machine may be shared: the load
@@ -19,7 +26,8 @@ average is recorded). CPU peak memory is the growth of the process's peak RSS du
 (malloc_trim, then /proc/self/clear_refs resets the high-water mark); CUDA peak is
 max_memory_allocated above what was allocated before the call.
 
-Usage: python bench/model_speed.py [--configs lite paper] [--threads 2] [--clock wall|cpu] [--json PATH]
+Usage: python bench/model_speed.py [--configs lite paper] [--threads 2] [--clock wall|cpu]
+       [--inference torch onnxruntime] [--backbone movenet_lightning] [--json PATH]
 """
 from __future__ import annotations
 
@@ -29,7 +37,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,8 +48,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dense_warper_ros import cameras as C  # noqa: E402
+from dense_warper_ros.data.rigs import ring_rig  # noqa: E402
 from dense_warper_ros.heatmaps import render_gaussians  # noqa: E402
 from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames  # noqa: E402
+from dense_warper_ros.provenance import git_hash  # noqa: E402
 from dense_warper_ros.triangulation import reject_outlier_views  # noqa: E402
 from dense_warper_ros.weights import default_weights  # noqa: E402
 
@@ -62,6 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: latency; cpu: this process's CPU time (with --threads 1, the latency on "
                         "an idle core, robust to other processes sharing the machine)")
+    p.add_argument("--inference", nargs="*", default=["torch", "onnxruntime"], choices=("torch", "onnxruntime"),
+                   help="backbone backends to time side by side (none: fusion only)")
+    p.add_argument("--backbone", default="movenet_lightning", choices=("movenet_lightning", "movenet_thunder"))
     p.add_argument("--json", type=Path, default=REPO / "out" / "model_speed.json",
                    help="results file (default out/model_speed.json, git-ignored)")
     return p.parse_args(argv)
@@ -72,7 +84,7 @@ def make_inputs(cfg: ModelConfig, device: torch.device, dtype: torch.dtype, seed
     """A moving skeleton seen by a 4-camera interleaved ring rig, as Gaussian heatmaps plus noise;
     for temporal-context configs also each view's K earlier frames (`prev`), as the node feeds them."""
     rng = np.random.default_rng(seed)
-    cams = C.ring_rig(V)
+    cams = ring_rig(V)
     root = np.array([0.1, -0.1, 1.0])
     X = rng.normal(size=(17, 3)) * 0.25 + root
     K = cfg.temporal_context
@@ -222,8 +234,75 @@ def run_one(name: str, device: torch.device, dtype: torch.dtype, args) -> tuple[
     return rows, model.config.to_dict()
 
 
+def backbone_stage_functions(name: str, device: torch.device, inference: str, threads: int
+                             ) -> tuple[dict, str]:
+    """({stage: callable}, what runs) for one backend; ({}, why not) when that backend cannot run (an
+    onnxruntime row must never time a torch fallback)."""
+    import warnings
+
+    from dense_warper_ros.backbones import Backbone2D
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)       # the CUDA fallback: reported as skipped
+            net = Backbone2D.movenet(name.removeprefix("movenet_"), device=device, inference=inference,
+                                     cpu_threads=threads)
+    except (ImportError, FileNotFoundError, ValueError) as e:
+        return {}, str(e)
+    if not net.inference.startswith(inference):
+        return {}, net.inference
+    try:
+        from dense_warper_ros.data import pose2sim
+        frame = pose2sim.load_demo().frames([0])[0][2]           # (1920, 1080, 3) RGB
+    except (FileNotFoundError, OSError):
+        frame = np.random.default_rng(0).integers(0, 255, (1920, 1080, 3), dtype=np.uint8)
+    boxes = np.array([[200.0, 500.0, 900.0, 1500.0]])             # a person-sized crop
+    x = net.prepare([frame], net.input_affines([frame], boxes))   # (1, 3, S, S)
+
+    def network():
+        with torch.inference_mode():
+            return net.network(x)
+
+    return {"backbone-network": network, "backbone": lambda: net([frame], boxes)}, net.inference
+
+
+def run_backbones(devices: list[str], args) -> tuple[list[dict], list[str]]:
+    """Backbone stage rows for every (device, backend), and the skipped backends with the reason."""
+    rows, skipped = [], []
+    for dev in devices:
+        device = torch.device(dev)
+        for inference in args.inference:
+            fns, what = backbone_stage_functions(args.backbone, device, inference, args.threads)
+            if not fns:
+                skipped.append(f"{args.backbone} {dev} {inference}: {what}")
+                continue
+            for stage, fn in fns.items():
+                r = time_stage(fn, device, args.rounds, args.budget_s, args.clock)
+                r.update(backbone=args.backbone, backend=inference, inference=what, device=device.type,
+                         stage=stage, clock=args.clock, threads=args.threads)
+                rows.append(r)
+    return rows, skipped
+
+
+def print_backbones(rows: list[dict], skipped: list[str], summary: list[dict]) -> None:
+    """The backbone rows, then one output pose = backbone + fusion per (config, device, backend)."""
+    if not rows and not skipped:
+        return
+    print()
+    for r in rows:
+        print(f"{r['backbone']:18} {r['device']:6} {r['inference']:48} {r['stage']:17} "
+              f"{r['median_ms']:8.2f} ms (p90 {r['p90_ms']:.2f}, n {r['n']})")
+    for s in skipped:
+        print(f"skipped: {s}")
+    whole = {(r["device"], r["backend"]): r["median_ms"] for r in rows if r["stage"] == "backbone"}
+    for s in summary:
+        for (dev, backend), ms in whole.items():
+            if dev == s["device"] and s["dtype"] == "float32":
+                print(f"{s['config']:16} {dev:6} output pose = backbone {backend} {ms:.2f} + fusion "
+                      f"{s['fusion_ms']:.2f} = {ms + s['fusion_ms']:.2f} ms")
+
+
 def summarise(rows: list[dict]) -> list[dict]:
-    """Streaming vs window ratio and the issue's targets, per (config, device, dtype)."""
+    """Streaming vs window ratio and the speed targets (TARGETS_MS), per (config, device, dtype)."""
     out = []
     keys = sorted({(r["config"], r["device"], r["dtype"]) for r in rows})
     for key in keys:
@@ -262,14 +341,6 @@ def print_table(rows: list[dict], summary: list[dict]) -> None:
         print(line)
 
 
-def git_hash() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -291,6 +362,7 @@ def main(argv=None) -> int:
                 got, configs[label(name)] = run_one(name, torch.device(dev), dtype, args)
                 rows += got
     summary = summarise(rows)
+    backbone_rows, backbone_skipped = run_backbones(devices, args)
     print(f"clock: {args.clock}, {args.threads} CPU thread(s), load average before "
           f"{' '.join(f'{x:.2f}' for x in load_before)}")
     busy = load_before[0]
@@ -300,10 +372,12 @@ def main(argv=None) -> int:
               f"barriers waiting for a descheduled thread can make them many times slower; try "
               f"--threads 1 --clock cpu)")
     print_table(rows, summary)
+    print_backbones(backbone_rows, backbone_skipped, summary)
     if "cuda" not in devices:
         print("cuda: not measured (no CUDA device here)")
     result = {
         "rows": rows, "summary": summary, "views": V,
+        "backbone_rows": backbone_rows, "backbone_skipped": backbone_skipped,
         "configs": configs,
         "git": git_hash(), "torch": torch.__version__, "threads": args.threads,
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),

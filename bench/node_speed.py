@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "test"))
+sys.path.insert(0, str(REPO))
+
+from dense_warper_ros.provenance import git_hash  # noqa: E402
+from dense_warper_ros.ros.mutations import Mutator  # noqa: E402
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
@@ -33,7 +36,7 @@ def proc_stats(pid: int) -> tuple[float, float]:
 
 
 def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: float,
-            outlier_threshold: float = 0.0) -> dict:
+            outlier_threshold: float = 0.0, hostile: int | None = None, inference: str = "auto") -> dict:
     import rclpy
     from dense_warper_ros.data.pose2sim_recording import pose2sim_recording
     from dense_warper_ros.data.recording import Recording
@@ -50,14 +53,22 @@ def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: floa
     node = rclpy.create_node("bench_rig")
     got, lat = [], []
 
+    good_stamps: set[int] = set()
+
     def on_sk(m):
         now = time.time_ns()
         got.append(now)
-        lat.append((now - (m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)) * 1e-9)
+        stamp = m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+        lat.append((now - stamp) * 1e-9)
+        if stamp in good_stamps:
+            good_got.append(now)
 
     node.create_subscription(Skeleton3DArray, "/dense_warper/skeletons", on_sk, 100)
     proc = NodeProcess(dict(cameras=names, mode="live", timing=timing, qos_reliability="best_effort",
-                            device="auto", tf_timeout=0.05, outlier_threshold=outlier_threshold))
+                            device="auto", tf_timeout=0.05, outlier_threshold=outlier_threshold,
+                            inference=inference))
+    mut = Mutator(seed=1)
+    good_sent, good_got = 0, []
     pub = RigPublisher(node, rec, reliable=False, depth=5)
     pub.wait_for_node(timeout=120)
     pub.publish_static()
@@ -74,8 +85,14 @@ def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: floa
         c = k % num_cams
         stamp = time.time_ns()                           # capture time = now
         img = imgs[c][(k // num_cams) % len(imgs[c])]
-        pub.info_pubs[c].publish(rm.camera_info(rec, c, stamp))
-        pub.img_pubs[c].publish(rm.image(rec, c, stamp, img, compressed=False))
+        info, msg = rm.camera_info(rec, c, stamp), rm.image(rec, c, stamp, img, compressed=False)
+        if c == hostile:                                 # every message of this camera is broken
+            info, msg = (mut.info(info), msg) if mut.rng.random() < 0.2 else (info, mut.image(msg))
+        else:
+            good_sent += 1
+            good_stamps.add(stamp)
+        pub.info_pubs[c].publish(info)
+        pub.img_pubs[c].publish(msg)
         sent += 1
         k += 1
         if time.monotonic() >= next_sample:
@@ -92,6 +109,8 @@ def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: floa
     L = np.array(lat[len(lat) // 10:]) * 1000 if lat else np.full(1, np.nan)
     rss = [s[2] for s in samples]
     return {"cameras": num_cams, "fps_per_camera": fps, "sum_camera_rate_hz": fps * num_cams, "timing": timing,
+            "inference": inference, "hostile_camera": hostile, "good_frames_sent": good_sent,
+            "good_poses": len(good_got), "good_output_rate_hz": len(good_got) / elapsed,
             "frames_sent": sent, "poses_received": len(got), "output_rate_hz": out_rate,
             "latency_ms": {p: float(np.percentile(L, p)) for p in (50, 95, 99)},
             "dropped_frames": sent - len(got), "node_cpu_percent": 100 * (cpu1 - cpu0) / elapsed,
@@ -106,22 +125,26 @@ def main() -> int:
     ap.add_argument("--timing", default="causal")
     ap.add_argument("--scale", type=float, default=0.5)
     ap.add_argument("--outlier-threshold", type=float, default=0.0, help="the node's outlier_threshold (0 = off)")
+    ap.add_argument("--inference", nargs="+", default=["auto"], help="the node's inference: auto torch onnxruntime")
+    ap.add_argument("--hostile", type=int, default=None,
+                    help="index of a camera whose every message is randomly broken (soak: --duration 1800)")
     ap.add_argument("--out", type=Path, default=REPO / "out/bench/node_speed.json")
     args = ap.parse_args()
-    rows = [run_one(n, args.fps, args.duration, args.timing, args.scale, args.outlier_threshold)
-            for n in args.cameras]
-    print("| cameras | camera rates | output rate | latency p50 / p95 / p99 | frames without pose | node CPU | RSS start -> end |")
-    print("|---|---|---|---|---|---|---|")
+    rows = [run_one(n, args.fps, args.duration, args.timing, args.scale, args.outlier_threshold, args.hostile, inf)
+            for n in args.cameras for inf in args.inference]
+    print("| cameras | inference | camera rates | output rate | good cameras' poses/s | latency p50 / p95 / p99 | "
+          "frames without pose | node CPU | RSS start -> end |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         la = r["latency_ms"]
-        print(f"| {r['cameras']} | {r['cameras']} x {r['fps_per_camera']:g} = {r['sum_camera_rate_hz']:g} Hz | "
-              f"{r['output_rate_hz']:.1f} poses/s | {la[50]:.0f} / {la[95]:.0f} / {la[99]:.0f} ms | "
+        print(f"| {r['cameras']} | {r['inference']} | {r['cameras']} x {r['fps_per_camera']:g} = "
+              f"{r['sum_camera_rate_hz']:g} Hz | {r['output_rate_hz']:.1f} poses/s | {r['good_output_rate_hz']:.1f} | "
+              f"{la[50]:.0f} / {la[95]:.0f} / {la[99]:.0f} ms | "
               f"{r['dropped_frames']}/{r['frames_sent']} | {r['node_cpu_percent']:.0f} % | "
               f"{r['node_rss_mib_start_end'][0]:.0f} -> {r['node_rss_mib_start_end'][1]:.0f} MiB |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                                    "git": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
-                                                          text=True, cwd=REPO).stdout.strip()}, indent=2))
+                                    "git": git_hash()}, indent=2))
     return 0
 
 

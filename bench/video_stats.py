@@ -1,7 +1,8 @@
 """What the pose2sim video looks like to the warps: peak sharpness of MoveNet's heatmaps, jitter
 against motion of the 2D tracks, the dense triangulation's reprojection error, how far the stale
-views' detections lie from the pseudo ground truth, and what hand-made corrections of naive
-interleaving do there (models/MODEL_CARD.md, "Fine-tuning on the real video").
+views' detections lie from the pseudo ground truth (`triangulated_detection_truth`: every camera's
+detections at every frame, triangulated), and what hand-made corrections of naive interleaving do
+there (models/MODEL_CARD.md, "Fine-tuning on the real video").
 
 Usage: python bench/video_stats.py [--heldout-from 50]
 """
@@ -13,7 +14,8 @@ import numpy as np
 import torch
 
 from dense_warper_ros.data.pose2sim import default_root
-from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
+from dense_warper_ros.data.video import (TRIANGULATED_DETECTION_TRUTH, load_pose2sim_bank,
+                                         triangulated_detection_truth)
 from dense_warper_ros.epipolar import heatmap_fundamental
 from dense_warper_ros.eval import baselines
 from dense_warper_ros.eval.metrics import mpjpe_root_aligned
@@ -31,7 +33,7 @@ def main() -> int:
         print("pose2sim demo not fetched: run scripts/fetch_pose2sim.py")
         return 1
     bank = got[1]
-    pgt = pseudo_ground_truth(bank, min_conf=args.min_conf)
+    pgt = triangulated_detection_truth(bank, min_conf=args.min_conf)
     V = len(bank.cameras)
     hm = bank.heatmaps(np.arange(len(bank)))
     half = (hm > 0.5 * hm.amax((-1, -2), keepdim=True)).sum((-1, -2)).float()     # (S, J) px
@@ -63,7 +65,7 @@ def main() -> int:
             e = np.linalg.norm(bank.uv[sel[stale, c]] - cam.project(gt[stale], distort=False), axis=-1)
             errs.append(e.ravel())
         e = np.concatenate(errs)
-        print(f"{name}: stale views' detections vs pseudo ground truth: median {np.median(e):.1f} px, "
+        print(f"{name}: stale views' detections vs {TRIANGULATED_DETECTION_TRUTH}: median {np.median(e):.1f} px, "
               f"{100 * np.mean(e > 60):.0f} % beyond 60 px")
     uv = bank.uv[pgt.grid[:, 0]]
     good = bank.conf[pgt.grid[:, 0]] >= args.min_conf
@@ -76,7 +78,7 @@ def main() -> int:
 
 def corrections(bank, pgt, inter: np.ndarray) -> None:
     """Hand-made corrections of naive interleaving's stale views, causal, all scored frames:
-    root-aligned MPJPE (mm) against the pseudo ground truth."""
+    root-aligned MPJPE (mm) against the pseudo ground truth (`triangulated_detection_truth`)."""
     V, frame = len(bank.cameras), pgt.frame
     ts = inter[(frame[inter] >= V) & (frame[inter] < len(pgt.instants) - V)]      # one cycle in from either end
     targets, gt = bank.time[ts], pgt.poses[frame[ts]]
@@ -90,7 +92,8 @@ def corrections(bank, pgt, inter: np.ndarray) -> None:
     stale = (sel != ts[:, None]) & (prev >= 0)
     both = stale[..., None] & (w0 > 0) & (w1 > 0)                                # (T, V, J)
     w_min = np.where(both, np.minimum(w0, w1), w1)
-    print(f"causal corrections of the stale views (MPJPE mm, {len(ts)} targets): naive (b) {mpjpe(u1, w1):.1f}")
+    print(f"causal corrections of the stale views (MPJPE mm vs {TRIANGULATED_DETECTION_TRUTH}, {len(ts)} targets): "
+          f"naive (b) {mpjpe(u1, w1):.1f}")
     for beta in (0.25, -0.25, -0.5):                                             # + extrapolate, - smooth
         uv = np.where(both[..., None], u1 + beta * (u1 - u0), u1)
         print(f"  moved by beta {beta:+.2f} x the last step: {mpjpe(uv, w1):.1f} (weights: latest), "

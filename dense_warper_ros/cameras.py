@@ -19,6 +19,9 @@ import numpy as np
 import torch
 
 DISTORTION_MODELS = ("none", "plumb_bob", "rational_polynomial", "equidistant")
+# coefficients each model takes (0: no distortion); "none" ignores whatever it is given
+DISTORTION_SIZES = {"none": tuple(range(15)), "plumb_bob": (0, 4, 5), "rational_polynomial": (0, 8),
+                    "equidistant": (0, 4)}
 
 
 def _f64(a, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -55,6 +58,9 @@ class Camera:
         if self.dist_model not in DISTORTION_MODELS:
             raise ValueError(f"camera {self.name!r}: unknown distortion model {self.dist_model!r}, "
                              f"expected one of {DISTORTION_MODELS}")
+        if self.dist.size not in DISTORTION_SIZES[self.dist_model] or not np.all(np.isfinite(self.dist)):
+            raise ValueError(f"camera {self.name!r}: {self.dist_model} distortion takes "
+                             f"{DISTORTION_SIZES[self.dist_model]} finite coefficients, got {self.dist.tolist()}")
         if abs(np.linalg.det(self.R) - 1.0) > 1e-6:
             raise ValueError(f"camera {self.name!r}: R is not a rotation (det={np.linalg.det(self.R):.6f})")
 
@@ -306,34 +312,29 @@ def undistorter(cameras: list[Camera | None]):
     return lambda uv: undistort_points_torch(cams, uv)
 
 
-# --- synthetic rigs (tests, benchmark, simulation) -----------------------------------------------
+# --- synthetic cameras (tests, benchmark, simulation; rings of them: `data.rigs`) ----------------
+def look_at_rotation(centre, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """R_cam_from_world of a camera at `centre` looking at `target`, image x to the right and
+    y down (OpenCV optical frame), with the world `up` pointing up in the image."""
+    centre, target, up = (np.asarray(v, dtype=np.float64) for v in (centre, target, up))
+    z = target - centre
+    if np.linalg.norm(z) < 1e-9:
+        raise ValueError(f"camera centre {centre.tolist()} coincides with its look-at point")
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-9:
+        raise ValueError(f"viewing direction {z.tolist()} is parallel to up {up.tolist()}: look-at is ill-defined")
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z])               # rows: image x, image y (down), optical axis
+
+
+def centred_intrinsics(focal_px: float, width: int, height: int) -> np.ndarray:
+    """K (3, 3) with fx = fy = `focal_px` and the principal point at the image centre."""
+    return np.array([[focal_px, 0.0, (width - 1) / 2], [0.0, focal_px, (height - 1) / 2], [0.0, 0.0, 1.0]])
+
+
 def look_at_camera(*, position, target, focal_px: float, width: int, height: int,
                    up=(0.0, 0.0, 1.0), **kw) -> Camera:
     """A camera at `position` looking at `target` (world z up), principal point at the centre."""
-    p = np.asarray(position, dtype=np.float64)
-    f = np.asarray(target, dtype=np.float64) - p
-    if np.linalg.norm(f) == 0:
-        raise ValueError(f"camera position {p.tolist()} equals its target")
-    f /= np.linalg.norm(f)
-    r = np.cross(f, np.asarray(up, dtype=np.float64))
-    if np.linalg.norm(r) < 1e-9:
-        raise ValueError(f"viewing direction {f.tolist()} is parallel to up {list(up)}")
-    r /= np.linalg.norm(r)
-    d = np.cross(f, r)                                    # image y points down
-    K = np.array([[focal_px, 0.0, (width - 1) / 2], [0.0, focal_px, (height - 1) / 2], [0, 0, 1.0]])
-    return Camera.from_centre(K=K, R=np.stack([r, d, f]), centre=p, width=width, height=height, **kw)
-
-
-def ring_rig(num_views: int = 4, *, radius_m: float = 4.5, height_m: float = 1.6,
-             target=(0.0, 0.0, 1.0), focal_px: float = 1150.0, width: int = 1000,
-             height: int = 1000, phase_deg: float = 45.0) -> list[Camera]:
-    """`num_views` cameras evenly on a circle around `target`, like the Human3.6M studio."""
-    if num_views < 1:
-        raise ValueError(f"num_views must be >= 1, got {num_views}")
-    cams = []
-    for v in range(num_views):
-        a = np.deg2rad(phase_deg + 360.0 * v / num_views)
-        pos = (radius_m * np.cos(a), radius_m * np.sin(a), height_m)
-        cams.append(look_at_camera(position=pos, target=target, focal_px=focal_px, width=width,
-                                   height=height, name=f"cam{v}"))
-    return cams
+    return Camera.from_centre(K=centred_intrinsics(focal_px, width, height), R=look_at_rotation(position, target, up),
+                              centre=np.asarray(position, dtype=np.float64), width=width, height=height, **kw)

@@ -1,7 +1,8 @@
 """`make demo`: the main job on the bundled real recording.
 
 1. builds the recording from the pose2sim demo (4 real cameras, interleaved: camera c at frames
-   f mod 4 = c, 15 fps each) as a rosbag2 (MCAP) bag, with the dense pseudo ground truth;
+   f mod 4 = c, 15 fps each) as a rosbag2 (MCAP) bag, with the pseudo ground truth
+   `dense_pipeline_truth` (the same pipeline on all 4 views at every frame), named in the bag;
 2. replays it through the node's per-frame path offline with the shipped weights;
 3. prints the summary table and where the pictures are.
 """
@@ -20,11 +21,13 @@ def main() -> int:
     torch.set_num_threads(2)
     t0 = time.time()
     bag = OUT / "pose2sim_interleaved"
-    if not (bag / "metadata.yaml").exists():
+    from dense_warper_ros.ros.bags import notes_of
+    from dense_warper_ros.ros.recording_msgs import GROUND_TRUTH_NOTE
+    if not (bag / "metadata.yaml").exists() or GROUND_TRUTH_NOTE not in notes_of(bag):
         from dense_warper_ros.data.pose2sim_recording import pose2sim_recording
         from dense_warper_ros.ros.record import write_bag
-        print("[demo] building the recording from the pose2sim demo (and its dense pseudo ground truth)...",
-              flush=True)
+        print("[demo] building the recording from the pose2sim demo (and its pseudo ground truth "
+              "dense_pipeline_truth)...", flush=True)
         rec = pose2sim_recording(interleaved=True, scale=0.5)
         write_bag(rec, bag, compressed=True)
         print(f"[demo] {bag}: {len(rec.frames)} frames, {rec.source} ({time.time() - t0:.0f} s)", flush=True)

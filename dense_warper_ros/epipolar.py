@@ -1,4 +1,4 @@
-"""Parameter-free epipolar heatmap exchange (REFERENCE.md, pipeline step 2).
+"""Parameter-free epipolar heatmap exchange (the method's pipeline step 2: cross-view fill).
 
 For every heatmap pixel p of view `cur`:
   1. map p to image pixels with the inverse crop affine A_cur^-1;
@@ -8,17 +8,19 @@ For every heatmap pixel p of view `cur`:
      fundamental matrix in heatmap pixels, whatever the two depths (`heatmap_fundamental`), which
      is how it is computed: one 3x3 product per pixel;
   4. sample `oth`'s heatmap at nearest pixels along the line, one sample per column where the line
-     is at most 45 degrees from horizontal, one per row otherwise, and take the max:
+     is at most 45 degrees from horizontal, one per row otherwise, and take the max with zero:
      E[cur <- oth](p) = max(0, max_q H_oth(q)).
 
 Faithfulness: the released code samples both w points stepping x and h points stepping y and
 computes them by dividing by the slope, which fails on vertical lines. Stepping along the dominant
 direction only gives the same maximum (where |slope| <= 1 the y-stepped nearest pixels are among the
 x-stepped ones, and vice versa) with half the work, and never divides by a value smaller than the
-other coefficient, so vertical and horizontal lines are exact. Samples outside the heatmap are zero
-in the released code, so its max is never below 0 for a line that leaves the heatmap; here a zero
-is always included (one pad index), which makes E >= 0 everywhere. Distortion is ignored, as in the
-released code (lines are pinhole lines in crop coordinates).
+other coefficient, so vertical and horizontal lines are exact. The released code's samples in the
+other direction mostly fall outside the heatmap, where its sampler reads zero, so in practice its
+max is never below 0; here the zero is taken explicitly (`gather_max` clamps at 0), so E >= 0 by
+construction, also where a heatmap is negative (a SimpleBaseline's background can be) and a line
+stays inside.
+Distortion is ignored, as in the released code (lines are pinhole lines in crop coordinates).
 
 Cost: J x H*W x max(H, W) gathers per pair. For a static rig with fixed crops, `EpipolarSampler`
 computes the indices once; `epipolar_exchange` recomputes them per call (moving crops).
@@ -129,10 +131,11 @@ def line_indices(lines: torch.Tensor, size: int | tuple[int, int]) -> torch.Tens
 
 
 def gather_max(heatmaps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Max of heatmaps along precomputed lines.
+    """Max of heatmaps along precomputed lines, and of zero (step 4).
 
     heatmaps (..., J, H, W) and index (..., H*W, L) with broadcastable leading dims (an index without
-    leading dims serves every batch element) -> (..., J, H, W). Differentiable in the heatmaps.
+    leading dims serves every batch element) -> (..., J, H, W), >= 0 everywhere. Differentiable in
+    the heatmaps (no gradient where the zero wins).
     """
     H, W = heatmaps.shape[-2:]
     J = heatmaps.shape[-3]
@@ -151,7 +154,8 @@ def gather_max(heatmaps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         g = torch.gather(hm, 2, ix.reshape(N, 1, R * L).expand(N, J, R * L))   # (N, J, R*L)
         parts.append(g.view(N, J, R, L).amax(-1))                # (N, J, R)
     out = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
-    return out.view(*batch, J, H, W)
+    # the zero every line's max includes: outside samples read the pad, lines wholly inside do not
+    return out.clamp_min(0).view(*batch, J, H, W)
 
 
 class EpipolarSampler:

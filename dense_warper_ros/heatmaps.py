@@ -3,10 +3,14 @@
 Pixel convention (as `cameras.crop_affine`): heatmap pixel (x, y) = (column, row) has its centre at
 integer coordinates, so a keypoint at uv = (3.0, 5.0) peaks exactly on column 3, row 5.
 
-Decoding follows the released code (REFERENCE.md, step 5): hard argmax, then a softmax with
-temperature 0.05 over a 15 x 15 px window around it at 96 x 96 (scaled with the heatmap size), the
-expectation of the pixel coordinates under that softmax; a joint whose peak <= 0.01 is invalid.
-The spread (softmax standard deviation) is the 2D uncertainty proxy the triangulation consumes.
+Decoding follows the released code (the method's pipeline step 5): hard argmax, then a softmax with
+temperature 0.05 over a window around it, the expectation of the pixel coordinates under that
+softmax; a joint whose peak <= 0.01 is invalid. The released window is a disc: the pixels within
+width / 2 of the argmax, width = 5 sigma = 15 px at 96 x 96 (`window_shape="disc"`, the `paper`
+configuration). `window_shape="square"` takes the 15 x 15 square around it instead (the `lite`
+configurations: their weights were trained, and their decoder bias measured, with it). Both scale
+the 15 px with the heatmap size. The spread (softmax standard deviation) is the 2D uncertainty proxy
+the triangulation consumes.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import torch
 
 REFERENCE_SIZE = 96          # heatmap size at which the released window is 15 px
 REFERENCE_HALF_WINDOW = 7    # 15 = 2 * 7 + 1
+WINDOW_SHAPES = ("square", "disc")
 
 
 def default_window(size: int) -> int:
@@ -45,13 +50,16 @@ def render_gaussians(uv: torch.Tensor, size: int, sigma: float,
 
 
 def soft_argmax(hm: torch.Tensor, window: int | None = None, temperature: float = 0.05,
-                min_peak: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                min_peak: float = 0.01, window_shape: str = "square"
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Windowed soft-argmax: hm (..., J, H, W) -> (uv, peak, valid, spread).
 
     uv (..., J, 2) heatmap px (x, y); peak (..., J) the heatmap maximum (the confidence);
     valid (..., J) bool, peak > min_peak; spread (..., J) px, the softmax standard deviation
     sqrt((var_x + var_y) / 2). Differentiable in the heatmap values (the argmax only picks the
-    window). `window` is the odd window side; None scales the method's 15 px at 96 with H and W.
+    window). `window` is the odd window width; None scales the method's 15 px at 96 with H and W.
+    `window_shape`: "square" (window x window px) or "disc" (the released code's: pixels at most
+    window / 2 from the argmax; an ellipse of the two widths when H and W give different ones).
     Computed and returned in float32 at least: the softmax of value / 0.05 needs it, and half
     precision would round coordinates near 96 px to 0.06 px.
     """
@@ -59,6 +67,8 @@ def soft_argmax(hm: torch.Tensor, window: int | None = None, temperature: float 
         raise ValueError(f"heatmaps must be (..., J, H, W), got shape {tuple(hm.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if window_shape not in WINDOW_SHAPES:
+        raise ValueError(f"window_shape must be one of {WINDOW_SHAPES}, got {window_shape!r}")
     H, W = hm.shape[-2:]
     if window is None:
         ry, rx = default_window(H) // 2, default_window(W) // 2
@@ -75,7 +85,11 @@ def soft_argmax(hm: torch.Tensor, window: int | None = None, temperature: float 
     dx = torch.arange(-rx, rx + 1, device=x.device)
     py = (ay[..., None] + dy)[..., :, None]                      # (..., J, wy, 1) window rows
     px = (ax[..., None] + dx)[..., None, :]                      # (..., J, 1, wx) window columns
-    inside = ((py >= 0) & (py < H) & (px >= 0) & (px < W)).flatten(-2)   # (..., J, wy*wx)
+    inside = (py >= 0) & (py < H) & (px >= 0) & (px < W)        # (..., J, wy, wx)
+    if window_shape == "disc":   # (dx / (rx + 1/2))^2 + (dy / (ry + 1/2))^2 <= 1, in integers
+        ey, ex = (2 * ry + 1) ** 2, (2 * rx + 1) ** 2
+        inside = inside & ((2 * dy[:, None]) ** 2 * ex + (2 * dx[None, :]) ** 2 * ey <= ex * ey)
+    inside = inside.flatten(-2)                                  # (..., J, wy*wx)
     idx = (py.clamp(0, H - 1) * W + px.clamp(0, W - 1)).flatten(-2)
     logits = (flat.gather(-1, idx) / temperature).masked_fill(~inside, float("-inf"))
     p = torch.softmax(logits, dim=-1).unflatten(-1, (2 * ry + 1, 2 * rx + 1))   # (..., J, wy, wx)

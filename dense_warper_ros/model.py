@@ -3,7 +3,7 @@
 Legend: B batch, V views, J joints, h x w heatmap. Geometry is pinhole image pixels (P = K [R | t]
 from `cameras.projection_matrices`) plus per-frame crop affines A (image -> heatmap pixels).
 
-Fusion at one target instant t* (REFERENCE.md steps 2-5), for each valid view c:
+Fusion at one target instant t* (the method's pipeline steps 2-5), for each valid view c:
   1. pass through: c's frame is at t* (`pairwise`: c is the anchor view) -> Y_c = H_c;
   2. otherwise pick a guide view g (`pairwise`: the anchor; time-conditioned: the valid view other
      than c captured closest to t*), exchange E = E[c <- g] along epipolar lines (`epipolar.py`),
@@ -13,8 +13,11 @@ Fusion at one target instant t* (REFERENCE.md steps 2-5), for each valid view c:
 Only the views not captured at t* are warped: V - 1 warps per pose when one view is at t*.
 
 Two configurations (`ModelConfig.named`):
-  - `paper`: the released sizes; one warp per ordered view pair (12 for 4 views), trained for the
-    fixed offsets of an interleaved rig, so the pose must be asked at a view's capture time.
+  - `paper`: the released sizes and layers (channel-mixing deformable kernels, offset heads without
+    bias, a disc soft-argmax window; `released_weights.py` loads the released checkpoints into it,
+    docs/released_code.md compares every stage); one warp per ordered view pair (12 for 4 views),
+    trained for the fixed offsets of an interleaved rig, so the pose must be asked at a view's
+    capture time.
   - `lite`: real time on 2 CPU cores; one shared, time-conditioned warp (it also reads the signed
     offsets t* - t_c and t_g - t_c), any number of views, any timing.
 
@@ -37,7 +40,7 @@ Timing: the model only takes times; the buffer chooses frames.
     poses once the last frame arrives) or `pose_at(target_time=t_i)`; frames after t_i are used, so
     the pose at t_i is out only when the window's last frame has arrived.
 
-Temporal context (issue 6's extension, not in the paper; `ModelConfig.temporal_context` = K > 0,
+Temporal context (this project's extension, not in the paper; `ModelConfig.temporal_context` = K > 0,
 preset `lite_tc`): the warp of view c also reads c's K earlier frames (`PreviousFrames`, passed as
 `previous=` to `pose_at` / `forward_window`), each resampled into c's current crop (crops follow the
 root, so they move between frames) and fed as a difference map plus a time plane; the offsets start
@@ -66,9 +69,9 @@ from torch import nn
 
 from .cameras import affine_scales, apply_affines, invert_affines
 from .epipolar import EpipolarSampler, epipolar_exchange, gather_max
-from .heatmaps import compose_affines, resample_to_crop, soft_argmax
+from .heatmaps import WINDOW_SHAPES, compose_affines, resample_to_crop, soft_argmax
 from .triangulation import reject_outlier_views, triangulate_with_uncertainty
-from .warp import BACKENDS, OFFSET_MODES, TemporalWarp
+from .warp import BACKENDS, DEFORM_KERNELS, OFFSET_MODES, TemporalWarp
 from .weights import written_atomically
 
 FORMAT = "dense_warper/1"
@@ -97,12 +100,18 @@ class ModelConfig:
     time_scale_s: float = 0.1            # time offsets are fed to the warp divided by this
     frame_interval_s: float = 0.02       # nominal interval between consecutive views' captures
     time_tolerance_s: float = 1e-3       # a frame within this of the target is "at" the target
-    softargmax_window: int | None = None  # odd window side, px; None: 15 at 96, scaled
+    softargmax_window: int | None = None  # odd window width, px; None: 15 at 96, scaled
+    softargmax_window_shape: str = "disc"  # disc (released: pixels within width / 2 of the argmax)
+                                           # or square (width x width); `heatmaps.soft_argmax`
     softargmax_temperature: float = 0.05  # softmax temperature on heatmap values
     min_peak: float = 0.01               # a joint whose heatmap peak is <= this is dropped
     min_sigma_px: float = 0.5            # floor on the 2D std used for covariance, heatmap px
     deform_backend: str = "auto"         # auto (torchvision if it imports), grid_sample, torchvision
-    # Temporal-context extension (issue 6; not in the paper; 0 / False = the faithful method):
+    deform_kernel: str = "full"          # full: one J -> J kernel per head mixing the joint channels
+                                         # (released); depthwise: one 3x3 kernel per joint channel
+                                         # (needed by offset_mode per_channel)
+    offset_bias: bool = False            # offset heads with a bias term (released: without)
+    # Temporal-context extension (not in the paper; 0 / False = the faithful method):
     temporal_context: int = 0            # K earlier frames per view the warp reads (`PreviousFrames`)
     velocity_prior: bool = False         # offsets start at the constant-velocity guess from frame k=0
     view_confidence: bool = False        # the warp also gives a per-joint DLT log-weight
@@ -128,6 +137,13 @@ class ModelConfig:
             raise ValueError(f"offset_mode must be one of {OFFSET_MODES}, got {self.offset_mode!r}")
         if self.deform_backend not in BACKENDS:
             raise ValueError(f"deform_backend must be one of {BACKENDS}, got {self.deform_backend!r}")
+        if self.deform_kernel not in DEFORM_KERNELS:
+            raise ValueError(f"deform_kernel must be one of {DEFORM_KERNELS}, got {self.deform_kernel!r}")
+        if self.deform_kernel == "full" and self.offset_mode != "per_tap":
+            raise ValueError(f"deform_kernel 'full' needs offset_mode 'per_tap', got {self.offset_mode!r}")
+        if self.softargmax_window_shape not in WINDOW_SHAPES:
+            raise ValueError(f"softargmax_window_shape must be one of {WINDOW_SHAPES}, got "
+                             f"{self.softargmax_window_shape!r}")
         for f in ("trunk_stride", "exchange_stride"):
             if getattr(self, f) not in (1, 2):
                 raise ValueError(f"{f} must be 1 or 2, got {getattr(self, f)}")
@@ -151,6 +167,10 @@ class ModelConfig:
                              f"{self.offset_dilations} in length")
 
     INFERENCE_FIELDS = ("outlier_threshold",)   # may change on trained weights
+    # Fields a stored config may lack, with the value every model stored without them was built with
+    # (`from_dict`): an older file rebuilds the model it was trained as, not today's default.
+    ABSENT_FIELD_VALUES = {"deform_kernel": "depthwise", "offset_bias": True,
+                           "softargmax_window_shape": "square"}
 
     @classmethod
     def named(cls, config_name: str, /, **overrides) -> "ModelConfig":
@@ -167,7 +187,7 @@ class ModelConfig:
     def decoder(self) -> dict:
         """Soft-argmax settings (`heatmaps.soft_argmax` keywords): baselines decode heatmaps the same way."""
         return {"window": self.softargmax_window, "temperature": self.softargmax_temperature,
-                "min_peak": self.min_peak}
+                "min_peak": self.min_peak, "window_shape": self.softargmax_window_shape}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -176,11 +196,13 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown config fields {sorted(unknown)}")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**d)
+        return cls(**{**cls.ABSENT_FIELD_VALUES, **d})
 
 
 NAMED_CONFIGS: dict[str, ModelConfig] = {
-    # The released sizes: SimpleBaseline ResNet-152, 384 -> 96, 12 pairwise warps of 20 x 128.
+    # The released sizes and layers: SimpleBaseline ResNet-152, 384 -> 96, 12 pairwise warps of
+    # 20 x 128, five heads, channel-mixing deformable kernels, offset heads without bias, the disc
+    # decoder window (the field defaults).
     "paper": ModelConfig(),
     # Real time on 2 CPU cores (bench/model_speed.py measures it): MoveNet Lightning heatmaps
     # (192 -> 48), one time-conditioned warp shared by every view pair and timing, trunk (2 blocks of
@@ -192,11 +214,16 @@ NAMED_CONFIGS: dict[str, ModelConfig] = {
         backbone="movenet_lightning", time_conditioned=True, warp_channels=24, warp_blocks=2,
         offset_dilations=(2,), kernel_dilations=(1,), offset_mode="per_channel",
         trunk_stride=2, exchange_stride=2,
+        # what the shipped weights were trained with: per-channel offsets run as a depthwise conv
+        # then one warp per channel, which needs depthwise kernels; the decoder's square window, in
+        # which the bias below was measured (on one sigma-2 peak the 9 px square and disc decode
+        # < 1e-4 px apart; they differ where a second peak lies in the square's corners)
+        deform_kernel="depthwise", offset_bias=True, softargmax_window_shape="square",
         # 0.05 at 48 px over-sharpens (grid aliasing, up to 0.05-0.14 px bias); 0.1 keeps the
         # decoder's bias under 0.01 px for sigma-2 peaks
         softargmax_temperature=0.1),
 }
-# The temporal-context extension of `lite` (issue 6): the same warp, which also reads each view's
+# The temporal-context extension of `lite`: the same warp, which also reads each view's
 # previous frame (resampled into the current crop, as a difference map plus its time offset),
 # starts its offsets at that view's constant-velocity motion, and weights its view in the DLT.
 NAMED_CONFIGS["lite_tc"] = replace(NAMED_CONFIGS["lite"], name="lite_tc", temporal_context=1,
@@ -283,7 +310,8 @@ class DenseWarper(nn.Module):
         c = config
         kw = dict(num_joints=c.num_joints, channels=c.warp_channels, num_blocks=c.warp_blocks,
                   offset_dilations=c.offset_dilations, kernel_dilations=c.kernel_dilations,
-                  offset_mode=c.offset_mode, trunk_stride=c.trunk_stride, backend=c.deform_backend)
+                  offset_mode=c.offset_mode, trunk_stride=c.trunk_stride, backend=c.deform_backend,
+                  deform_kernel=c.deform_kernel, offset_bias=c.offset_bias)
         if c.temporal_context:
             kw.update(context_inputs=c.temporal_context * (c.num_joints + 1),
                       velocity_prior=c.velocity_prior, confidence=c.view_confidence,
@@ -552,7 +580,7 @@ class DenseWarper(nn.Module):
         weight_cap (B, V, J): upper bounds of the heatmap-peak weights (`history_weight`), or None.
         Returns the pose and the soft-argmax coordinates (B, V, J, 2) in heatmap px."""
         c = self.config
-        uv_h, peak, ok, spread = soft_argmax(Y, c.softargmax_window, c.softargmax_temperature, c.min_peak)
+        uv_h, peak, ok, spread = soft_argmax(Y, **c.decoder)
         uv = apply_affines(invert_affines(A.to(uv_h.dtype)), uv_h)   # (B, V, J, 2) image px
         if undistort is not None:
             uv = undistort(uv)

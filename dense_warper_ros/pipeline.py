@@ -118,9 +118,18 @@ class PosePipeline:
                 out.append(r)
         return out
 
+    def _lose_track(self) -> None:
+        """The tracked person is gone: the next person found gets a new id."""
+        if self._last is not None:
+            self.lost = True
+            self._track_id += 1
+        self._last = None
+
     @torch.no_grad()
     def _solve(self, w: Window) -> PoseResult | None:
         t0 = time.perf_counter()
+        if self._last is not None and w.target_ns - self._last.stamp_ns > self.config.track_timeout_ns:
+            self._lose_track()                  # no pose for longer than the timeout: not the same track
         frames = [f for f in w.frames if f is not None]
         ref = frames[0].data.heatmaps
         hm, A, times, valid = (x[None] for x in self._stack(w.frames, w.target_ns, ref))   # (1, V, ...)
@@ -144,10 +153,7 @@ class PosePipeline:
             track_id=self._track_id, latency_s=time.perf_counter() - t0,
             rejected=out.rejected[0].cpu().numpy())
         if int(np.isfinite(points).all(axis=1).sum()) < self.config.min_joints:
-            if self._last is not None:
-                self.lost = True
-                self._track_id += 1
-            self._last = None
+            self._lose_track()
             return None
         self.lost = False
         self._last = result
@@ -181,16 +187,19 @@ class PosePipeline:
         return hm, A, times, valid
 
 
-def load_backbone(name: str, *, weights: str | Path | None = None, device: str = "cpu"):
+def load_backbone(name: str, *, weights: str | Path | None = None, device: str = "cpu",
+                  inference: str = "auto", cpu_threads: int = 1):
     """movenet_lightning | movenet_thunder (converted by `make setup` into models/) or
-    simple_baseline (a user's weights-only checkpoint)."""
+    simple_baseline (a user's weights-only checkpoint). `inference`: auto | torch | onnxruntime
+    (`backbones.onnx_runtime`); `cpu_threads`: ONNX Runtime's intra-op threads (0 = its default)."""
     from dense_warper_ros.backbones.adapter import Backbone2D
     if name in ("movenet_lightning", "movenet_thunder"):
-        return Backbone2D.movenet(name.split("_", 1)[1], device=device)
+        return Backbone2D.movenet(name.split("_", 1)[1], device=device, inference=inference,
+                                  cpu_threads=cpu_threads)
     if name == "simple_baseline":
         if not weights:
             raise ValueError("backbone 'simple_baseline' needs backbone_weights (a weights-only checkpoint)")
-        return Backbone2D.simple_baseline(weights, device=device)
+        return Backbone2D.simple_baseline(weights, device=device, inference=inference)
     raise ValueError(f"unknown backbone {name!r}: movenet_lightning, movenet_thunder or simple_baseline")
 
 
@@ -198,10 +207,13 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
                    model_config: str = DEFAULT_MODEL, weights: str | Path = "", backbone: str = "movenet_lightning",
                    backbone_weights: str | Path = "", device: str = "auto", min_views: int = 2,
                    max_view_age_s: float = 0.2, clock_jump_s: float = 1.0,
-                   outlier_threshold: float | None = None) -> PosePipeline:
+                   outlier_threshold: float | None = None, inference: str = "auto",
+                   cpu_threads: int = 1) -> PosePipeline:
     """The node's pipeline from its parameters: weights default to the shipped ones (untrained
     identity warps when none exist), the backbone to its converted weights in models/.
-    `outlier_threshold` (heatmap px; None or 0: off, as the node's parameter): `ModelConfig.outlier_threshold`."""
+    `outlier_threshold` (heatmap px; None or 0: off, as the node's parameter): `ModelConfig.outlier_threshold`.
+    `inference` (auto | torch | onnxruntime) runs the 2D network (`pipe.backbone.inference` says which
+    ran); `cpu_threads` sets ONNX Runtime's intra-op threads on the CPU (0 = its default)."""
     dev = str(resolve_device(device))
     # weights: '' = shipped default (untrained when none is shipped), 'none' = untrained warps
     w = None if weights == "none" else Path(weights) if weights else default_weights(model_config)
@@ -212,10 +224,12 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
     else:
         model = DenseWarper(ModelConfig.named(model_config)).to(dev)
     if not model.supports_views(num_cameras):
-        raise ValueError(f"model {model.config.name!r} supports views {model.views_supported()}, "
-                         f"not {num_cameras} cameras")
+        lo, hi = model.views_supported
+        views = f"{lo} or more" if hi is None else str(lo) if lo == hi else f"{lo} to {hi}"
+        raise ValueError(f"model {model.config.name!r} takes {views} views, not {num_cameras} cameras")
     model.set_inference(outlier_threshold=outlier_threshold or None).eval()
-    bb = load_backbone(backbone, weights=backbone_weights or None, device=dev)
+    bb = load_backbone(backbone, weights=backbone_weights or None, device=dev, inference=inference,
+                       cpu_threads=cpu_threads)
     if bb.heatmap_size != model.heatmap_size:
         raise ValueError(f"backbone {backbone!r} gives {bb.heatmap_size}px heatmaps, model "
                          f"{model.config.name!r} expects {model.heatmap_size}px")

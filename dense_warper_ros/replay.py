@@ -11,7 +11,10 @@ import numpy as np
 
 from dense_warper_ros.frames import Drop, FrameProcessor, stamp_to_ns
 from dense_warper_ros.pipeline import PosePipeline, PoseResult
+from dense_warper_ros.scheduler import FrameScheduler
 from dense_warper_ros.transforms import TransformTree
+
+_FLUSH = object()
 
 
 def camera_name_of(topic: str) -> tuple[str, str] | None:
@@ -36,16 +39,24 @@ class OfflineReplay:
     """Feed (topic, message) pairs in log order; `finish()` flushes and returns the poses."""
 
     def __init__(self, *, pipeline: PosePipeline, cameras: list[str], world_frame: str = "world",
-                 clock_jump_s: float = 1.0):
+                 clock_jump_s: float = 1.0, max_lead_s: float | None = None):
         self.tree = TransformTree()
         self.cameras = list(cameras)
+        # the node's offline order: frames in stamp order whatever order they are fed in
+        self.sched = FrameScheduler(len(self.cameras), None, horizon_ns=int(clock_jump_s * 1e9))
+        max_lead_s = pipeline.buffer.config.max_view_age_ns * 1e-9 if max_lead_s is None else max_lead_s
         self.processor = FrameProcessor(pipeline=pipeline, cameras=self.cameras, world_frame=world_frame,
                                         tf_lookup=lambda a, b, s, _t: self.tree.lookup(a, b, s),
-                                        clock_jump_s=clock_jump_s,
-                                        on_clock_jump=lambda: self.tree.clear(keep_static=True))
+                                        clock_jump_s=clock_jump_s, max_lead_s=max_lead_s,
+                                        on_clock_jump=self._on_clock_jump)
         self.result = ReplayResult(poses=[], frames_in=0)
 
-    def feed(self, topic: str, msg) -> list[PoseResult]:
+    def _on_clock_jump(self) -> None:
+        self.tree.clear(keep_static=True)
+        self.sched.restart()
+
+    def feed(self, topic: str, msg, arrival_ns: int | None = None) -> list[PoseResult]:
+        """One message; `arrival_ns`: when it arrived (a bag's log time), for the stamp checks."""
         if topic in ("/tf", "/tf_static"):
             for tf in msg.transforms:
                 t, q = tf.transform.translation, tf.transform.rotation
@@ -60,17 +71,34 @@ class OfflineReplay:
             self.processor.set_info(i, msg)
             return []
         self.result.frames_in += 1
-        t0 = time.perf_counter()
+        stamp = stamp_to_ns(msg.header.stamp)
         try:
-            out = self.processor.process(i, msg)
+            self.processor.admit(i, stamp, arrival_ns)
         except Drop as e:
             self.result.drops[e.cause] += 1
             return []
-        self.result.frame_times_s.append(time.perf_counter() - t0)
+        self.sched.put(i, stamp, msg)
+        return self._run_released()
+
+    def _run_released(self) -> list[PoseResult]:
+        out: list[PoseResult] = []
+        while (got := self.sched.get(timeout=0)) is not None:
+            i, msg = got
+            if msg is _FLUSH:
+                continue
+            t0 = time.perf_counter()
+            try:
+                out += self.processor.process(i, msg)
+            except Drop as e:
+                self.result.drops[e.cause] += 1
+                continue
+            self.result.frame_times_s.append(time.perf_counter() - t0)
         self.result.poses += out
         return out
 
     def finish(self) -> ReplayResult:
+        self.sched.put(None, 0, _FLUSH)                 # frames still held for ordering
+        self._run_released()
         self.result.poses += self.processor.pipeline.flush()
         self.result.clock_jumps = self.processor.clock_jumps
         return self.result

@@ -11,11 +11,16 @@ finds a recent frame of every camera, a frame waits about one camera period at m
 interleaved cameras the stamps handed out still increase (each output pose is new). Without
 overload the queue holds one frame at a time and the order is the arrival order.
 
-Offline mode is one unbounded FIFO in arrival order: nothing is dropped and the result does not
-depend on timing.
+Offline mode drops nothing and hands frames out in stamp order whatever order they arrived in (DDS
+delivers different topics in any order): a frame is held back until every camera has delivered
+one at or after its stamp, or until the newest stamp is `horizon_ns` past it (a camera that
+stopped), or a control item (a flush) releases everything held. The 2D crop follows the previous
+pose, so processing in stamp order is what makes a replay give the same poses on every run.
+After `restart()` (the stamps jumped back: a looped bag) the new frames are ordered after the old.
 """
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import deque
 from typing import Any
@@ -24,12 +29,17 @@ from typing import Any
 class FrameScheduler:
     """Thread-safe: callbacks `put`, one worker `get`s."""
 
-    def __init__(self, num_cameras: int, depth: int | None):
+    def __init__(self, num_cameras: int, depth: int | None, *, horizon_ns: int = 1_000_000_000):
         if depth is not None and depth < 1:
             raise ValueError(f"depth must be >= 1 or None (unbounded), got {depth}")
         self.depth = depth
+        self.horizon_ns = horizon_ns
         self._slots: list[deque] = [deque() for _ in range(num_cameras)]   # live: (stamp_ns, item)
-        self._fifo: deque = deque()                                          # offline: (camera, item)
+        self._fifo: deque = deque()               # offline: (camera, item) released, in order
+        self._held: list[tuple] = []              # offline: (epoch, stamp, camera, seq, item), sorted
+        self._seen: list[tuple[int, int] | None] = [None] * num_cameras   # offline: (epoch, newest stamp)
+        self._epoch = 0
+        self._seq = 0
         self._cv = threading.Condition()
         self._closed = False
         self._served = [-1] * num_cameras      # live: service counter when each camera was last taken
@@ -49,10 +59,34 @@ class FrameScheduler:
                 slot.append((stamp_ns, item))
                 while len(slot) > self.depth:
                     dropped.append(slot.popleft()[1])
+            elif camera is None:
+                self._release(everything=True)          # a control item comes after every frame
+                self._fifo.append((None, item))
             else:
-                self._fifo.append((camera, item))
+                self._seq += 1
+                bisect.insort(self._held, (self._epoch, stamp_ns, camera, self._seq, item), key=lambda h: h[:4])
+                seen = self._seen[camera]
+                if seen is None or seen < (self._epoch, stamp_ns):
+                    self._seen[camera] = (self._epoch, stamp_ns)
+                self._release(everything=False)
             self._cv.notify()
             return dropped
+
+    def restart(self) -> None:
+        """Offline: the stamps jumped back; frames from now on come after every frame held."""
+        with self._cv:
+            self._epoch += 1
+
+    def _release(self, *, everything: bool) -> None:
+        newest = max((s for s in self._seen if s is not None), default=None)
+        while self._held:
+            epoch, stamp, camera, _, item = self._held[0]
+            ready = everything or epoch < self._epoch or (newest is not None and newest[1] - stamp >= self.horizon_ns) \
+                or all(s is not None and s >= (epoch, stamp) for s in self._seen)
+            if not ready:
+                break
+            self._held.pop(0)
+            self._fifo.append((camera, item))
 
     def get(self, timeout: float | None = None) -> tuple[int | None, Any] | None:
         """The next (camera, item), or None on timeout or after `close`. Offline: arrival order.
@@ -75,4 +109,10 @@ class FrameScheduler:
             self._cv.notify_all()
 
     def __len__(self) -> int:
+        """Frames ready to be taken (offline: frames held back for ordering are not counted)."""
         return len(self._fifo) + sum(len(s) for s in self._slots)
+
+    @property
+    def held(self) -> int:
+        """Offline: frames held back until the other cameras catch up."""
+        return len(self._held)

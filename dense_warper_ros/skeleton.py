@@ -1,6 +1,7 @@
 """Skeleton conventions shared by every module: Human3.6M-17 and the COCO-17 mapping.
 
-The model, the benchmark and the messages all speak Human3.6M-17 (REFERENCE.md, "Conventions").
+The model, the benchmark and the messages all speak Human3.6M-17, the paper's joint set (the 17
+joints of its Human3.6M evaluation, in `H36M_JOINTS` order).
 MoveNet speaks COCO-17; `COCO_TO_H36M` says which COCO joint feeds each H36M joint directly, and the
 derived joints (pelvis, spine, thorax, head) are built by `coco_to_h36m_points`.
 """

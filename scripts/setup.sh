@@ -76,6 +76,19 @@ for fetch in scripts/fetch_movenet.py scripts/fetch_pose2sim.py; do
   fi
 done
 
+step "ONNX export of MoveNet for ONNX Runtime (scripts/export_onnx.py)"
+# keyed on the weights, the exported files and the export code: deleting or altering a file reruns it
+onnx_key() {
+  digest scripts/export_onnx.py dense_warper_ros/backbones/onnx_runtime.py dense_warper_ros/backbones/movenet.py \
+    $(ls models/movenet_*.safetensors models/movenet_*.onnx models/movenet_*.onnx.json 2>/dev/null || true)
+}
+if ! fresh onnx "$(onnx_key)"; then
+  python scripts/export_onnx.py
+  onnx_key > "$stamps/onnx"
+else
+  echo "up to date"
+fi
+
 step "TF.js reference for the MoveNet parity test (Node.js)"
 if command -v node >/dev/null && command -v npm >/dev/null; then
   bash scripts/install_tfjs_reference.sh

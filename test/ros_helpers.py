@@ -80,11 +80,12 @@ class RigPublisher:
 
 
 class NodeProcess:
-    """`python -m dense_warper_ros.ros.node --ros-args ...` as a subprocess."""
+    """`python -m dense_warper_ros.ros.node --ros-args ...` as a subprocess; `params` override
+    those of `params_file`, as `-p` does after `--params-file`."""
 
-    def __init__(self, params: dict):
+    def __init__(self, params: dict, *, params_file: str | Path | None = None):
         from dense_warper_ros.ros.launch_logic import ros_args
-        args = ros_args({"parameters": params, "remappings": []})
+        args = ros_args({"parameters": params}, params_file=params_file)
         self.proc = subprocess.Popen([sys.executable, "-m", "dense_warper_ros.ros.node", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=os.environ.copy())
@@ -102,6 +103,50 @@ class NodeProcess:
             self.proc.kill()
             out, _ = self.proc.communicate()
         return out
+
+
+class LiveRig:
+    """Streams a Recording's frames as live cameras do: camera k % N at stamps near the wall clock,
+    `rate` frames per second in all. Per camera a stamp error (`offsets`, ns) or a replacement
+    message (`replace(camera, msg) -> msg or None`) makes a hostile camera."""
+
+    def __init__(self, pub: RigPublisher):
+        self.pub = pub
+        self.sent: dict[int, int] = {}          # stamp -> camera, of every image published
+
+    def stream(self, seconds: float, rate: float, *, offsets: dict[int, int] | None = None,
+               skip: tuple[int, ...] = (), replace=None) -> None:
+        import rclpy
+        from dense_warper_ros.ros import recording_msgs as rm
+        rec, n = self.pub.rec, len(self.pub.rec.names)
+        per_cam = [[f for f in rec.frames if f[0] == c] for c in range(n)]
+        t_end = time.monotonic() + seconds
+        k = 0
+        while time.monotonic() < t_end:
+            c = k % n
+            _, _, rgb = per_cam[c][(k // n) % len(per_cam[c])]
+            stamp = time.time_ns() + (offsets or {}).get(c, 0)
+            msg = rm.image(rec, c, stamp, rgb, compressed=False)
+            if replace is not None:
+                msg = replace(c, msg)
+            if c not in skip and msg is not None:
+                self.pub.img_pubs[c].publish(msg)
+                self.sent[stamp] = c
+            k += 1
+            deadline = time.monotonic() + 1.0 / rate
+            while time.monotonic() < deadline:
+                rclpy.spin_once(self.pub.node, timeout_sec=max(0.0, deadline - time.monotonic()))
+
+    def poses_of(self, msgs, cameras) -> int:
+        """How many of `msgs` (Skeleton3DArray) are poses at a frame of one of `cameras`."""
+        return sum(1 for m in msgs if self.sent.get(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec) in cameras)
+
+
+def diagnostics_values(diag) -> dict[str, dict[str, str]]:
+    """hardware_id -> {key: value} of one DiagnosticArray; '_level' and '_message' added."""
+    return {s.hardware_id: {**{kv.key: kv.value for kv in s.values}, "_level": int.from_bytes(s.level, "little")
+                            if isinstance(s.level, bytes) else int(s.level), "_message": s.message}
+            for s in diag.status}
 
 
 def spin_until(node, predicate, timeout: float) -> bool:

@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from dense_warper_ros.data import evidence, motion, rigs, schedules
+from dense_warper_ros.data.video import TRIANGULATED_DETECTION_TRUTH
 from dense_warper_ros.eval import accuracy, baselines, metrics
 from dense_warper_ros.skeleton import H36M_PARENTS, bone_lengths
+
+from assets import require_movenet, require_pose2sim
 
 
 def noiseless_cfg(**bench):
@@ -128,7 +131,6 @@ def test_bench_refuses_a_device_it_cannot_use(tmp_path):
 def test_untrained_densewarper_is_naive_interleaving():
     """Identity warps leave every view's heatmap as it is, so (d) must reproduce (b) on the same
     frames: a check that heatmaps, P, affines and times reach the model consistently."""
-    pytest.importorskip("dense_warper_ros.model")
     cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
     cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("b", "d"), max_duration_s=0.5))
     warper = accuracy.load_warper(None, "lite")
@@ -246,21 +248,56 @@ def test_video_protocol_on_a_synchronised_synthetic_recording():
     assert "e" not in res.heldout_px
     # causal naive interleaving reprojects worse into the views it did not use than windowed (c)
     assert np.mean(res.heldout_px["b/causal"]) > np.mean(res.heldout_px["c/windowed"])
-    table = accuracy.markdown_table(accuracy.score([res]), pseudo_gt=True)
+    table = accuracy.markdown_table(accuracy.score([res]), truth=res.truth)
     # frames before video_heldout_from (fine-tuning frames) feed no scored target: from 20, the
     # first target whose window (one cycle back) lies after it is frame 24
     held = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, video_heldout_from=20))
     frames_scored = np.round(accuracy.video_sequence(bank, held, None).targets * 60).astype(int)
     assert frames_scored.min() == 24 and frames_scored.max() == 40 - 4 - 1
-    assert "vs pseudo-GT" in table and "Held-out reproj. px" in table and "n/a (all views used)" in table
+    assert f"vs {TRIANGULATED_DETECTION_TRUTH})" in table and res.truth == TRIANGULATED_DETECTION_TRUTH
+    assert "Held-out reproj. px" in table and "n/a (all views used)" in table
+
+
+def _rendered_video(num_cameras: int, fps: float, frames: int = 40):
+    """A synchronised rendered recording through the real-video protocol."""
+    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("a", "b", "c", "e"),
+                                                             video_heldout_from=0))
+    cams = rigs.ring_rig(num_cameras)
+    sync = schedules.synchronized(np.arange(frames) / fps, num_cameras)
+    bank = evidence.synthetic_bank(cams, sync.camera, sync.nominal, sync.time, motion.load_clip("dance_b").at,
+                                   evidence.NoiseConfig.noiseless(), cfg.heatmap)
+    return accuracy.video_sequence(bank, cfg, None, name="rendered")
+
+
+def test_video_title_gives_the_recordings_own_rig_and_rate():
+    res = _rendered_video(3, 30.0)
+    assert res.num_cameras == 3 and res.rate_hz == pytest.approx(30.0)
+    title = accuracy.video_title(res, "untrained", "models/x.safetensors")
+    assert "3 cameras, 30 frames/s interleaved, 10 each" in title
+    assert f"vs {TRIANGULATED_DETECTION_TRUTH}" in title and "(d+) = models/x.safetensors" in title
+    four = accuracy.video_title(_rendered_video(4, 60.0), "m", "m_tc")
+    assert "4 cameras, 60 frames/s interleaved, 15 each" in four
+
+
+def test_skeleton_figure_shows_every_method_that_ran_including_d_plus(tmp_path, monkeypatch):
+    import matplotlib.figure
+    res = _rendered_video(4, 60.0, frames=24)
+    for t in ("causal", "windowed"):       # stand-ins for (d+)'s outputs: the figure only draws them
+        res.outputs[f"d+/{t}"] = res.outputs[f"c/{t}"]
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    accuracy.plot([res], tmp_path / "accuracy_video.png", "title")
+    (fig,) = saved
+    panels = [ax.get_title().split(":")[0] for sub in fig.subfigs for ax in sub.axes if ax.name == "3d"]
+    assert panels == ["a", "b/causal", "c/causal", "d+/causal", "d+/windowed", "e"]
+    assert f"black {TRIANGULATED_DETECTION_TRUTH}" in fig.subfigs[1].get_suptitle()
 
 
 def test_pose2sim_video_through_the_backbone():
-    """A few frames of the real demo through MoveNet (skipped without the fetched data/weights)."""
-    video = accuracy.REPO / "data" / "pose2sim"
-    from dense_warper_ros.backbones.movenet import weights_paths
-    if not (video / "videos").is_dir() or not weights_paths("lightning")[0].exists():
-        pytest.skip("pose2sim demo or MoveNet weights not fetched (scripts/fetch_pose2sim.py, fetch_movenet.py)")
+    """A few frames of the real demo through MoveNet (fails, naming `make setup`, without them)."""
+    video = require_pose2sim(accuracy.REPO / "data" / "pose2sim")
+    require_movenet("lightning")
     cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
     cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("a", "b", "c", "e"),
                                                              video_frames=10, video_heldout_from=0))

@@ -28,6 +28,7 @@ from dense_warper_ros.backbones.simple_baseline import (
     load_simple_baseline,
 )
 from dense_warper_ros.cameras import apply_affine
+from dense_warper_ros.heatmaps import render_gaussians
 from dense_warper_ros.skeleton import COCO_TO_H36M, H36M_JOINTS
 
 J = {name: i for i, name in enumerate(H36M_JOINTS)}
@@ -132,6 +133,22 @@ def test_coco_to_h36m_heatmaps():
         assert float(ch.max()) <= float(kp[0, J[name], 2]) + 1e-6
 
 
+def test_derived_channels_are_the_packages_gaussians_scaled_by_score():
+    """Derived joints use `heatmaps.render_gaussians` (unit peak) times the joint's score; a joint
+    without a position (NaN) is an empty channel, never NaN."""
+    hm = torch.rand(2, 17, 48, 48)
+    kp = coco_to_h36m_keypoints(torch.stack([coco_example(), coco_example()]).float())
+    kp[1, J["head"], :2] = float("nan")
+    out = coco_to_h36m_heatmaps(hm, kp, sigma=1.5)
+    for name in ("pelvis", "spine", "thorax"):
+        j = J[name]
+        want = render_gaussians(kp[:, j, :2], 48, 1.5) * kp[:, j, 2, None, None]
+        torch.testing.assert_close(out[:, j], want)
+    assert torch.isfinite(out).all() and out[1, J["head"]].abs().sum() == 0
+    with pytest.raises(ValueError, match="square"):
+        coco_to_h36m_heatmaps(torch.rand(1, 17, 48, 64), kp[:1])
+
+
 # --- the wrapper, untrained weights --------------------------------------------------------------
 def test_backbone2d_shapes_and_affines():
     torch.manual_seed(0)
@@ -190,7 +207,8 @@ TINY = SimpleBaselineConfig(layers=(1, 1, 2, 1), input_size=64)
 
 def test_simple_baseline_paper_size():
     m = SimpleBaseline()
-    assert sum(p.numel() for p in m.parameters()) == pytest.approx(68.6e6, rel=0.01)   # REFERENCE.md
+    # the paper's 2D backbone: SimpleBaseline ResNet-152 (Xiao et al., ECCV 2018), 68.6 M parameters
+    assert sum(p.numel() for p in m.parameters()) == pytest.approx(68.6e6, rel=0.01)
     assert m.heatmap_size == 96
 
 

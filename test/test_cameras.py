@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from dense_warper_ros import cameras as C
+from dense_warper_ros.data.rigs import ring_rig
 
 
 from torch_threads import one_torch_thread  # noqa: E402,F401  (autouse fixture)
@@ -20,7 +21,7 @@ def _points(n=50, seed=0):
 
 @pytest.fixture(scope="module")
 def rig():
-    return C.ring_rig(4)
+    return ring_rig(4)
 
 
 def test_projection_numpy_matches_torch(rig):

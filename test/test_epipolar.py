@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from dense_warper_ros import cameras as C
+from dense_warper_ros.data.rigs import ring_rig
 from dense_warper_ros.epipolar import (EpipolarSampler, epipolar_exchange, epipolar_lines,
                                        gather_max, heatmap_fundamental, line_indices, line_samples,
                                        pixel_grid)
@@ -45,7 +46,7 @@ def _check_samples(lines_np, pts, inside, H, W):
 
 @pytest.mark.parametrize("size", [48, 64])
 def test_every_pixel_line_agrees_with_fundamental_matrix(size):
-    cams = C.ring_rig(4)
+    cams = ring_rig(4)
     P, At, A = _rig_tensors(cams, size)
     for a in range(4):
         for b in range(4):
@@ -63,7 +64,7 @@ def test_every_pixel_line_agrees_with_fundamental_matrix(size):
 
 def test_line_is_the_one_through_two_backprojected_depths():
     """The closed form equals the method's construction: back-project at 1 m and 5 m, project."""
-    cams = C.ring_rig(3)
+    cams = ring_rig(3)
     P, At, _ = _rig_tensors(cams, 32)
     grid = pixel_grid(32, 32)
     uv = C.apply_affines(C.invert_affines(At[0]), grid)
@@ -112,7 +113,7 @@ def test_vertical_and_horizontal_lines(offset, kind):
 
 
 def test_exchange_moves_peak_onto_the_epipolar_line():
-    cams = C.ring_rig(4)
+    cams = ring_rig(4)
     size, sigma = 64, 2.0
     P, At, A = _rig_tensors(cams, size)
     X = np.array([[0.35, 0.1, 1.3]])
@@ -152,7 +153,7 @@ def test_exchange_moves_peak_onto_the_epipolar_line():
 
 
 def test_static_sampler_equals_on_the_fly_and_broadcasts():
-    cams = C.ring_rig(4)
+    cams = ring_rig(4)
     size = 32
     P, At, _ = _rig_tensors(cams, size)
     cur, oth = torch.tensor([0, 1, 2, 3]), torch.tensor([3, 0, 1, 2])
@@ -173,7 +174,7 @@ def test_static_sampler_equals_on_the_fly_and_broadcasts():
 def test_exchange_max_semantics_and_gradient():
     """E is the max along the line (never below zero: the released code's zero padding), and its
     gradient flows to exactly the maximising pixel."""
-    cams = C.ring_rig(2, phase_deg=10.0)
+    cams = ring_rig(2, start_azimuth_deg=10.0)
     size = 24
     P, At, _ = _rig_tensors(cams, size)
     hm = (torch.rand(1, size, size, dtype=torch.float64) - 0.7).requires_grad_()
@@ -221,3 +222,26 @@ def test_dominant_direction_equals_the_released_union_of_both_steppings():
                 if 0 <= x < W:
                     vals.append(img[y, x])
         assert got[i].item() == pytest.approx(max(vals)), i
+
+
+def test_exchange_is_never_negative_even_where_a_line_stays_inside():
+    """A constant negative heatmap (a SimpleBaseline's background can be below 0) exchanges to
+    exactly 0 everywhere, as the released code's zero-padded sampling gives: also for the lines
+    whose every sample lies inside the heatmap, where no zero pad is read."""
+    cams = ring_rig(4)
+    size = 32
+    P, At, _ = _rig_tensors(cams, size)
+    cur, oth = torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 3, 0])
+    hm = torch.full((4, 3, size, size), -0.02, dtype=torch.float64, requires_grad=True)
+    sampler = EpipolarSampler(P[cur], At[cur], P[oth], At[oth], size)
+    wholly_inside = (sampler.index < size * size).all(-1)          # (4, HW): lines reading no pad
+    assert wholly_inside.float().mean() > 0.2, "the check needs lines that stay inside the heatmap"
+    for E in (sampler(hm), epipolar_exchange(hm, P[cur], At[cur], P[oth], At[oth])):
+        assert E.shape == hm.shape
+        torch.testing.assert_close(E, torch.zeros_like(E), rtol=0, atol=0)
+    sampler(hm).sum().backward()
+    assert hm.grad.abs().sum() == 0, "the zero wins: no gradient reaches a negative heatmap"
+    shifted = torch.rand(4, 3, size, size, dtype=torch.float64) - 0.5   # mixed signs: max(0, line max)
+    got = sampler(shifted)
+    ref = gather_max(shifted.clamp_min(0), sampler.index)
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)

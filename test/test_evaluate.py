@@ -33,6 +33,9 @@ def test_replay_of_a_synthetic_bag_matches_the_direct_figure(recording, tmp_path
     report = json.loads((tmp_path / "eval/report.json").read_text())
     assert report["frames_in"] == report["poses_out"] == len(rec.frames)
     assert abs(report["output_rate_hz"] - report["sum_camera_rate_hz"]) < 0.01 * report["sum_camera_rate_hz"]
+    # the report says what it scored against: the recording's ground truth, named in the bag
+    assert report["ground_truth"] == rec.truth_name and rec.truth_name.startswith("exact")
+    assert f"`/ground_truth/skeletons`: {rec.truth_name})" in (tmp_path / "eval/summary.md").read_text()
 
     # the same frames without a bag, scored with the benchmark's metric
     pipe = build_pipeline(num_cameras=4, timing="windowed", offline=True, device="cpu")

@@ -51,3 +51,64 @@ def test_compressed(rgb):
     with pytest.raises(ImageError) as e:
         decode_compressed(b"not an image", "jpeg")
     assert e.value.cause == "undecodable"
+
+
+@pytest.mark.parametrize("ext,params", [(".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])])
+def test_encoded_size_reads_the_header_without_decoding(ext, params):
+    from dense_warper_ros.images import encoded_size
+    img = np.zeros((37, 53, 3), np.uint8)
+    ok, buf = cv2.imencode(ext, img, params)
+    assert ok and encoded_size(buf.tobytes()) == (53, 37)
+
+
+def _huge_jpeg_header(width: int, height: int) -> bytes:
+    """A JPEG's first segments as a camera would send them: SOI, an APP0 segment, then a baseline
+    frame header declaring width x height (the rest of the stream never needs reading)."""
+    import struct
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, height, width, 3) + b"\x01\x11\x00\x02\x11\x01\x03\x11\x01"
+    return b"\xff\xd8" + app0 + sof + b"\x00" * 64
+
+
+def test_an_oversized_or_mismatched_frame_is_refused_before_decoding(monkeypatch):
+    from dense_warper_ros import images
+    calls = []
+    monkeypatch.setattr(images.cv2, "imdecode", lambda *a: calls.append(a))
+    with pytest.raises(ImageError) as e:
+        images.decode_compressed(_huge_jpeg_header(10000, 10000), "jpeg")
+    assert e.value.cause == "too_large"
+    with pytest.raises(ImageError) as e:
+        images.decode_compressed(_huge_jpeg_header(640, 480), "jpeg", expected=(320, 240))
+    assert e.value.cause == "size_mismatch" and "640x480" in str(e.value)
+    assert calls == []                                            # no pixel was decoded
+    with pytest.raises(ImageError) as e:
+        images.decode_raw(b"", height=480, width=640, encoding="rgb8", step=1920, expected=(320, 240))
+    assert e.value.cause == "size_mismatch"
+
+
+@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, b"GIF89a" + b"\x00" * 40,
+                                  b"\xff\xd8\xff\xda" + b"\x00" * 40, b"\xff\xd8\x00"])
+def test_broken_headers_are_undecodable(data):
+    with pytest.raises(ImageError) as e:
+        decode_compressed(data, "png")
+    assert e.value.cause == "undecodable"
+
+
+def test_opencv_prints_nothing_for_a_broken_png(tmp_path):
+    """The node counts and logs each bad frame itself; OpenCV's messages would repeat it."""
+    import subprocess
+    import sys
+    ok, png = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (50, 50, 3), dtype=np.uint8))
+    png = png.tobytes()
+    bad = png[:60] + bytes([png[60] ^ 0xFF]) + png[61:]        # one byte of the pixel data flipped
+    code = ("import sys; from dense_warper_ros.images import decode_compressed, ImageError\n"
+            "data = open(sys.argv[1], 'rb').read()\n"
+            "for _ in range(3):\n"
+            "    try: decode_compressed(data, 'png')\n"
+            "    except ImageError as e: print(e.cause)\n")
+    (tmp_path / "bad.png").write_bytes(bad)
+    np.testing.assert_array_equal(decode_compressed(png, "png").shape, (50, 50, 3))   # the intact one decodes
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "bad.png")], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.split() == ["undecodable"] * 3
+    assert out.stderr == ""

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from dense_warper_ros import cameras as C
+from dense_warper_ros.data.rigs import ring_rig
 from dense_warper_ros.heatmaps import default_window, render_gaussians, soft_argmax
 from dense_warper_ros.model import DenseWarper, ModelConfig
 
@@ -75,7 +76,9 @@ def test_named_configs_have_the_released_sizes():
         model = DenseWarper(paper)
     assert len(model.warps) == 12
     per_warp = sum(p.numel() for p in model.warps["0_1"].parameters())
-    assert 7.4e6 < per_warp < 8.0e6, per_warp                      # REFERENCE: ~7.9 M per warp
+    assert 7.4e6 < per_warp < 8.0e6, per_warp     # the released warp: 7.88 M at its 20 channels
+    assert (paper.deform_kernel, paper.offset_bias, paper.softargmax_window_shape) == ("full", False, "disc")
+    assert model.warps["0_1"].kernels[0].shape == (17, 17, 3, 3) and model.warps["0_1"].heads[0].bias is None
     assert model.views_supported == (4, 4) and not model.supports_views(3)
     lite = ModelConfig.named("lite")
     assert lite.time_conditioned and lite.num_views is None and lite.heatmap_size == 48
@@ -91,6 +94,16 @@ def test_named_configs_have_the_released_sizes():
     with pytest.raises(ValueError, match="fill_weight.*1.5"):
         ModelConfig(fill_weight=1.5)
     assert ModelConfig.from_dict(lite.to_dict()) == lite
+    assert (lite.deform_kernel, lite.offset_bias, lite.softargmax_window_shape) == ("depthwise", True, "square")
+    assert ModelConfig.named("lite_tc").deform_kernel == "depthwise"
+    # a stored config written before these fields existed rebuilds the model it was trained as
+    stored = {k: v for k, v in paper.to_dict().items()
+              if k not in ("deform_kernel", "offset_bias", "softargmax_window_shape")}
+    old = ModelConfig.from_dict(stored)
+    assert (old.deform_kernel, old.offset_bias, old.softargmax_window_shape) == ("depthwise", True, "square")
+    assert ModelConfig.from_dict(paper.to_dict()) == paper
+    with pytest.raises(ValueError, match="per_tap"):
+        ModelConfig.named("lite", deform_kernel="full")
 
 
 # --- a synthetic interleaved rig -------------------------------------------------------------------
@@ -103,7 +116,7 @@ def small_paper(**kw):
 def scene(cfg, V=4, B=2, times=None, seed=0, cams=None, distort=False):
     """Heatmaps of a moving skeleton seen by an interleaved ring rig: returns model inputs and truth."""
     g = np.random.default_rng(seed)
-    cams = cams or C.ring_rig(V)
+    cams = cams or ring_rig(V)
     X0 = g.normal(size=(B, 17, 3)) * 0.25 + ROOT                   # (B, J, 3)
     vel = g.normal(size=(B, 1, 3)) * 0.5                           # m/s
     if times is None:
@@ -162,7 +175,7 @@ def test_untrained_window_recovers_a_static_pose(cfg):
     assert (out.num_views == 4).all() and torch.isfinite(out.covariance).all()
     assert (out.confidence > 0.9).all()
     torch.testing.assert_close(out.uv_heatmap[:, 0, 0],
-                               soft_argmax(static["hm"][:, 0], temperature=cfg.softargmax_temperature)[0])
+                               soft_argmax(static["hm"][:, 0], **cfg.decoder)[0])
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
@@ -267,7 +280,7 @@ def test_input_errors_name_the_problem():
 def test_undistort_hook():
     cfg = ModelConfig.named("lite")
     cams = [C.Camera(K=c.K, R=c.R, t=c.t, width=1000, height=1000, dist=[-0.6, 0.2, 0, 0, 0],
-                     dist_model="plumb_bob") for c in C.ring_rig(4)]
+                     dist_model="plumb_bob") for c in ring_rig(4)]
     s = scene(cfg, cams=cams, distort=True, times=np.zeros(4))
     model = DenseWarper(cfg).eval()
     args = (s["hm"], s["P"], s["A"], s["times"], s["valid"], s["times"][:, 0])

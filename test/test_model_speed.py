@@ -4,8 +4,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-import pytest
 import torch
+
+from assets import require_shipped
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_TC = REPO / "models" / "dense_warper_lite_tc.safetensors"
@@ -19,8 +20,7 @@ def _model_speed():
 
 
 def test_inputs_carry_history_and_the_shipped_file_uses_it():
-    if not SHIPPED_TC.exists():
-        pytest.skip("no shipped lite_tc weights")
+    require_shipped(SHIPPED_TC)
     ms = _model_speed()
     model = ms.build_model(str(SHIPPED_TC), torch.device("cpu"), torch.float32)
     assert model.config.temporal_fusion                      # the file's config, not the preset's
@@ -37,8 +37,7 @@ def test_inputs_carry_history_and_the_shipped_file_uses_it():
 
 
 def test_cli_reports_a_weights_file_by_its_label(tmp_path):
-    if not SHIPPED_TC.exists():
-        pytest.skip("no shipped lite_tc weights")
+    require_shipped(SHIPPED_TC)
     ms = _model_speed()
     out = tmp_path / "speed.json"
     assert ms.main(["--configs", str(SHIPPED_TC), "--devices", "cpu", "--threads", "1", "--rounds", "1",

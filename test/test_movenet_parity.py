@@ -1,7 +1,8 @@
 """The PyTorch MoveNet port against the reference: TF.js's own pure-JS CPU backend, same files.
 
 Real photos (a Pose2Sim demo frame cropped around the person, and skimage's astronaut, public domain
-NASA), both variants. Thresholds (issue 4): heatmaps to 1e-4 relative, decoded keypoints to 0.5 px.
+NASA), both variants. Thresholds (what a faithful port must meet): heatmaps to 1e-4 relative,
+decoded keypoints to 0.5 px.
 Skips only when Node.js is absent; installs TF.js into .cache/tfjs (npm) when missing.
 """
 from __future__ import annotations

@@ -96,7 +96,8 @@ def test_node_offline_one_skeleton_per_frame_equal_to_offline_replay(recording, 
     for m, r in zip(got, ref):
         sk = m.skeletons[0]
         pts = np.array([[p.x, p.y, p.z] for p in sk.positions])
-        np.testing.assert_array_equal(pts, r.points)                    # exactly the offline result
+        # the offline result; tf2_ros, where installed, orders the transform arithmetic its own way (1e-15 m)
+        np.testing.assert_allclose(pts, r.points, atol=1e-9, rtol=0)
         assert list(sk.num_views) == r.num_views.tolist()               # the node dropped the same views
         assert m.header.frame_id == "world" and sk.format == "h36m17"
         assert len(sk.covariance) == 6 * 17 and len(sk.view_stamps) == len(sk.view_frame_ids) >= 2
@@ -158,7 +159,9 @@ def test_node_survives_bad_input_and_counts_it(recording, ros_node):
         assert spin_until(ros_node, lambda: any(_value(d, "dense_warper: inference", "buffer_late") for d in diags), 20)
         n_before_loop = len(got)
         # camera 1 stops (uncalibrated) and camera 3 never had TF; cameras 0 and 2 go on, and the
-        # bag loops: stamps jump back by more than clock_jump
+        # bag loops: stamps jump back by more than clock_jump. Cameras silent for longer than
+        # clock_jump no longer vote on the rig's clock, so 0 and 2 are then the whole rig.
+        spin_until(ros_node, lambda: False, 1.3)
         shift = 2 * 10**9
         for k in range(8, 12):
             c, s, rgb = rec.frames[k]

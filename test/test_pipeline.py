@@ -3,16 +3,16 @@ import numpy as np
 import pytest
 import torch
 
+from assets import require_movenet, require_pose2sim
 from torch_threads import one_torch_thread  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def recording():
     from dense_warper_ros.data.pose2sim_recording import pose2sim_recording
-    try:
-        return pose2sim_recording(num_frames=12, scale=0.25, with_truth=False)
-    except FileNotFoundError as e:
-        pytest.skip(f"pose2sim demo not fetched ({e}); run `make setup`")
+    require_pose2sim()
+    require_movenet("lightning")
+    return pose2sim_recording(num_frames=12, scale=0.25, with_truth=False)
 
 
 def run_pipeline(rec, model_config: str):

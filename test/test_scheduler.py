@@ -70,12 +70,42 @@ def test_live_deeper_queue_and_bad_depth():
         FrameScheduler(2, depth=0)
 
 
-def test_offline_fifo_keeps_everything_in_arrival_order_with_controls():
+def test_offline_hands_frames_out_in_stamp_order_whatever_the_arrival_order():
+    """DDS delivers different cameras' topics in any order; offline processing must not depend on it."""
+    s = FrameScheduler(3, depth=None)
+    stamps = list(range(100, 400, 10))                      # 30 frames, cameras 0, 1, 2 in turn
+    order = [k ^ 1 for k in range(len(stamps))]             # swap neighbours: every pair arrives reversed
+    order[10], order[14] = order[14], order[10]             # and one frame 4 places late
+    got = []
+    for k in order:
+        assert s.put(k % 3, stamps[k], k) == []
+        got += drain(s)
+    assert s.held > 0                                       # the newest wait for the other cameras
+    s.put(None, 0, "flush")                                 # a control releases everything before it
+    got += drain(s)
+    assert got[-1] == (None, "flush") and s.held == 0
+    assert [k for _, k in got[:-1]] == list(range(len(stamps)))
+
+
+def test_offline_holds_a_frame_until_every_camera_is_past_it_or_the_horizon():
+    s = FrameScheduler(2, depth=None, horizon_ns=1000)
+    s.put(0, 100, "a")
+    assert drain(s) == [] and s.held == 1                   # camera 1 may still send an older frame
+    s.put(0, 600, "b")
+    assert drain(s) == []
+    s.put(0, 1100, "c")                                     # camera 1 silent for the horizon: go on
+    assert drain(s) == [(0, "a")]
+    s.put(1, 1200, "d")
+    assert drain(s) == [(0, "b"), (0, "c")]
+
+
+def test_offline_restart_orders_the_looped_frames_after_the_old_ones():
     s = FrameScheduler(2, depth=None)
-    for k in range(5):
-        assert s.put(k % 2, 1000 - k, k) == []
-    s.put(None, 0, "flush")
-    assert drain(s) == [(0, 0), (1, 1), (0, 2), (1, 3), (0, 4), (None, "flush")]
+    s.put(0, 5000, "old0")
+    s.restart()                                             # the stamps jumped back
+    s.put(1, 100, "new1")
+    s.put(0, 110, "new0")
+    assert drain(s) == [(0, "old0"), (1, "new1")]
 
 
 def test_get_blocks_until_put_and_close_wakes_it():

@@ -1,4 +1,4 @@
-"""The temporal-context extension of DenseWarper (issue 6): `ModelConfig.temporal_context`,
+"""The temporal-context extension of DenseWarper: `ModelConfig.temporal_context`,
 `PreviousFrames`, the crop resampling of an earlier heatmap, training windows with earlier frames,
 the benchmark's (d+) rows; and that the faithful `lite` weights still load and give the same poses."""
 from __future__ import annotations
@@ -21,6 +21,8 @@ from dense_warper_ros.model import NAMED_CONFIGS, DenseWarper, ModelConfig, Prev
 from dense_warper_ros.train.data import DataConfig
 from dense_warper_ros.train.loop import LossConfig, OptimConfig, TrainConfig, previous_of, train
 from dense_warper_ros.train.loss import mpjpe_3d_loss
+
+from assets import require_shipped
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "dense_warper_lite.safetensors"
@@ -208,8 +210,7 @@ def test_fusion_model_starts_from_trained_weights_and_trains(tmp_path):
     at its start value, every other weight is the file's, and the poses move only where both frames
     see a joint; a few steps train the head."""
     from dense_warper_ros.warp import FUSION_START_LOGIT
-    if not STAGE3_TC.exists():
-        pytest.skip("no stage-3 lite_tc weights")
+    require_shipped(STAGE3_TC)
     from dense_warper_ros.train.loop import build_model
     data = DataConfig(train_clips=("run",), min_cameras=3, max_cameras=3, rigs_per_batch=1)
     cfg = TrainConfig(model="lite_tc", model_overrides={"temporal_fusion": True}, init=str(STAGE3_TC),
@@ -270,7 +271,7 @@ def test_training_windows_with_earlier_frames():
     uv_cur, _, _, _ = soft_argmax(b["heatmaps"])
     moved = (uv_prev - uv_cur).norm(dim=-1)[ok]
     assert moved.mean() > 0.3                                              # running: joints move
-    # history 0 draws what it always drew: same windows as before the extension
+    # history 0 draws exactly what the faithful method is trained on: no extra random draws
     a0, a1 = windows(0, seed=3), windows(0, seed=3)
     assert set(a0) == {"heatmaps", "P", "affines", "times", "valid", "poses", "target_uv", "target_visible"}
     assert torch.equal(a0["heatmaps"], a1["heatmaps"])
@@ -306,10 +307,9 @@ def test_lite_tc_save_load_round_trip(tmp_path):
 
 
 def test_shipped_lite_weights_still_load_and_match_the_reference():
-    """The faithful file (older layout) rebuilds its own config and gives the poses it gave before
-    the extension (reference computed with the code of commit 80902a1)."""
-    if not SHIPPED.exists():
-        pytest.skip("no shipped lite weights")
+    """The faithful file (an older config layout) rebuilds its own config and gives the reference
+    poses of test/data/lite_shipped_reference.json: the temporal-context code leaves it unchanged."""
+    require_shipped(SHIPPED)
     ref = json.loads(REFERENCE.read_text())
     model = DenseWarper.load(SHIPPED).eval()
     assert model.config.temporal_context == 0 and model.describe()["frames_per_view"] == 1
@@ -321,8 +321,7 @@ def test_shipped_lite_weights_still_load_and_match_the_reference():
 
 
 def test_shipped_lite_tc_weights_load():
-    if not SHIPPED_TC.exists():
-        pytest.skip("no shipped lite_tc weights")
+    require_shipped(SHIPPED_TC)
     model = DenseWarper.load(SHIPPED_TC).eval()
     assert model.config.temporal_context >= 1 and model.describe()["frames_per_view"] >= 2
     gain = model.warps["shared"].prior_gain

@@ -1,5 +1,6 @@
-"""Training (issue 6): the loss on hand-computed values, a few steps lower it, --resume is exact,
-the shipped lite weights load and are trained (not the identity start)."""
+"""Training: the loss on hand-computed values, a few steps lower it, --resume is exact, batches from
+DataLoader workers are reproducible, checkpoints keep every RNG state, the shipped lite weights load
+and are trained (not the identity start)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,9 +13,11 @@ import torch
 from dense_warper_ros.data.rigs import read_yaml
 from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.model import DenseWarper
-from dense_warper_ros.train.data import DataConfig, load_clips, training_batches
+from dense_warper_ros.train.data import (DataConfig, batch_loader, batch_rng, load_clips, training_batch,
+                                         training_batches)
 from dense_warper_ros.train.loop import (LossConfig, OptimConfig, TrainConfig, build_model,
-                                         config_from_mapping, step_losses, train)
+                                         config_from_mapping, load_checkpoint, save_checkpoint, step_losses,
+                                         train)
 from dense_warper_ros.train.loss import barron_rho, mpjpe_3d_loss, robust_2d_loss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +103,100 @@ def test_resume_gives_the_exact_same_next_step(tmp_path):
     assert (tmp_path / "a" / "config.yaml").exists()
 
 
+def _same_batches(a: list[dict], b: list[dict]) -> bool:
+    return len(a) == len(b) and all(x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+                                    for x, y in zip(a, b))
+
+
+def test_loader_batches_depend_on_the_seed_only_not_on_the_worker_count():
+    """Batch k comes from its own generator (seed, k): one worker, two workers, a loader started at
+    batch 2 (a resumed run) and the batches made in this process agree; another seed differs."""
+    cfg = _tiny_config().data
+    clips = load_clips(cfg.train_clips)
+
+    def first(n: int, **kw) -> list[dict]:
+        it = batch_loader(cfg, clips, 2, history=1, **kw)
+        return [next(it) for _ in range(n)]
+    here = [training_batch(cfg, clips, 2, batch_rng(7, k), history=1) for k in range(4)]
+    assert _same_batches(first(4, seed=7, workers=1), here)
+    assert _same_batches(first(4, seed=7, workers=2), here)
+    assert _same_batches(first(2, seed=7, workers=2, start=2), here[2:])
+    assert not torch.equal(first(1, seed=8, workers=1)[0]["heatmaps"], here[0]["heatmaps"])
+    assert "prev_heatmaps" in here[0]                                  # history reaches the workers
+    with pytest.raises(ValueError, match="workers >= 1"):
+        batch_loader(cfg, clips, 2, seed=7, workers=0)
+
+
+def test_in_process_batches_are_the_runs_one_generator():
+    """workers 0: batches are drawn one after the other from the run's generator, as always."""
+    cfg = _tiny_config().data
+    clips = load_clips(cfg.train_clips)
+    rng = np.random.default_rng(3)
+    stream = training_batches(cfg, clips, 2, np.random.default_rng(3))
+    assert _same_batches([next(stream) for _ in range(2)], [training_batch(cfg, clips, 2, rng) for _ in range(2)])
+
+
+def test_training_with_loader_workers_resumes_exactly_and_ignores_the_worker_count(tmp_path):
+    quiet = dict(progress=False, validation=False, log=lambda s: None)
+    cfg = dataclasses.replace(_tiny_config(steps=3), workers=2)
+    train(cfg, tmp_path / "a", stop_after=2, **quiet)
+    train(cfg, tmp_path / "a", resume=True, **quiet)
+    train(cfg, tmp_path / "b", **quiet)
+    train(dataclasses.replace(cfg, workers=1), tmp_path / "c", **quiet)
+    runs = [DenseWarper.load(tmp_path / r / "model.safetensors").state_dict() for r in "abc"]
+    for k in runs[0]:
+        assert torch.equal(runs[0][k], runs[1][k]) and torch.equal(runs[0][k], runs[2][k]), k
+    assert torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)["loader_batches"] == 3
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        dataclasses.replace(cfg, workers=-1)
+
+
+def _draws(rng: np.random.Generator) -> tuple:
+    import random
+    return rng.random(), torch.rand(1).item(), random.random()
+
+
+def test_checkpoint_round_trips_every_rng_state(tmp_path, monkeypatch):
+    """numpy, torch and Python RNGs come back as saved; so do the CUDA devices' states, faked here
+    on a machine without CUDA (the CUDA run below checks the real ones)."""
+    import random
+    cuda_states = [torch.arange(16, dtype=torch.uint8), torch.arange(16, 32, dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in cuda_states])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.extend(states))
+    model = build_model(_tiny_config())
+    opt = torch.optim.Adam(model.parameters())
+    rng = np.random.default_rng(11)
+    torch.manual_seed(11)
+    random.seed(11)
+    save_checkpoint(tmp_path / "ckpt.pt", model, opt, 5, rng, 1.5, [{"step": 5}], loader_batches=4)
+    want = _draws(rng)
+    other = np.random.default_rng(99)
+    step, best, history, used = load_checkpoint(tmp_path / "ckpt.pt", model, opt, other)
+    assert (step, best, history, used) == (5, 1.5, [{"step": 5}], 4)
+    assert _draws(other) == want
+    assert len(restored) == 2 and all(torch.equal(a, b) for a, b in zip(restored, cuda_states))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)        # a CPU-only resume: no CUDA state
+    restored.clear()
+    load_checkpoint(tmp_path / "ckpt.pt", model, opt, other)
+    assert not restored
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the device tool's GPU machine)")
+def test_checkpoint_restores_the_cuda_rng(tmp_path):
+    model = build_model(_tiny_config())
+    opt = torch.optim.Adam(model.parameters())
+    rng = np.random.default_rng(0)
+    torch.cuda.manual_seed_all(5)
+    save_checkpoint(tmp_path / "ckpt.pt", model, opt, 1, rng, 0.0, [])
+    want = torch.rand(4, device="cuda")
+    torch.cuda.manual_seed_all(6)
+    load_checkpoint(tmp_path / "ckpt.pt", model, opt, rng)
+    assert torch.equal(torch.rand(4, device="cuda"), want)
+
+
 def test_a_failed_checkpoint_write_names_the_file_and_keeps_the_last_one(tmp_path, file_size_limit):
     """A full disk mid-write (here a file-size limit, which fails the write the same way): a clear
     OSError naming the checkpoint, no half-written file, and the previous checkpoint still resumes."""
@@ -120,7 +217,9 @@ def test_paper_recipe_takes_a_step(tmp_path):
     """The paper-sized recipe (a GPU run) builds its model and trains; here one CPU step of one window."""
     cfg = config_from_mapping(read_yaml(REPO / "config" / "train" / "paper.yaml"))
     assert cfg.model == "paper" and cfg.device == "cuda" and cfg.data.heatmap_size == 96
-    cfg = dataclasses.replace(cfg, device="cpu", threads=2, optim=dataclasses.replace(cfg.optim, steps=1, batch_size=1))
+    assert cfg.workers > 0                                               # a GPU run is fed by loader workers
+    cfg = dataclasses.replace(cfg, device="cpu", threads=2, workers=1,
+                              optim=dataclasses.replace(cfg.optim, steps=1, batch_size=1))
     res = train(cfg, tmp_path, progress=False, validation=False, log=lambda s: None)
     model = DenseWarper.load(tmp_path / "model.safetensors")
     assert res["step"] == 1 and model.config.name == "paper" and not model.time_conditioned

@@ -1,7 +1,7 @@
-"""Fine-tuning on the real pose2sim video (issue 6): windows cut from the synchronised recording are
+"""Fine-tuning on the real pose2sim video: windows cut from the synchronised recording are
 interleaved as the benchmark's, stay inside their frame range, carry targets that land on the
-backbone's own detections, and a training run mixes them in. Skipped without the fetched demo and
-MoveNet weights (`make setup` fetches both)."""
+backbone's own detections, and a training run mixes them in. Without the fetched demo or MoveNet
+weights the tests fail, naming the command that fetches them (`make setup`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from dense_warper_ros.data.pose2sim import default_root
-from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
+from dense_warper_ros.data.video import load_pose2sim_bank, triangulated_detection_truth
 from dense_warper_ros.heatmaps import soft_argmax
 from dense_warper_ros.model import DenseWarper, ModelConfig
 from dense_warper_ros.train.loop import TrainConfig, repo_path, train
 from dense_warper_ros.train.video import VideoWindows
+
+from assets import require_movenet, require_pose2sim
 
 FRAMES = 10                     # the first frames only: MoveNet on 40 images, cached for the session
 VIDEO = default_root()
@@ -23,9 +25,8 @@ VIDEO = default_root()
 
 @pytest.fixture(scope="module")
 def bank():
-    from dense_warper_ros.backbones.movenet import weights_paths
-    if not (VIDEO / "videos").is_dir() or not weights_paths("lightning")[0].exists():
-        pytest.skip("pose2sim demo or MoveNet weights not fetched (scripts/fetch_pose2sim.py, fetch_movenet.py)")
+    require_pose2sim(VIDEO)
+    require_movenet("lightning")
     torch.set_num_threads(1)
     return load_pose2sim_bank(VIDEO, heatmap_size=48, frames=FRAMES,
                               decoder=ModelConfig.named("lite_tc").decoder, log=lambda s: None)[1]
@@ -41,7 +42,7 @@ def test_windows_are_interleaved_inside_their_frames(bank):
     frame = np.round(b["times"].numpy() / dt).astype(int) + 4          # the only start frame is 4
     np.testing.assert_array_equal(frame, np.tile(np.arange(4, 8), (3, 1)))   # camera v at frame 4 + v
     np.testing.assert_allclose(b["times"] - b["prev_times"][..., 0], 4 * dt, atol=1e-5)   # one camera period
-    pgt = pseudo_ground_truth(bank)
+    pgt = triangulated_detection_truth(bank)
     np.testing.assert_allclose(b["poses"][0].numpy(), pgt.poses[4:8], atol=1e-5)
     with pytest.raises(ValueError, match="no window"):
         VideoWindows(bank, (0, 7), history=1)
@@ -83,9 +84,9 @@ def test_residual_filter_keeps_only_joints_every_view_agrees_on(bank):
     """A single-person detector may follow different people in different views (data/pose2sim_multi):
     `max_residual_px` keeps the joints whose triangulation reprojects within it in every view that
     detected them."""
-    loose = pseudo_ground_truth(bank)
-    np.testing.assert_array_equal(pseudo_ground_truth(bank, max_residual_px=1e6).reliable, loose.reliable)
-    tight = pseudo_ground_truth(bank, max_residual_px=15.0)
+    loose = triangulated_detection_truth(bank)
+    np.testing.assert_array_equal(triangulated_detection_truth(bank, max_residual_px=1e6).reliable, loose.reliable)
+    tight = triangulated_detection_truth(bank, max_residual_px=15.0)
     assert (tight.reliable <= loose.reliable).all() and 0 < tight.reliable.sum() < loose.reliable.sum()
     for c, cam in enumerate(bank.cameras):
         slots = tight.grid[:, c]

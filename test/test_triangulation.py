@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from dense_warper_ros import cameras as C
+from dense_warper_ros.data.rigs import ring_rig
 from dense_warper_ros.triangulation import (projection_jacobians, reject_outlier_views, triangulate_dlt,
                                             triangulate_moving, triangulate_with_uncertainty)
 
@@ -12,7 +13,7 @@ from torch_threads import one_torch_thread  # noqa: E402,F401  (autouse fixture)
 
 @pytest.fixture(scope="module")
 def scene():
-    cams = C.ring_rig(4)
+    cams = ring_rig(4, radius_m=4.5, focal_px=1150.0)   # the scene the noise tolerances below fit
     P = C.projection_matrices(cams, dtype=torch.float64)             # (V, 3, 4)
     g = torch.Generator().manual_seed(0)
     centre = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)

@@ -53,7 +53,8 @@ def deform_conv_loop(x, offset, weight, pad, dil):
 
 
 CASES = [  # (Cin, Cout, weight groups, offset groups, padding, dilation)
-    (3, 3, 3, 3, 1, 1),      # the warp's case: depthwise, one offset field per channel
+    (3, 3, 3, 3, 1, 1),      # the lite warp's case: depthwise, one offset field per channel
+    (3, 3, 1, 3, 2, 2),      # the paper warp's case: a full kernel, one offset field per channel
     (4, 2, 1, 2, 2, 2),      # full conv, shared offset groups, dilation 2
     (4, 4, 2, 1, 0, 1),      # grouped conv, no padding (smaller output)
 ]
@@ -128,6 +129,7 @@ def test_offset_sign_moves_a_peak():
 WARPS = [
     dict(offset_mode="per_tap", trunk_stride=1, time_inputs=0),
     dict(offset_mode="per_channel", trunk_stride=2, time_inputs=2, kernel_dilations=(1, 1)),
+    dict(offset_mode="per_tap", trunk_stride=1, time_inputs=0, deform_kernel="full", offset_bias=False),
 ]
 
 
@@ -185,6 +187,11 @@ def test_time_conditioned_warp_needs_dt():
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="'diagonal'"):
         W.TemporalWarp(num_joints=2, channels=4, num_blocks=1, offset_dilations=(1,), offset_mode="diagonal")
+    with pytest.raises(ValueError, match="'mixed'"):
+        W.TemporalWarp(num_joints=2, channels=4, num_blocks=1, offset_dilations=(1,), deform_kernel="mixed")
+    with pytest.raises(ValueError, match="per_tap"):
+        W.TemporalWarp(num_joints=2, channels=4, num_blocks=1, offset_dilations=(1,),
+                       offset_mode="per_channel", deform_kernel="full")
     with pytest.raises(ValueError, match="offset has 10 channels"):
         W.deform_conv2d_grid_sample(torch.zeros(1, 2, 4, 4), torch.zeros(1, 10, 4, 4),
                                     torch.zeros(2, 1, 3, 3), padding=1)
@@ -207,3 +214,33 @@ def test_merged_heads_equal_head_by_head():
             ref = ref + W.shared_offset_deform_conv(x, off, kernel)
         torch.testing.assert_close(got, ref / 2, rtol=1e-5, atol=1e-6)
         assert not torch.allclose(got, x, atol=1e-3)
+
+
+def test_full_kernels_mix_joint_channels_as_released():
+    """deform_kernel="full": per head one (J, J, 3, 3) kernel, J offset groups (one per joint), and
+    offset heads without bias: the released layout. Each output channel sums every joint channel,
+    each sampled at its own group's offsets (the per-tap loop as reference)."""
+    warp = _warp(**WARPS[2]).eval().double()
+    assert all(k.shape == (5, 5, 3, 3) for k in warp.kernels)
+    assert all(h.bias is None and h.weight.shape == (2 * 9 * 5, 8, 3, 3) for h in warp.heads)
+    depthwise = _warp(**WARPS[0])
+    assert all(k.shape == (5, 1, 3, 3) for k in depthwise.kernels)
+    assert all(h.bias is not None for h in depthwise.heads)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in warp.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+        x = torch.rand(1, 5, 7, 6, generator=g, dtype=torch.float64)
+        d = torch.randn(1, 5, 7, 6, generator=g, dtype=torch.float64)
+        got = warp(x, d)
+        feat = warp.trunk(d)
+        ref = sum(deform_conv_loop(x, head(feat), kernel, dil, dil)
+                  for head, kernel, dil in zip(warp.heads, warp.kernels, (1, 3))) / 2
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+        bumped = x.clone()
+        bumped[:, 3] += 1.0
+        changed = (warp(bumped, d) - got).abs().amax(dim=(0, 2, 3))   # (J,) per output channel
+        assert (changed > 1e-3).all(), "every output channel reads joint channel 3"
+        plain = _warp(**WARPS[0]).eval().double()                  # untrained depthwise: identity
+        moved = (plain(bumped, d) - x).abs().amax(dim=(0, 2, 3))
+        assert (moved > 1e-3).tolist() == [False, False, False, True, False], "channels kept apart"

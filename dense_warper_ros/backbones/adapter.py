@@ -28,7 +28,7 @@ Heatmaps live in the pixels of the image as captured (distorted); undistort deco
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +37,10 @@ import numpy as np
 import torch
 
 from ..cameras import affine_to_3x3, apply_affine, crop_affine, invert_affine
+from ..heatmaps import render_gaussians
 from ..skeleton import COCO_TO_H36M, NUM_JOINTS
 from .movenet import MoveNet, load_movenet
+from .onnx_runtime import INFERENCE_CHOICES, movenet_runner
 from .simple_baseline import SimpleBaseline
 
 # COCO indices used by the derived joints.
@@ -174,25 +176,18 @@ def coco_to_h36m_keypoints(coco: torch.Tensor) -> torch.Tensor:
     return torch.stack(joints, dim=-2)
 
 
-def render_gaussians(points: torch.Tensor, height: int, width: int, sigma: float) -> torch.Tensor:
-    """(B, K, 3) points (x, y in cells, peak) -> (B, K, h, w) Gaussians exp(-d^2 / 2 sigma^2) x peak."""
-    ys = torch.arange(height, dtype=points.dtype, device=points.device)
-    xs = torch.arange(width, dtype=points.dtype, device=points.device)
-    dx2 = (xs[None, None, None, :] - points[..., 0, None, None]) ** 2   # (B, K, 1, w)
-    dy2 = (ys[None, None, :, None] - points[..., 1, None, None]) ** 2   # (B, K, h, 1)
-    return points[..., 2, None, None] * torch.exp(-(dx2 + dy2) / (2 * sigma ** 2))
-
-
 def coco_to_h36m_heatmaps(heatmaps: torch.Tensor, h36m_cells: torch.Tensor, *,
                           sigma: float = 1.5) -> torch.Tensor:
-    """(B, 17, h, w) COCO heatmaps + (B, 17, 3) H36M keypoints in heatmap cells -> (B, 17, h, w)
-    H36M heatmaps: direct joints copied, derived joints rendered as Gaussians (module doc)."""
+    """(B, 17, h, h) COCO heatmaps + (B, 17, 3) H36M keypoints in heatmap cells (x, y, score) ->
+    (B, 17, h, h) H36M heatmaps: direct joints copied, derived joints rendered as Gaussians
+    (`heatmaps.render_gaussians`) with the score as the peak (module doc)."""
     B, J, h, w = heatmaps.shape
-    if J != 17 or h36m_cells.shape != (B, NUM_JOINTS, 3):
-        raise ValueError(f"expected (B, 17, h, w) and (B, 17, 3), got {tuple(heatmaps.shape)} and "
+    if J != 17 or h != w or h36m_cells.shape != (B, NUM_JOINTS, 3):
+        raise ValueError(f"expected square (B, 17, h, h) and (B, 17, 3), got {tuple(heatmaps.shape)} and "
                          f"{tuple(h36m_cells.shape)}")
     derived = sorted(H36M_DERIVED.values())
-    rendered = render_gaussians(h36m_cells[:, derived], h, w, sigma)   # (B, 4, h, w)
+    cells = h36m_cells[:, derived]                                     # (B, 4, 3): x, y cells + score
+    rendered = render_gaussians(cells[..., :2], h, sigma) * cells[..., 2, None, None]   # (B, 4, h, w)
     channels = []
     for j in range(NUM_JOINTS):
         if j in COCO_TO_H36M:
@@ -221,25 +216,47 @@ class Backbone2D:
 
     `Backbone2D.movenet("thunder")` (default, pretrained, from models/) or
     `Backbone2D.simple_baseline(checkpoint)` (the paper's ResNet-152, a user's H36M weights).
+
+    `runner` (optional) runs the network in place of `model` during inference, with the module's
+    call signature (e.g. `onnx_runtime.OrtMoveNet`); `model` still supplies sizes, the heatmap affine
+    and decoding, and runs whenever gradients are on, so training stays differentiable.
     """
 
     def __init__(self, model: MoveNet | SimpleBaseline, *, derived_sigma: float = 1.5,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = None,
+                 runner: Callable[[torch.Tensor], object] | None = None, inference: str = "torch") -> None:
         if not isinstance(model, (MoveNet, SimpleBaseline)):
             raise TypeError(f"model must be MoveNet or SimpleBaseline, got {type(model).__name__}")
         self.model = model if device is None else model.to(device)
         self.model.eval()
         self.derived_sigma = float(derived_sigma)
+        self.runner = runner
+        # what runs the network, for logs: "torch", "torch (auto: <why not onnxruntime>)",
+        # "onnxruntime (CPUExecutionProvider, 1 thread(s))"
+        self.inference = inference
 
     @classmethod
     def movenet(cls, variant: str = "thunder", *, models_dir: str | Path | None = None,
-                device: str | torch.device = "cpu", **kw) -> Backbone2D:
-        return cls(load_movenet(variant, models_dir=None if models_dir is None else Path(models_dir),
-                                device=device), **kw)
+                device: str | torch.device = "cpu", inference: str = "torch", cpu_threads: int = 1,
+                **kw) -> Backbone2D:
+        """`inference`: torch | onnxruntime | auto (`onnx_runtime.movenet_runner`); `cpu_threads`:
+        ONNX Runtime's intra-op threads on the CPU (0 = its default; torch's are set process-wide)."""
+        d = None if models_dir is None else Path(models_dir)
+        model = load_movenet(variant, models_dir=d, device=device)
+        runner, what = movenet_runner(inference, variant=variant, device=torch.device(device),
+                                      threads=cpu_threads, models_dir=d)
+        return cls(model, runner=runner, inference=what, **kw)
 
     @classmethod
     def simple_baseline(cls, checkpoint: str | Path, *, device: str | torch.device = "cpu",
-                        **kw) -> Backbone2D:
+                        inference: str = "torch", **kw) -> Backbone2D:
+        """torch only: a user's checkpoint has no exported ONNX file (`auto` runs torch)."""
+        if inference not in INFERENCE_CHOICES:
+            raise ValueError(f"inference must be one of {INFERENCE_CHOICES}, got {inference!r}")
+        if inference == "onnxruntime":
+            raise ValueError("inference 'onnxruntime' runs the MoveNet backbones only (their ONNX files come "
+                             "from `make setup`); backbone simple_baseline runs with torch: set inference to "
+                             "'auto' or 'torch'")
         from .simple_baseline import load_simple_baseline
         return cls(load_simple_baseline(checkpoint, device=device), **kw)
 
@@ -294,6 +311,13 @@ class Backbone2D:
         with torch.inference_mode():
             return self.forward_inputs(self.prepare(images, A_in), A_in)
 
+    def network(self, inputs: torch.Tensor):
+        """The network on prepared inputs (B, 3, S, S): the runner when one is set and gradients are
+        off, else the torch module (MoveNetOutput, or (B, J, h, w) heatmaps for SimpleBaseline)."""
+        if self.runner is not None and not torch.is_grad_enabled():
+            return self.runner(inputs)
+        return self.model(inputs)
+
     def forward_inputs(self, inputs: torch.Tensor, input_affines: np.ndarray) -> Backbone2DOutput:
         """Network + decoding on prepared inputs (B, 3, S, S); differentiable outside inference_mode."""
         A_hm = np.einsum("ij,bjk->bik", affine_to_3x3(self.model.heatmap_from_input),
@@ -301,13 +325,13 @@ class Backbone2D:
         A_inv = torch.as_tensor(np.stack([invert_affine(A) for A in A_hm]),
                                 dtype=inputs.dtype, device=inputs.device)       # (B, 2, 3)
         if isinstance(self.model, MoveNet):
-            out = self.model(inputs)
+            out = self.network(inputs)
             coco_cells = self.model.decode(out)                                  # (B, 17, 3)
             h36m_cells = coco_to_h36m_keypoints(coco_cells)
             heatmaps = coco_to_h36m_heatmaps(out.heatmaps, h36m_cells, sigma=self.derived_sigma)
             coco_img = _to_image(coco_cells, A_inv)
         else:
-            heatmaps = self.model(inputs)
+            heatmaps = self.network(inputs)
             h36m_cells = self.model.decode(heatmaps)
             coco_img = None
         kp = _to_image(h36m_cells, A_inv)

@@ -28,7 +28,6 @@ Decoding (`decode`) is the graph's own, step for step (see the method docstring)
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -39,6 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..provenance import file_sha256 as sha256_file  # noqa: F401  (the name backbone modules import)
 
 NUM_KEYPOINTS = 17
 VARIANTS = ("thunder", "lightning")
@@ -469,14 +470,6 @@ def weights_paths(variant: str, models_dir: Path | None = None) -> tuple[Path, P
         raise ValueError(f"unknown MoveNet variant {variant!r}, expected one of {VARIANTS}")
     d = Path(models_dir) if models_dir is not None else default_models_dir()
     return d / f"movenet_{variant}.safetensors", d / f"movenet_{variant}.json"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 FORMAT = "dense_warper_ros.movenet/2"

@@ -14,15 +14,15 @@ continuous time (stationary probability, mean episode length). Pixel values are 
 `reference_px` wide and scale with the camera's width. Defaults: 3 px (time-correlated) and 2 px
 (bias) per axis, about 5 px RMS in total at 1000 px, close to a good 2D detector.
 
-Heatmaps follow the method's crop (REFERENCE.md): a 2 m box around the root projected into the
-image at the root's depth (`cameras.root_crop_affine`), resampled to `size` x `size`; the crop
-affine (image -> heatmap px) travels with the heatmaps. Unit-peak Gaussians are rendered with
-`heatmaps.render_gaussians`; a missed or out-of-image joint is an all-zero channel.
+Heatmaps follow the method's crop (`cameras.root_crop_affine`): a 2 m box around the root projected
+into the image at the root's depth, resampled to `size` x `size`; the crop affine (image -> heatmap
+px) travels with the heatmaps. Unit-peak Gaussians are rendered with `heatmaps.render_gaussians`; a
+missed or out-of-image joint is an all-zero channel.
 
 Two consumers:
 - the benchmark: an `EvidenceBank` holds every capture slot any method may use, so all methods see
   the very same noise draws (same slot -> same heatmap);
-- training (issue 6): `synthetic_windows` yields batches of interleaved windows as tensors.
+- training: `synthetic_windows` yields batches of interleaved windows as tensors.
 """
 from __future__ import annotations
 
@@ -304,7 +304,7 @@ def synthetic_bank(cameras: Sequence[Camera], camera: np.ndarray, nominal: np.nd
     return EvidenceBank(list(cameras), camera, nominal, time, obs.affines, render, uv, conf, gt, obs)
 
 
-# --- training windows (issue 6) --------------------------------------------------------------
+# --- training windows -------------------------------------------------------------------------
 def synthetic_windows(*, clips: Sequence[MotionClip], rigs: Sequence[Sequence[Camera]],
                       schedule: ScheduleConfig, noise: NoiseConfig, heatmap: HeatmapConfig,
                       batch_size: int, rng: np.random.Generator,

@@ -3,6 +3,7 @@ optional 3D ground truth. The bag writer, the DDS rig publisher of the tests and
 the evaluation all take this one type."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import cv2
@@ -19,6 +20,8 @@ class Recording:
     world_frame: str = "world"
     ground_truth: list[tuple[int, np.ndarray]] = field(default_factory=list)   # (stamp ns, (J, 3) m)
     source: str = ""
+    truth_name: str = ""                           # what `ground_truth` is (exact, or which pseudo
+                                                   # ground truth); bags and reports carry it
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.cameras):
@@ -52,4 +55,4 @@ class Recording:
                                dist=c.dist, dist_model=c.dist_model, name=c.name))
         frames = [(k, s, cv2.resize(img, (cams[k].width, cams[k].height), interpolation=cv2.INTER_AREA))
                   for k, s, img in self.frames]
-        return Recording(self.names, cams, frames, self.world_frame, self.ground_truth, self.source)
+        return dataclasses.replace(self, cameras=cams, frames=frames)

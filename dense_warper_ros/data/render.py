@@ -2,7 +2,8 @@
 
 For image-level plumbing tests (the image -> heatmap -> 3D path, ROS image topics): geometry is
 exact (the camera's K, R, t become OpenGL matrices), but the faceless mannequin is not a person to a
-2D detector, so do not score a 2D model on these images (ENVIRONMENT.md).
+2D detector trained on photos, so do not score a 2D model on these images: its errors there say
+nothing about real people.
 
 The humanoid is posed at a key frame of a clip, placed as `motion.load_clip` places it (Z-up world,
 optionally centred), so the rendered body and `MotionClip.key_joints` coincide.

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
-from dense_warper_ros.cameras import Camera
+from dense_warper_ros.cameras import Camera, centred_intrinsics, look_at_camera, look_at_rotation
 
 T = typing.TypeVar("T")
 
@@ -132,26 +132,6 @@ class RigConfig:
 H36M_LIKE = RigConfig()   # 4 cameras at 90 deg, 5 m away, 1.6 m high, f = 1145 px, 1000 x 1000
 
 
-def look_at_rotation(centre, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """R_cam_from_world of a camera at `centre` looking at `target`, image x to the right and
-    y down (OpenCV optical frame), with the world `up` pointing up in the image."""
-    centre, target, up = (np.asarray(v, dtype=np.float64) for v in (centre, target, up))
-    z = target - centre
-    if np.linalg.norm(z) < 1e-9:
-        raise ValueError(f"camera centre {centre.tolist()} coincides with its look-at point")
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-9:
-        raise ValueError(f"camera at {centre.tolist()} looks along the up axis; look_at is ill-defined")
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    return np.stack([x, y, z])
-
-
-def _intrinsics(focal_px: float, width: int, height: int) -> np.ndarray:
-    return np.array([[focal_px, 0.0, (width - 1) / 2], [0.0, focal_px, (height - 1) / 2], [0.0, 0.0, 1.0]])
-
-
 def _explicit_camera(spec: Mapping[str, Any], index: int) -> Camera:
     spec = dict(spec)
     name = str(spec.pop("name", f"cam{index}"))
@@ -160,7 +140,7 @@ def _explicit_camera(spec: Mapping[str, Any], index: int) -> Camera:
         K = np.asarray(spec.pop("K"), dtype=np.float64)
         spec.pop("focal_px", None)
     elif "focal_px" in spec:
-        K = _intrinsics(float(spec.pop("focal_px")), width, height)
+        K = centred_intrinsics(float(spec.pop("focal_px")), width, height)
     else:
         raise ValueError(f"camera {name!r}: give K or focal_px")
     if "R" in spec and "t" in spec:
@@ -187,14 +167,19 @@ def make_rig(cfg: RigConfig = H36M_LIKE) -> list[Camera]:
         return cams
     step = cfg.arc_deg / cfg.num_cameras if cfg.arc_deg >= 360 else cfg.arc_deg / (cfg.num_cameras - 1)
     target = np.array([0.0, 0.0, cfg.target_height_m])
-    K = _intrinsics(cfg.focal_px, cfg.width, cfg.height)
     cams = []
     for c in range(cfg.num_cameras):
         az = np.deg2rad(cfg.start_azimuth_deg + c * step)
         centre = np.array([cfg.radius_m * np.cos(az), cfg.radius_m * np.sin(az), cfg.height_m])
-        cams.append(Camera.from_centre(K=K, R=look_at_rotation(centre, target), centre=centre,
-                                       width=cfg.width, height=cfg.height, name=f"cam{c}"))
+        cams.append(look_at_camera(position=centre, target=target, focal_px=cfg.focal_px, width=cfg.width,
+                                   height=cfg.height, name=f"cam{c}"))
     return cams
+
+
+def ring_rig(num_cameras: int = 4, **fields: Any) -> list[Camera]:
+    """The default ring (`H36M_LIKE`) with `num_cameras` cameras and any other `RigConfig` field
+    changed, e.g. `ring_rig(2, start_azimuth_deg=10.0)`: one set of defaults for every ring."""
+    return make_rig(dataclasses.replace(H36M_LIKE, num_cameras=num_cameras, **fields))
 
 
 def rig_from_dict(data: Mapping[str, Any] | None) -> RigConfig:

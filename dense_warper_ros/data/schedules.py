@@ -1,9 +1,10 @@
 """Capture schedules: when each camera of a rig takes a frame.
 
-The method's premise (REFERENCE.md) is an *interleaved* rig: N cameras at an aggregate rate R, camera
-c triggered at `offset_c + k / rate_c`, by default `rate_c = R / N` and `offset_c = c / R`, so the
-union of all frames is one frame every 1/R s and each camera runs at R/N. Any per-camera rates and
-phase offsets can be given (free-running, unsynchronised cameras have arbitrary phases).
+DenseWarper's premise (sparse interleaved input) is an *interleaved* rig: N cameras at an aggregate
+rate R, camera c triggered at `offset_c + k / rate_c`, by default `rate_c = R / N` and
+`offset_c = c / R`, so the union of all frames is one frame every 1/R s and each camera runs at
+R/N. Any per-camera rates and phase offsets can be given (free-running, unsynchronised cameras have
+arbitrary phases).
 
 Imperfections are per capture slot (camera, nominal time): Gaussian jitter of the real capture time
 (the stamp carries the real time) and dropped frames. They are drawn from a counter-based hash of

@@ -30,4 +30,5 @@ def synthetic_recording(clip: str = "walk", *, rig: RigConfig = H36M_LIKE, num_f
             truth.append((stamp, motion.key_joints[k]))
     return Recording(names=[f"cam{c}" for c in range(len(cams))], cameras=cams, frames=frames,
                      ground_truth=truth, source=f"pybullet DeepMimic {clip!r}, key frames "
-                     f"{first_frame}..{first_frame + num_frames - 1}, {'dense' if dense else 'interleaved'}")
+                     f"{first_frame}..{first_frame + num_frames - 1}, {'dense' if dense else 'interleaved'}",
+                     truth_name="exact (the clip's motion-capture joints)")

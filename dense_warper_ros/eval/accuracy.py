@@ -1,6 +1,7 @@
 """The accuracy benchmark: does DenseWarper beat the alternatives at the same camera budget?
 
-Methods (REFERENCE.md, "Evaluation protocol"; `eval.baselines` for (a), (b), (c), (e)):
+Methods (the paper's evaluation protocol: every method at the same camera budget, scored at the
+same instants; `eval.baselines` for (a), (b), (c), (e)):
   (a) dense synchronised capture at 1/N of the instants + interpolation (root linear, bones slerp):
       the paper's baseline protocol; windowed by nature (it needs the next synchronised instant);
   (b) naive interleaved: the latest (causal) / nearest (windowed) frame of every camera triangulated
@@ -8,7 +9,7 @@ Methods (REFERENCE.md, "Evaluation protocol"; `eval.baselines` for (a), (b), (c)
   (c) interleaved + per-view constant-velocity motion of the 2D points to the target instant;
   (d) DenseWarper on the interleaved frames (`model.DenseWarper.pose_at`), with the given weights,
       or untrained identity warps when there are none (the table says which);
-  (d+) the temporal-context extension of (d) (issue 6, not in the paper): the warp also reads each
+  (d+) the temporal-context extension of (d) (not in the paper; the shipped model): the warp also reads each
       view's previous frame(s) (`--weights-tc`, default models/dense_warper_lite_tc.safetensors).
       Windowed, it takes the frames (c) takes: per view the first frame after the target within
       the window (else the newest before it) plus the frame(s) before that, so the view's history
@@ -28,8 +29,10 @@ same ground truth, from the very same 2D evidence (one `EvidenceBank` per sequen
 gives every method the same heatmap and noise draw).
 
 Data: the held-out DeepMimic clips (`data.motion.TEST_CLIPS`) with synthetic detector evidence
-(rig, schedule, noise from YAML), and the real pose2sim video when it is present (pseudo ground
-truth: dense 4-view triangulation of the backbone's detections; plus held-out-view reprojection).
+(rig, schedule, noise from YAML) against their exact motion capture, and the real pose2sim video
+when it is present, against the pseudo ground truth `data.video.triangulated_detection_truth`
+(every camera's backbone detections at every frame, triangulated; tables name it), plus
+held-out-view reprojection.
 
 Usage:  python -m dense_warper_ros.eval.accuracy [--config config/bench/default.yaml] [--quick]
         [--weights models/dense_warper_lite.safetensors | --untrained]
@@ -37,7 +40,9 @@ Usage:  python -m dense_warper_ros.eval.accuracy [--config config/bench/default.
         [--outlier-threshold 2.5]   (robust triangulation for every method; config/bench/robust.yaml)
         [--oracle 4]                (the oracle row (o), 4 frames per view)
         [--methods b c s d+]        (run only these methods)
-Prints markdown tables, writes <out>/accuracy.json and <out>/accuracy.png.
+Prints markdown tables, writes <out>/accuracy.json and <out>/accuracy.png (plus
+<out>/accuracy_video.png for the video): per-pose error over time and, for one instant, every
+method's skeleton, (d+) included.
 """
 from __future__ import annotations
 
@@ -45,7 +50,6 @@ import argparse
 import dataclasses
 import json
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -63,10 +67,12 @@ from dense_warper_ros.data.rigs import (RigConfig, config_from_dict, make_rig, r
                                         rig_summary)
 from dense_warper_ros.data.schedules import (Schedule, ScheduleConfig, interleaved, schedule_from_dict,
                                              synchronized_like)
-from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
+from dense_warper_ros.data.video import (TRIANGULATED_DETECTION_TRUTH, load_pose2sim_bank,
+                                         triangulated_detection_truth)
 from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.eval import baselines
 from dense_warper_ros.eval.metrics import coverage, joint_errors
+from dense_warper_ros.provenance import git_hash
 from dense_warper_ros.skeleton import H36M_JOINTS, NUM_JOINTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -265,6 +271,9 @@ class SequenceResult:
     outputs: dict[str, MethodOutput]
     pseudo_gt: bool = False
     heldout_px: dict[str, np.ndarray] = field(default_factory=dict)   # per method: reprojection errors
+    truth: str = "ground truth"   # what `gt` is: exact, or which pseudo ground truth (tables say it)
+    num_cameras: int = 0          # cameras of the rig
+    rate_hz: float = float("nan")   # interleaved frames per second, all cameras together
 
 
 def method_keys(bench: BenchConfig, have_model: bool, have_tc: bool = False) -> list[str]:
@@ -308,10 +317,10 @@ def oracle_window(bank: EvidenceBank, slots: np.ndarray, pairs: np.ndarray, coun
 def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule, dense: Schedule,
                  target_slots: np.ndarray, gt: np.ndarray, bench: BenchConfig, delay_s: float,
                  warper: WarperHandle | None, *, pseudo_gt: bool = False,
-                 warper_tc: WarperHandle | None = None) -> SequenceResult:
+                 warper_tc: WarperHandle | None = None, truth: str = "ground truth") -> SequenceResult:
     """Run every method on one sequence. Schedules hold received frames only; all their frames are
     in `bank`; `target_slots` (T,) are the scored interleaved frames. `warper_tc`: the model of
-    (d+), the temporal-context extension."""
+    (d+), the temporal-context extension. `truth` names what `gt` is, for the tables."""
     targets = bank.time[target_slots]
     t_nom = bank.nominal[target_slots]
     V = len(bank.cameras)
@@ -374,7 +383,8 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
                 pred = baselines.oracle_motion(bank, frames, gt, outlier)
             outputs[key] = MethodOutput(pred, _delay(bank, pairs, targets), _used_now(bank, pairs, t_nom),
                                         rate(inter))
-    return SequenceResult(name, targets, target_slots, gt, outputs, pseudo_gt)
+    return SequenceResult(name, targets, target_slots, gt, outputs, pseudo_gt, truth=truth, num_cameras=V,
+                          rate_hz=rate(inter))
 
 
 def synthetic_sequence(clip_name: str, cfg: AccuracyConfig, warper: WarperHandle | None,
@@ -436,10 +446,11 @@ def video_sequence(bank: EvidenceBank, cfg: AccuracyConfig, warper: WarperHandle
                    name: str = "pose2sim", warper_tc: WarperHandle | None = None) -> SequenceResult:
     """The interleaved run on a synchronised recording: camera c only at frames f with
     f mod N = c; (a) every N-th frame from all cameras; (e) every frame from all cameras, whose
-    triangulation is the pseudo ground truth. With `bench.video_heldout_from` = h, only targets whose
-    every input frame (the window and each view's history) lies at or after frame h are scored."""
+    triangulation is the pseudo ground truth (`triangulated_detection_truth`). With
+    `bench.video_heldout_from` = h, only targets whose every input frame (the window and each view's
+    history) lies at or after frame h are scored."""
     V = len(bank.cameras)
-    pgt = pseudo_ground_truth(bank)
+    pgt = triangulated_detection_truth(bank)
     F, frame = len(pgt.instants), pgt.frame
     dt = float(np.median(np.diff(pgt.instants)))
 
@@ -456,7 +467,7 @@ def video_sequence(bank: EvidenceBank, cfg: AccuracyConfig, warper: WarperHandle
     target_slots = scored[np.argsort(bank.time[scored], kind="stable")]
     delay = cfg.bench.window_delay_s if cfg.bench.window_delay_s is not None else (V - 1) * dt
     res = run_sequence(name, bank, inter, sync, dense, target_slots, pgt.poses[frame[target_slots]], cfg.bench,
-                       delay, warper, pseudo_gt=True, warper_tc=warper_tc)
+                       delay, warper, pseudo_gt=True, warper_tc=warper_tc, truth=TRIANGULATED_DETECTION_TRUTH)
     for key, out in res.outputs.items():
         if key != "e":
             res.heldout_px[key] = heldout_reprojection(bank, out, target_slots)
@@ -530,11 +541,10 @@ def _mean(x: np.ndarray) -> float:
     return float(x[ok].mean()) if ok.any() else float("nan")
 
 
-def markdown_table(scores: Mapping[str, dict], *, pseudo_gt: bool = False) -> str:
-    """One row per method and timing."""
-    gt = "pseudo-GT" if pseudo_gt else "GT"
+def markdown_table(scores: Mapping[str, dict], *, truth: str = "GT") -> str:
+    """One row per method and timing; `truth` names what the errors are measured against."""
     heads = ["Method", "Timing", "Images/s", "Poses/s", "Delay ms (mean/max)",
-             f"MPJPE root-aligned mm (vs {gt})", "MPJPE abs mm", "PA-MPJPE mm", "Coverage %"]
+             f"MPJPE root-aligned mm (vs {truth})", "MPJPE abs mm", "PA-MPJPE mm", "Coverage %"]
     with_held = any(s.get("heldout_reproj_px") is not None for s in scores.values())
     if with_held:
         heads.append("Held-out reproj. px")
@@ -559,6 +569,15 @@ def per_clip_table(scores: Mapping[str, dict]) -> str:
         lines.append("| " + " | ".join([c] + [f"{scores[k]['per_clip'][c]['mpjpe_root_mm']:.1f}"
                                               for k in keys]) + " |")
     return "\n".join(lines)
+
+
+SKELETON_PANELS = ("a", "b/causal", "c/causal", "d/causal", "d+/causal", "d/windowed", "d+/windowed", "e")
+
+
+def skeleton_panels(outputs: Mapping[str, MethodOutput]) -> list[str]:
+    """The methods the figure draws as skeletons, in `SKELETON_PANELS` order: every one that ran,
+    (d+) included (the shipped method)."""
+    return [k for k in SKELETON_PANELS if k in outputs]
 
 
 def plot(results: Sequence[SequenceResult], path: Path, title: str) -> None:
@@ -601,7 +620,7 @@ def plot(results: Sequence[SequenceResult], path: Path, title: str) -> None:
     ref = "b/causal" if "b/causal" in r.outputs else keys[0]
     err = np.nanmean(joint_errors(r.outputs[ref].pred, r.gt, "root"), axis=1)
     f = int(np.nanargmax(err)) if np.isfinite(err).any() else 0
-    show = [k for k in ("a", "b/causal", "c/causal", "d/causal", "d/windowed", "e") if k in r.outputs]
+    show = skeleton_panels(r.outputs)
     for i, key in enumerate(show):
         a3 = bottom.add_subplot(1, len(show), i + 1, projection="3d")
         for pose, colour, lw in ((r.gt[f], "k", 2.0), (r.outputs[key].pred[f], "tab:red", 1.2)):
@@ -614,11 +633,17 @@ def plot(results: Sequence[SequenceResult], path: Path, title: str) -> None:
         e = np.nanmean(joint_errors(r.outputs[key].pred[f], r.gt[f], "root")) * 1000
         a3.set_title(f"{key}: {e:.0f} mm", fontsize=9)
         a3.tick_params(labelsize=6)
-    gt_name = "pseudo ground truth" if r.pseudo_gt else "ground truth"
-    bottom.suptitle(f"{r.name}, t = {r.targets[f]:.3f} s: black {gt_name}, red estimate "
+    bottom.suptitle(f"{r.name}, t = {r.targets[f]:.3f} s: black {r.truth}, red estimate "
                     f"(the instant where {ref} errs most)", fontsize=10)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def video_title(res: SequenceResult, model: str, model_tc: str) -> str:
+    """The real video's table and figure title: its rig and rate as the recording has them."""
+    each = res.rate_hz / res.num_cameras if res.num_cameras else float("nan")
+    return (f"{res.name} video ({len(res.targets)} scored frames, {res.num_cameras} cameras, {res.rate_hz:.0f} "
+            f"frames/s interleaved, {each:.0f} each) vs {res.truth}; (d) = {model}; (d+) = {model_tc}")
 
 
 def _label_model(scores: dict[str, dict], status: str, status_tc: str | None = None) -> dict[str, dict]:
@@ -629,14 +654,6 @@ def _label_model(scores: dict[str, dict], status: str, status_tc: str | None = N
         elif key.startswith("d+/") and status_tc:
             s["name"] = f"{s['name']} [{status_tc}]"
     return scores
-
-
-def git_hash() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _jsonable(x: Any) -> Any:
@@ -747,7 +764,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n### {title}\n")
         print(markdown_table(scores))
         print("\n" + per_clip_table(scores))
-        report["synthetic"] = {"scores": scores, "heatmap": _jsonable(heatmap),
+        report["synthetic"] = {"scores": scores, "truth": "ground truth", "heatmap": _jsonable(heatmap),
                                "rig": rig_summary(cfg.rig, make_rig(cfg.rig))}
         plot(results, args.out / "accuracy.png", title)
     if not args.no_video:
@@ -757,11 +774,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "run scripts/fetch_pose2sim.py to add it)")
         else:
             vscores = _label_model(score([res]), report["model"], report["model_tc"])
-            title = (f"pose2sim demo video ({len(res.targets)} scored frames, 4 cameras, 60 frames/s "
-                     f"interleaved); (d) = {report['model']}")
+            title = video_title(res, report["model"], report["model_tc"])
             print(f"\n### {title}\n")
-            print(markdown_table(vscores, pseudo_gt=True))
-            report["video"] = {"scores": vscores}
+            print(markdown_table(vscores, truth=res.truth))
+            report["video"] = {"scores": vscores, "truth": res.truth}
             plot([res], args.out / "accuracy_video.png", title)
     report["seconds"] = time.perf_counter() - started
     with open(args.out / "accuracy.json", "w") as f:

@@ -59,6 +59,10 @@ class BagWriter:
     def __exit__(self, *exc) -> None:
         self._writer.close()
 
+    def describe(self, key: str, value: str) -> None:
+        """A note in the bag's metadata.yaml (`custom_data`), e.g. what its ground truth is."""
+        self._writer.set_custom_data(key, value)
+
     def write(self, topic: str, msg, stamp_ns: int) -> None:
         if topic not in self._conns:
             mod = type(msg).__module__.split(".")
@@ -76,6 +80,14 @@ def read_messages(path: str | Path, topics: list[str] | None = None) -> Iterator
         classes = {c.id: _msg_class(c.msgtype) for c in conns}
         for conn, t, raw in reader.messages(connections=conns):
             yield conn.topic, deserialize_message(bytes(raw), classes[conn.id]), t
+
+
+def notes_of(path: str | Path) -> dict[str, str]:
+    """The notes `BagWriter.describe` left in a bag's metadata.yaml (rosbag2's `custom_data`; empty
+    for other bags)."""
+    import yaml
+    info = yaml.safe_load((Path(path) / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    return dict(info.get("custom_data") or {})
 
 
 def topics_of(path: str | Path) -> dict[str, tuple[str, int]]:

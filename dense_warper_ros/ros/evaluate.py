@@ -4,8 +4,9 @@
 Reads the bag, runs every camera frame through the node's per-frame path in offline mode (stamp
 order, deterministic, the bag's stamps as the clock), writes an output bag (skeletons + markers +
 the bag's /tf_static, for `ros2 bag play` and RViz) and a report: MPJPE / PA-MPJPE against the
-ground-truth topic (real or dense pseudo ground truth), output rate vs camera rates, latency,
-drops; JSON plus a markdown summary, and pictures.
+ground-truth topic (exact, or a pseudo ground truth such as `dense_pipeline_truth`: the report
+names it from the bag's metadata), output rate vs camera rates, latency, drops; JSON plus a
+markdown summary, and pictures.
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ from dense_warper_ros.eval import metrics, pictures
 from dense_warper_ros.frames import image_to_rgb, stamp_to_ns
 from dense_warper_ros.pipeline import build_pipeline
 from dense_warper_ros.replay import OfflineReplay, camera_name_of, match_ground_truth
-from dense_warper_ros.ros.bags import BagWriter, read_messages, topics_of
+from dense_warper_ros.ros.bags import BagWriter, notes_of, read_messages, topics_of
 from dense_warper_ros.ros.conversions import markers_for, skeletons_to_msg
-from dense_warper_ros.ros.recording_msgs import GROUND_TRUTH_TOPIC
+from dense_warper_ros.ros.recording_msgs import GROUND_TRUTH_NOTE, GROUND_TRUTH_TOPIC
 from dense_warper_ros.weights import DEFAULT_MODEL
 
 
@@ -67,14 +68,14 @@ def replay(bag: Path, cams: list[str], args, *, weights: str, keep_images: bool,
     thumbs: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)   # camera -> (stamp, small RGB)
     tf_static = []
     t0 = time.perf_counter()
-    for topic, msg, _t in read_messages(bag):
+    for topic, msg, log_ns in read_messages(bag):
         if topic == args.gt_topic:
             for sk in msg.skeletons[:1]:
                 truth[stamp_to_ns(msg.header.stamp)] = np.array([[p.x, p.y, p.z] for p in sk.positions])
             continue
         if topic == "/tf_static":
             tf_static.append(msg)
-        rep.feed(topic, msg)
+        rep.feed(topic, msg, arrival_ns=log_ns)
         parsed = camera_name_of(topic)
         if keep_images and parsed and parsed[1] == "image" and parsed[0] in cams:
             i = cams.index(parsed[0])
@@ -131,6 +132,7 @@ def main(argv=None) -> int:
         "frame_time_ms": {"p50": float(np.percentile(ft, 50)), "p95": float(np.percentile(ft, 95)),
                           "p99": float(np.percentile(ft, 99))},
         "wall_s": wall, "ground_truth_topic": args.gt_topic if truth else None,
+        "ground_truth": notes_of(bag).get(GROUND_TRUTH_NOTE, "not named in the bag") if truth else None,
         "accuracy": {k: v for k, v in sc.items() if not k.startswith("_")},
     }
     series = {}
@@ -220,7 +222,8 @@ def summary_markdown(r: dict) -> str:
         a = r.get(key) or {}
         if a.get("matched"):
             lines.append(f"| {name}: MPJPE root-aligned / absolute / PA | {a['mpjpe_root_mm']:.1f} / "
-                         f"{a['mpjpe_abs_mm']:.1f} / {a['pa_mpjpe_mm']:.1f} mm ({a['matched']} poses vs `{r['ground_truth_topic']}`) |")
+                         f"{a['mpjpe_abs_mm']:.1f} / {a['pa_mpjpe_mm']:.1f} mm ({a['matched']} poses vs "
+                         f"`{r['ground_truth_topic']}`: {r['ground_truth']}) |")
     if r.get("pictures"):
         lines += ["", "Pictures: " + ", ".join(f"`{v}`" for v in r["pictures"].values())]
     lines.append(f"\nOutput bag: `{r['output_bag']}`")

@@ -1,6 +1,7 @@
-"""What multicam.launch.py computes, without the `launch` package (not installable everywhere):
-the node's parameters and remappings from the params file and the launch arguments. The launch
-file only wraps these in launch_ros actions; tests start the node with the same values."""
+"""What multicam.launch.py decides, without the `launch` package (not installable everywhere): the
+launch arguments with their descriptions, the check of the params file, whether RViz starts, and
+the same `--ros-args` for a plain process. The launch file only wraps these in launch_ros actions;
+tests start the node with the same values."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,48 +10,60 @@ import yaml
 
 from dense_warper_ros.ros.params import PARAMETERS
 
+# name -> (default, description); the params file default is resolved by the launch file
+LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "params_file": ("", "ROS parameter file of the node (default: the package's config/multicam.yaml)"),
+    "use_sim_time": ("false", "true when replaying a bag with --clock: the node's clock follows /clock"),
+    "namespace": ("", "namespace of the node; camera topics without a leading / resolve under it"),
+    "rviz": ("auto", "true | false | auto: auto starts RViz only when rviz2 is installed (headless machines "
+                     "run without it)"),
+    "log_level": ("info", "the node's log level: debug | info | warn | error | fatal"),
+}
+RVIZ_CHOICES = ("true", "false", "auto")
 
-def load_params_file(path: str | Path) -> tuple[dict, dict[str, str]]:
-    """params file -> (node parameters, camera name -> topic namespace)."""
+
+def load_params_file(path: str | Path) -> dict:
+    """A ROS parameter file -> the dense_warper node's parameters. Only node sections
+    (`<name or /**>: {ros__parameters: ...}`) are allowed, so rcl's own parser (--params-file,
+    `parameters=[path]`) reads the same file; unknown parameter names are refused."""
     data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a ROS parameter file (a mapping of node names at the top)")
     node_params: dict = {}
     for key, section in data.items():
-        if key != "camera_topics" and isinstance(section, dict) and "ros__parameters" in section:
-            node_params.update(section["ros__parameters"])
+        if not (isinstance(section, dict) and "ros__parameters" in section):
+            raise ValueError(f"{path}: top-level key {key!r} is not a node section with 'ros__parameters'; "
+                             "rcl cannot parse such a file")
+        node_params.update(section["ros__parameters"])
     unknown = sorted(set(node_params) - set(PARAMETERS) - {"use_sim_time"})
     if unknown:
         raise ValueError(f"{path}: unknown parameters {unknown}")
-    topics = {str(k): str(v) for k, v in (data.get("camera_topics") or {}).items()}
-    return node_params, topics
-
-
-def remappings(cameras: list[str], camera_topics: dict[str, str]) -> list[tuple[str, str]]:
-    """The node subscribes <cam>/image_raw[/compressed] and <cam>/camera_info; map them under each
-    camera's driver namespace."""
-    out = []
-    for cam in cameras:
-        ns = camera_topics.get(cam)
-        if not ns or ns.rstrip("/") == cam:
-            continue
-        ns = ns.rstrip("/")
-        for leaf in ("image_raw", "image_raw/compressed", "camera_info"):
-            out.append((f"{cam}/{leaf}", f"{ns}/{leaf}"))
-    return out
+    return node_params
 
 
 def node_arguments(params_file: str | Path, *, use_sim_time: bool = False) -> dict:
-    """Everything the launch file passes to the node: parameters, remappings."""
-    p, topics = load_params_file(params_file)
-    p = dict(p, use_sim_time=bool(use_sim_time))
-    cams = list(p.get("cameras", PARAMETERS["cameras"][0]))
-    return {"parameters": p, "remappings": remappings(cams, topics)}
+    """The parameters the launch file gives the node: the file's, plus use_sim_time."""
+    return {"parameters": dict(load_params_file(params_file), use_sim_time=bool(use_sim_time))}
 
 
-def ros_args(args: dict, *, log_level: str = "info") -> list[str]:
+def start_rviz(choice: str, rviz_found: bool) -> tuple[bool, str | None]:
+    """rviz:=true|false|auto and whether rviz2 is installed -> (start it, warning to log)."""
+    choice = choice.strip().lower()
+    if choice not in RVIZ_CHOICES:
+        raise ValueError(f"launch argument rviz:={choice!r} is not one of {RVIZ_CHOICES}")
+    if choice == "false":
+        return False, None
+    if not rviz_found:
+        return False, ("rviz:=true but rviz2 is not installed: starting the node without it" if choice == "true"
+                       else None)
+    return True, None
+
+
+def ros_args(args: dict, *, log_level: str = "info", params_file: str | Path | None = None) -> list[str]:
     """The same as `--ros-args` for a plain process (tests, machines without `launch`)."""
     out = ["--ros-args", "--log-level", log_level]
+    if params_file is not None:
+        out += ["--params-file", str(params_file)]
     for k, v in args["parameters"].items():
         out += ["-p", f"{k}:={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"]
-    for a, b in args["remappings"]:
-        out += ["-r", f"{a}:={b}"]
     return out

@@ -11,6 +11,7 @@ cause (then throttled) and reported in /diagnostics; nothing in the input can st
 from __future__ import annotations
 
 import queue
+import signal
 import sys
 import threading
 import time
@@ -20,12 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
-from dense_warper_ros.frames import Drop, FrameProcessor, Prepared, stamp_to_ns
+from dense_warper_ros.frames import INFO_CAUSES, Drop, FrameProcessor, Prepared, stamp_to_ns
 from dense_warper_ros.msg import Skeleton3DArray
 from dense_warper_ros.pipeline import PosePipeline, build_pipeline
 from dense_warper_ros.ros import params
@@ -44,7 +47,9 @@ class CameraState:
     last_recv: float | None = None            # wall time of the last image
     recv_times: deque = field(default_factory=lambda: deque(maxlen=200))
     drops: Counter = field(default_factory=Counter)
-    frames: int = 0
+    received: int = 0                         # image messages that reached the callback
+    frames: int = 0                           # frames that reached the buffer
+    clock_flagged: float | None = None        # wall time of the last frame dropped for its clock
     outlier_joints: int = 0                   # joints of this camera dropped by outlier_threshold
 
 
@@ -56,21 +61,19 @@ class DenseWarperNode(Node):
         if self.cfg.cpu_threads > 0:
             import torch
             torch.set_num_threads(self.cfg.cpu_threads)   # process-wide; each worker thread uses it
-        self.pipeline = pipeline or build_pipeline(
-            num_cameras=len(self.cfg.cameras), timing=self.cfg.timing, offline=self.cfg.mode == "offline",
-            model_config=self.cfg.model_config, weights=self.cfg.weights,
-            outlier_threshold=self.cfg.outlier_threshold, backbone=self.cfg.backbone,
-            backbone_weights=self.cfg.backbone_weights, device=self.cfg.device,
-            min_views=self.cfg.min_views, max_view_age_s=self.cfg.max_view_age,
-            clock_jump_s=self.cfg.clock_jump)
+        self.pipeline = pipeline or self._build_pipeline()
         self.cams = [CameraState(n) for n in self.cfg.cameras]
-        self.tf = make_tf_source(self, extrinsics_file=self.cfg.extrinsics_file, world_frame=self.cfg.world_frame)
+        try:
+            self.tf = make_tf_source(self, extrinsics_file=self.cfg.extrinsics_file, world_frame=self.cfg.world_frame)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise params.ParameterError(f"parameter 'extrinsics_file': {self.cfg.extrinsics_file!r}: {e}") from e
         self.processor = FrameProcessor(
             pipeline=self.pipeline, cameras=list(self.cfg.cameras), world_frame=self.cfg.world_frame,
             tf_lookup=self.tf.lookup, tf_timeout_s=self.cfg.tf_timeout, clock_jump_s=self.cfg.clock_jump,
-            on_clock_jump=self._on_clock_jump)
+            max_lead_s=self.cfg.max_view_age, tf_fast_fail=self.cfg.mode == "live", on_clock_jump=self._on_clock_jump)
         live = self.cfg.mode == "live"
-        self._sched = FrameScheduler(len(self.cfg.cameras), self.cfg.queue_size if live else None)
+        self._sched = FrameScheduler(len(self.cfg.cameras), self.cfg.queue_size if live else None,
+                                     horizon_ns=int(self.cfg.clock_jump * 1e9))
         self._handoff: queue.Queue = queue.Queue(maxsize=2)    # live: backbone -> fusion thread
         self._stop = threading.Event()
         self._last_input = time.monotonic()
@@ -91,49 +94,100 @@ class DenseWarperNode(Node):
                          else ReliabilityPolicy.BEST_EFFORT)
         info_qos = QoSProfile(depth=5, reliability=qos.reliability)
         compressed = self.cfg.image_transport == "compressed"
-        for i, name in enumerate(self.cfg.cameras):
-            topic = f"{name}/image_raw" + ("/compressed" if compressed else "")
+        for i, ns in enumerate(self.cfg.camera_topics):
+            topic = f"{ns}/image_raw" + ("/compressed" if compressed else "")
             self.create_subscription(CompressedImage if compressed else Image, topic,
                                      lambda m, i=i: self._on_image(i, m), qos)
-            self.create_subscription(CameraInfo, f"{name}/camera_info", lambda m, i=i: self._on_info(i, m), info_qos)
+            self.create_subscription(CameraInfo, f"{ns}/camera_info", lambda m, i=i: self._on_info(i, m), info_qos)
         self.create_timer(1.0, self._publish_diagnostics)
         if self.cfg.mode == "offline":
             self.create_timer(min(0.1, self.cfg.flush_after / 2), self._maybe_flush)
-        self._workers = [threading.Thread(target=self._work, name="dense_warper_worker", daemon=True)]
-        if live:
-            self._workers.append(threading.Thread(target=self._fuse_loop, name="dense_warper_fusion", daemon=True))
-        for w in self._workers:
-            w.start()
+        self._loops = [self._work] + ([self._fuse_loop] if live else [])
+        self._workers = [self._start_worker(loop) for loop in self._loops]
         self.get_logger().info(
             f"{len(self.cams)} cameras {list(self.cfg.cameras)}, mode={self.cfg.mode}, timing={self.cfg.timing}, "
-            f"model={self.cfg.model_config}, backbone={self.cfg.backbone}, device={self.pipeline.device}, "
+            f"model={self.cfg.model_config}, backbone={self.cfg.backbone} on {self.pipeline.backbone.inference}, "
+            f"device={self.pipeline.device}, "
             f"extrinsics from {self.tf.kind}")
+
+    def _build_pipeline(self) -> PosePipeline:
+        c = self.cfg
+        try:
+            return build_pipeline(
+                num_cameras=len(c.cameras), timing=c.timing, offline=c.mode == "offline", model_config=c.model_config,
+                weights=c.weights, outlier_threshold=c.outlier_threshold, backbone=c.backbone,
+                backbone_weights=c.backbone_weights, device=c.device, min_views=c.min_views,
+                max_view_age_s=c.max_view_age, clock_jump_s=c.clock_jump, inference=c.inference,
+                cpu_threads=c.cpu_threads)
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            raise params.ParameterError(
+                f"cannot build the model from model_config={c.model_config!r}, weights={c.weights!r}, "
+                f"backbone={c.backbone!r}, backbone_weights={c.backbone_weights!r}, inference={c.inference!r}, "
+                f"device={c.device!r}: {type(e).__name__}: {e}".replace("\n", " ")) from e
 
     # --- callbacks: store only --------------------------------------------------------------------
     def _on_info(self, i: int, msg: CameraInfo) -> None:
-        self.processor.set_info(i, msg)
+        error = self.processor.set_info(i, msg)
+        cam = self.cams[i]
+        cam.info_error = str(error) if error else ""
+        if error:
+            self.stats["camera_info_refused"] += 1
+            self._warn(f"{cam.name}:camera_info", f"{cam.name}: CameraInfo refused ({error.cause}): {error}; "
+                       "its frames are dropped until a valid one arrives")
 
     def _on_image(self, i: int, msg) -> None:
         cam = self.cams[i]
+        cam.received += 1
         cam.last_recv = time.monotonic()
         cam.recv_times.append(cam.last_recv)
         self._last_input = cam.last_recv
-        for _ in self._sched.put(i, stamp_to_ns(msg.header.stamp), msg):   # live: newest of this camera wins
+        stamp = stamp_to_ns(msg.header.stamp)
+        try:
+            self.processor.admit(i, stamp, time.monotonic_ns())
+        except Drop as e:
+            if e.cause.startswith("clock_"):
+                cam.clock_flagged = cam.last_recv
+            self._drop(i, e.cause, e.text)
+            return
+        for _ in self._sched.put(i, stamp, msg):   # live: newest of this camera wins
             self._drop(i, "superseded", "inference is slower than the cameras; a newer frame of this camera replaced it")
 
     def _maybe_flush(self) -> None:
-        if self.pipeline.buffer.pending and time.monotonic() - self._last_input > self.cfg.flush_after:
+        if (self.pipeline.buffer.pending or self._sched.held) and time.monotonic() - self._last_input > self.cfg.flush_after:
             self._last_input = time.monotonic()
             self._sched.put(None, 0, _FLUSH)
 
     # --- workers ---------------------------------------------------------------------------------
+    def _start_worker(self, loop) -> threading.Thread:
+        t = threading.Thread(target=self._supervised, args=(loop,), name=f"dense_warper{loop.__name__}", daemon=True)
+        t.start()
+        return t
+
+    def _supervised(self, loop) -> None:
+        """Run a worker loop until stop; an exception escaping it restarts it (counted, reported)."""
+        while not self._stop.is_set():
+            try:
+                loop()
+            except Exception as e:               # noqa: BLE001 - a bug must not end the output
+                self.stats["worker_restarts"] += 1
+                self._error("worker_restart", f"worker {loop.__name__} failed and was restarted: "
+                            f"{type(e).__name__}: {e}")
+
+    def _check_workers(self) -> None:
+        """A worker thread that ended anyway (not through an exception) is started again."""
+        for k, (t, loop) in enumerate(zip(self._workers, self._loops)):
+            if not t.is_alive() and not self._stop.is_set():
+                self.stats["worker_restarts"] += 1
+                self._error("worker_restart", f"worker {loop.__name__} had stopped; started again")
+                self._workers[k] = self._start_worker(loop)
+
     def _guarded(self, fn, *args):
         """fn(*args), or None after an unexpected exception: a bug must not kill a worker."""
         try:
             return fn(*args)
-        except Exception as e:
+        except Exception as e:                   # noqa: BLE001 - counted and logged, the stream goes on
             self.stats["errors"] += 1
-            self._log_once("error", f"worker error: {type(e).__name__}: {e}", error=True)
+            self._error("error", f"worker error: {type(e).__name__}: {e}")
             return None
 
     def _work(self) -> None:
@@ -172,11 +226,10 @@ class DenseWarperNode(Node):
         t0 = time.perf_counter()
         try:
             p = self.processor.prepare(i, msg)
-            cam.info_error = ""
         except Drop as e:
-            if e.cause in ("uncalibrated", "camera_info_zero_size", "unknown_distortion", "bad_camera_info"):
+            if e.cause in INFO_CAUSES:
                 cam.info_error = str(e)
-            self._drop(i, e.cause, str(e))
+            self._drop(i, e.cause, e.text)
             return None
         self.backbone_times.append(time.perf_counter() - t0)
         cam.frames += 1
@@ -190,10 +243,14 @@ class DenseWarperNode(Node):
 
     def _on_clock_jump(self) -> None:
         self.stats["clock_jumps"] += 1
-        self._log_once("clock_jump", "stamps jumped back (looped bag?): buffer and TF history reset")
+        self._warn("clock_jump", "the stamps of most cameras jumped back together (a looped bag?): "
+                   "buffer and TF history reset")
+        self._sched.restart()
         self.tf.clear()
 
     def _publish(self, results) -> None:
+        if self._stop.is_set() or not self.context.ok():
+            return                               # shutting down: nothing to publish to
         now_ns = self.get_clock().now().nanoseconds
         for r in results:
             self.pub_skeletons.publish(skeletons_to_msg([r], frame_id=self.cfg.world_frame, stamp_ns=r.stamp_ns))
@@ -213,51 +270,77 @@ class DenseWarperNode(Node):
                 self.pub_markers.publish(markers_for([], frame_id=self.cfg.world_frame, stamp_ns=now_ns, lost=True))
 
     # --- accounting ------------------------------------------------------------------------------
-    def _log_once(self, key: str, text: str, *, error: bool = False, every_s: float = 10.0) -> None:
+    # rclpy fixes a call site's severity at its first call and raises if one site logs at two
+    # severities, so each severity has its own call site; a logging failure must not end a worker.
+    def _due(self, key: str, every_s: float = 10.0) -> bool:
+        """Log each key once, then at most every `every_s` seconds."""
         now = time.monotonic()
-        if now - self._logged.get(key, -1e9) >= every_s:
-            self._logged[key] = now
-            (self.get_logger().error if error else self.get_logger().warning)(text)
+        if now - self._logged.get(key, -1e9) < every_s:
+            return False
+        self._logged[key] = now
+        return True
+
+    def _warn(self, key: str, text: str) -> None:
+        if self._due(key):
+            try:
+                self.get_logger().warning(text)
+            except Exception:                    # noqa: BLE001 - e.g. the context is gone at shutdown
+                print(f"[dense_warper] {text}", file=sys.stderr)
+
+    def _error(self, key: str, text: str) -> None:
+        if self._due(key):
+            try:
+                self.get_logger().error(text)
+            except Exception:                    # noqa: BLE001 - e.g. the context is gone at shutdown
+                print(f"[dense_warper] {text}", file=sys.stderr)
 
     def _drop(self, i: int, cause: str, text: str) -> None:
         cam = self.cams[i]
         cam.drops[cause] += 1
         self.stats[f"drop_{cause}"] += 1
-        self._log_once(f"{cam.name}:{cause}", f"{cam.name}: frame dropped ({cause}): {text} "
-                       f"[{cam.drops[cause]} so far]")
+        self._warn(f"{cam.name}:{cause}", f"{cam.name}: frame dropped ({cause}): {text} [{cam.drops[cause]} so far]")
 
     def _publish_diagnostics(self) -> None:
+        self._check_workers()
         if self.pub_diag is None:
             return
         now = time.monotonic()
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        for k, cam in enumerate(self.cams):
-            recent = [t for t in cam.recv_times if now - t <= 5.0]
-            rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-            age = now - cam.last_recv if cam.last_recv else float("inf")
-            level = DiagnosticStatus.OK
-            msg = "ok"
-            if cam.last_recv is None or age > 2.0:
-                level, msg = DiagnosticStatus.WARN, "no images" if cam.last_recv is None else f"stalled {age:.1f} s"
-            info = self.processor.infos[k]
-            tf_ok = self.processor.tf_ok[k]
-            if info is None or cam.info_error:
-                level, msg = DiagnosticStatus.ERROR, cam.info_error or "no CameraInfo"
-            elif not tf_ok and cam.frames == 0 and cam.drops["tf_missing"]:
-                level, msg = DiagnosticStatus.ERROR, "no transform to world"
-            values = {"rate_hz": f"{rate:.2f}", "age_s": f"{age:.3f}", "frames": str(cam.frames),
-                      "camera_info": "ok" if info is not None and not cam.info_error else (cam.info_error or "missing"),
-                      "tf": "ok" if tf_ok else "missing", "outlier_joints": str(cam.outlier_joints)}
-            values.update({f"drops_{k}": str(v) for k, v in sorted(cam.drops.items())})
-            arr.status.append(DiagnosticStatus(level=level, name=f"dense_warper: camera {cam.name}", message=msg,
-                                               hardware_id=cam.name,
-                                               values=[KeyValue(key=k, value=v) for k, v in values.items()]))
+        arr.status = [self._camera_status(k, now) for k in range(len(self.cams))] + [self._inference_status(now)]
+        self.pub_diag.publish(arr)
+
+    def _camera_status(self, k: int, now: float) -> DiagnosticStatus:
+        cam = self.cams[k]
+        rate = _rate(cam.recv_times, now)
+        age = now - cam.last_recv if cam.last_recv else float("inf")
+        info, tf_ok = self.processor.infos[k], self.processor.tf_ok[k]
+        clock_off = cam.clock_flagged is not None and now - cam.clock_flagged <= 5.0
+        level, msg = DiagnosticStatus.OK, "ok"
+        if cam.last_recv is None or age > 2.0:
+            level, msg = DiagnosticStatus.WARN, "no images" if cam.last_recv is None else f"stalled {age:.1f} s"
+        if clock_off:
+            level, msg = DiagnosticStatus.ERROR, (f"clock disagrees with the other cameras by "
+                                                  f"{self.processor.clock.offset_s(k):+.3f} s: frames dropped")
+        if info is None or cam.info_error:
+            level, msg = DiagnosticStatus.ERROR, cam.info_error or "no CameraInfo"
+        elif not tf_ok and cam.frames == 0 and cam.drops["tf_missing"]:
+            level, msg = DiagnosticStatus.ERROR, "no transform to world"
+        values = {"rate_hz": f"{rate:.2f}", "age_s": f"{age:.3f}", "received": str(cam.received),
+                  "frames": str(cam.frames),
+                  "camera_info": "ok" if info is not None and not cam.info_error else (cam.info_error or "missing"),
+                  "tf": "ok" if tf_ok else "missing", "outlier_joints": str(cam.outlier_joints),
+                  "clock": f"off by {self.processor.clock.offset_s(k):+.3f} s" if clock_off else "ok"}
+        values.update({f"drops_{cause}": str(n) for cause, n in sorted(cam.drops.items())})
+        return DiagnosticStatus(level=level, name=f"dense_warper: camera {cam.name}", message=msg, hardware_id=cam.name,
+                                values=[KeyValue(key=key, value=v) for key, v in values.items()])
+
+    def _inference_status(self, now: float) -> DiagnosticStatus:
         lat = np.array(self.latencies) if self.latencies else np.zeros(1)
-        outs = [t for t in self.out_times if now - t <= 5.0]
-        out_rate = (len(outs) - 1) / (outs[-1] - outs[0]) if len(outs) > 1 and outs[-1] > outs[0] else 0.0
-        values = {"device": str(self.pipeline.device), "mode": self.cfg.mode, "timing": self.cfg.timing,
-                  "output_rate_hz": f"{out_rate:.2f}", "queue_depth": str(len(self._sched) + self._handoff.qsize()),
+        values = {"device": str(self.pipeline.device), "inference": self.pipeline.backbone.inference,
+                  "mode": self.cfg.mode, "timing": self.cfg.timing,
+                  "output_rate_hz": f"{_rate(self.out_times, now):.2f}",
+                  "queue_depth": str(len(self._sched) + self._handoff.qsize()), "held_for_order": str(self._sched.held),
                   "buffer_pending": str(self.pipeline.buffer.pending),
                   "latency_p50_s": f"{np.percentile(lat, 50):.4f}", "latency_p95_s": f"{np.percentile(lat, 95):.4f}",
                   "latency_p99_s": f"{np.percentile(lat, 99):.4f}", "poses": str(self.stats["poses"]),
@@ -265,32 +348,51 @@ class DenseWarperNode(Node):
                   "extrinsics": self.tf.kind}
         values.update({f"buffer_{k}": str(v) for k, v in sorted(self.pipeline.buffer.stats.items())})
         values.update({k: str(v) for k, v in sorted(self.stats.items()) if k != "poses"})
-        arr.status.append(DiagnosticStatus(level=DiagnosticStatus.OK if not self.stats["errors"] else DiagnosticStatus.WARN,
-                                           name="dense_warper: inference", message="running", hardware_id="dense_warper",
-                                           values=[KeyValue(key=k, value=v) for k, v in values.items()]))
-        self.pub_diag.publish(arr)
+        level, msg = DiagnosticStatus.OK, "running"
+        if self.stats["errors"]:
+            level, msg = DiagnosticStatus.WARN, f"{self.stats['errors']} worker errors (see the log)"
+        if self.stats["worker_restarts"]:
+            level, msg = DiagnosticStatus.ERROR, f"a worker failed and was restarted {self.stats['worker_restarts']} times"
+        return DiagnosticStatus(level=level, name="dense_warper: inference", message=msg, hardware_id="dense_warper",
+                                values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
     def stop(self) -> None:
+        """Stop and join the workers; call before the node and the context go."""
         self._stop.set()
         self._sched.close()
         for w in self._workers:
             w.join(timeout=5.0)
 
 
+def _rate(times, now: float, span_s: float = 5.0) -> float:
+    """Events per second over the last `span_s` of monotonic `times`."""
+    recent = [t for t in times if now - t <= span_s]
+    return (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+
+
 def _p50(x) -> float:
     return float(np.percentile(np.array(x), 50)) if x else float("nan")
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    """Spin until SIGINT or SIGTERM. rclpy's own signal handler would shut the context down under
+    the workers' feet (a publish mid-pose then fails); here the interrupt reaches the main thread,
+    the workers are joined first, and only then the node and the context go."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     node = None
     try:
         node = DenseWarperNode()
         rclpy.spin(node)
-    except params.ParameterError as e:
+    except params.ParameterError as e:              # a start-up error: one line, exit code 2
         print(f"dense_warper: {e}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if node is not None:

@@ -3,10 +3,16 @@ frozen config. A bad value raises ParameterError naming the parameter and the va
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
+                              ParameterUninitializedException)
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
+from dense_warper_ros.backbones.onnx_runtime import INFERENCE_CHOICES
+from dense_warper_ros.model import NAMED_CONFIGS
 from dense_warper_ros.weights import DEFAULT_MODEL
 
 MODES = ("live", "offline")
@@ -22,7 +28,8 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class NodeConfig:
-    cameras: tuple[str, ...]        # camera names; topics <name>/image_raw[/compressed], <name>/camera_info
+    cameras: tuple[str, ...]        # camera names (logs, /diagnostics)
+    camera_topics: tuple[str, ...]  # per camera: namespace of <ns>/image_raw[/compressed], <ns>/camera_info
     world_frame: str                # frame of the published skeletons
     mode: str                       # live: bounded queue, newest wins; offline: every frame, in order
     timing: str                     # causal (lowest latency) or windowed (one cycle later, more accurate)
@@ -36,6 +43,7 @@ class NodeConfig:
     outlier_threshold: float        # heatmap px; a view this far from the others' point leaves the DLT (0 = off)
     backbone: str                   # 2D backbone
     backbone_weights: str           # '' = models/ default of the backbone
+    inference: str                  # auto | torch | onnxruntime: what runs the 2D network
     image_transport: str            # raw | compressed
     qos_reliability: str            # camera subscriptions
     qos_depth: int
@@ -49,7 +57,9 @@ class NodeConfig:
 
 
 def _d(description: str, **kw) -> ParameterDescriptor:
-    return ParameterDescriptor(description=description, **kw)
+    """Every parameter is read once at start: read-only, so `ros2 param set` refuses rather than
+    succeeding and changing nothing."""
+    return ParameterDescriptor(description=description, read_only=True, **kw)
 
 
 def _frange(lo: float, hi: float) -> dict:
@@ -62,15 +72,21 @@ def _irange(lo: int, hi: int) -> dict:
 
 # name -> (default, descriptor)
 PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
-    "cameras": (["cam0", "cam1", "cam2", "cam3"], _d("camera names; each has <name>/image_raw and <name>/camera_info")),
+    "cameras": (["cam0", "cam1", "cam2", "cam3"], _d("camera names, as logs and /diagnostics show them")),
+    # no default value: an unset string array ([] would declare no type)
+    "camera_topics": (Parameter.Type.STRING_ARRAY, _d(
+        "per camera, in the order of 'cameras': the namespace of its <ns>/image_raw (or image_raw/compressed) "
+        "and <ns>/camera_info, e.g. /front_cam/color; unset = each camera's name, relative to the node's namespace",
+        type=ParameterType.PARAMETER_STRING_ARRAY)),
     "world_frame": ("world", _d("TF frame of the published skeletons")),
-    "mode": ("live", _d(f"one of {MODES}: live drops the oldest frames under overload, offline processes every frame in stamp order")),
+    "mode": ("live", _d(f"one of {MODES}: live keeps each camera's newest frames and serves the cameras in turn "
+                        "under overload (bounded latency); offline processes every frame, in stamp order")),
     "timing": ("causal", _d(f"one of {TIMINGS}: causal = pose at the newest frame from past frames; windowed = one camera cycle later, from frames on both sides")),
     "min_views": (2, _d("fewest camera views for a pose", **_irange(2, 64))),
     "max_view_age": (0.2, _d("s; a view further than this from the target instant is left out", **_frange(0.001, 10.0))),
-    "queue_size": (1, _d("live mode: newest frames kept per camera while inference is busy (older ones are "
-                         "dropped as 'superseded'; the worker takes the oldest head across cameras, so cameras "
-                         "take turns under overload)", **_irange(1, 10000))),
+    "queue_size": (1, _d("live mode: newest frames kept per camera while inference is busy (a camera's older "
+                         "frames are dropped as 'superseded'; the worker takes the camera served least recently, "
+                         "so every camera gets an equal share under overload)", **_irange(1, 10000))),
     "device": ("auto", _d("auto, cpu, cuda or cuda:N")),
     "cpu_threads": (1, _d("torch intra-op threads (0 = torch's default). The node already overlaps the backbone "
                           "and the fusion on two threads; more intra-op threads on a small CPU mostly spin",
@@ -83,6 +99,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                   "0 = off", **_frange(0.0, 1000.0))),
     "backbone": ("movenet_lightning", _d(f"2D backbone, one of {BACKBONES}")),
     "backbone_weights": ("", _d("backbone weights file ('' = the models/ default)")),
+    "inference": ("auto", _d(f"one of {INFERENCE_CHOICES}: what runs the 2D network. auto = ONNX Runtime where it "
+                             "imports and the exported model matches the weights (faster on a CPU), else torch")),
     "image_transport": ("raw", _d(f"one of {TRANSPORTS}: sensor_msgs/Image on <cam>/image_raw or CompressedImage on <cam>/image_raw/compressed")),
     "qos_reliability": ("best_effort", _d(f"camera subscriptions, one of {RELIABILITIES} (sensor data default)")),
     "qos_depth": (5, _d("camera subscription queue depth", **_irange(1, 1000))),
@@ -92,13 +110,21 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "publish_diagnostics": (True, _d("publish /diagnostics")),
     "marker_lifetime": (0.5, _d("s a marker stays without updates", **_frange(0.0, 60.0))),
     "flush_after": (0.5, _d("offline: s without frames before held-back frames are processed", **_frange(0.01, 60.0))),
-    "clock_jump": (1.0, _d("s; a stamp this far behind the newest resets the buffer (looped bag)", **_frange(0.001, 3600.0))),
+    "clock_jump": (1.0, _d("s; a camera whose stamps fall this far behind the other cameras' has its frames "
+                           "dropped (clock_behind); when most cameras jump back together (a looped bag) the buffer "
+                           "and TF history reset. A frame more than max_view_age ahead of the others is dropped "
+                           "(clock_ahead)", **_frange(0.001, 3600.0))),
 }
 
 
 def declare(node: Node) -> None:
+    """Declare every parameter; a start value outside its range or of the wrong type raises
+    ParameterError naming it."""
     for name, (default, desc) in PARAMETERS.items():
-        node.declare_parameter(name, default, desc)
+        try:
+            node.declare_parameter(name, default, desc)
+        except (InvalidParameterValueException, InvalidParameterTypeException) as e:
+            raise ParameterError(f"parameter {name!r}: {e}") from e
 
 
 def _one_of(name: str, value: str, allowed) -> str:
@@ -107,9 +133,26 @@ def _one_of(name: str, value: str, allowed) -> str:
     return value
 
 
+def _value(node: Node, name: str):
+    try:
+        return node.get_parameter(name).value
+    except ParameterUninitializedException:
+        return None
+
+
+def _camera_topics(cams: tuple[str, ...], topics) -> tuple[str, ...]:
+    if not topics:
+        return cams
+    topics = tuple(str(t).rstrip("/") for t in topics)
+    if len(topics) != len(cams) or not all(topics):
+        raise ParameterError(f"parameter 'camera_topics': {list(topics)} must name one non-empty namespace per "
+                             f"camera of 'cameras' {list(cams)}")
+    return topics
+
+
 def read(node: Node) -> NodeConfig:
     """Read and validate every parameter into a NodeConfig."""
-    p = {name: node.get_parameter(name).value for name in PARAMETERS}
+    p = {name: _value(node, name) for name in PARAMETERS}
     cams = tuple(p["cameras"] or ())
     if len(cams) < 2:
         raise ParameterError(f"parameter 'cameras': need at least 2 cameras, got {list(cams)}")
@@ -122,15 +165,19 @@ def read(node: Node) -> NodeConfig:
         raise ParameterError(f"parameter 'device': {dev!r} is not auto, cpu, cuda or cuda:N")
     if not p["world_frame"]:
         raise ParameterError("parameter 'world_frame': must not be empty")
+    _one_of("model_config", p["model_config"], sorted(NAMED_CONFIGS))
+    for name in ("weights", "backbone_weights", "extrinsics_file"):
+        if p[name] and p[name] != "none" and not Path(p[name]).is_file():
+            raise ParameterError(f"parameter {name!r}: {p[name]!r} is not a file")
     return NodeConfig(
-        cameras=cams, world_frame=p["world_frame"].lstrip("/"),
+        cameras=cams, camera_topics=_camera_topics(cams, p["camera_topics"]), world_frame=p["world_frame"].lstrip("/"),
         mode=_one_of("mode", p["mode"], MODES), timing=_one_of("timing", p["timing"], TIMINGS),
         min_views=int(p["min_views"]), max_view_age=float(p["max_view_age"]),
         queue_size=int(p["queue_size"]), device=dev, cpu_threads=int(p["cpu_threads"]),
         model_config=p["model_config"],
         weights=p["weights"], outlier_threshold=float(p["outlier_threshold"]),
         backbone=_one_of("backbone", p["backbone"], BACKBONES),
-        backbone_weights=p["backbone_weights"],
+        backbone_weights=p["backbone_weights"], inference=_one_of("inference", p["inference"], INFERENCE_CHOICES),
         image_transport=_one_of("image_transport", p["image_transport"], TRANSPORTS),
         qos_reliability=_one_of("qos_reliability", p["qos_reliability"], RELIABILITIES),
         qos_depth=int(p["qos_depth"]), tf_timeout=float(p["tf_timeout"]),

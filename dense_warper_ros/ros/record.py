@@ -2,7 +2,10 @@
 image_raw/compressed) + camera_info, /tf_static for the extrinsics, and a ground-truth topic.
 
     python -m dense_warper_ros.ros.record pose2sim  OUT [--dense] [--raw] [--scale 0.5]
-    python -m dense_warper_ros.ros.record synthetic OUT [--clip walk] [--frames 24] [--dense]
+    python -m dense_warper_ros.ros.record synthetic OUT [--clip walk] [--frames 24] [--dense] [--raw]
+
+Images are JPEG `CompressedImage`s (image_raw/compressed), as a bandwidth-limited rig sends them;
+`--raw` writes lossless `sensor_msgs/Image` rgb8 instead (image_raw), for either source.
 """
 from __future__ import annotations
 
@@ -19,12 +22,16 @@ from dense_warper_ros.ros.bags import BagWriter
 
 
 def write_bag(rec: Recording, path: str | Path, *, compressed: bool = False, progress: bool = True) -> Path:
+    """`rec` as a rosbag2 directory at `path` (replaced). The ground truth's name goes into the bag's
+    metadata (`GROUND_TRUTH_NOTE`), so a replay's report says what it scored against."""
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     first = rec.frames[0][1]
     with BagWriter(path) as w:
+        if rec.ground_truth:
+            w.describe(rm.GROUND_TRUTH_NOTE, rec.truth_name or "unnamed")
         w.write("/tf_static", rm.tf_static(rec, first), first - 1_000_000)
         for i in range(len(rec.names)):
             w.write(rm.info_topic(rec.names[i]), rm.camera_info(rec, i, first), first - 1_000_000)
@@ -49,12 +56,10 @@ def main(argv=None) -> int:
     if args.source == "pose2sim":
         from dense_warper_ros.data.pose2sim_recording import pose2sim_recording
         rec = pose2sim_recording(interleaved=not args.dense, scale=args.scale)
-        compressed = not args.raw
     else:
         from dense_warper_ros.data.synthetic_recording import synthetic_recording
         rec = synthetic_recording(args.clip, num_frames=args.frames, dense=args.dense)
-        compressed = False if not args.raw else False
-    write_bag(rec, args.out, compressed=compressed)
+    write_bag(rec, args.out, compressed=not args.raw)
     print(f"wrote {args.out}: {len(rec.frames)} frames from {len(rec.names)} cameras "
           f"({rec.source}); camera rates {[round(r, 2) for r in rec.camera_rates_hz]} Hz")
     return 0

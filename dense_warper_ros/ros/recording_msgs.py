@@ -15,6 +15,7 @@ from dense_warper_ros.ros.conversions import camera_to_info, ns_to_stamp, skelet
 from dense_warper_ros.transforms import matrix_to_quat
 
 GROUND_TRUTH_TOPIC = "/ground_truth/skeletons"
+GROUND_TRUTH_NOTE = "dense_warper_ros/ground_truth"     # bag metadata key: what that topic holds
 
 
 def image_topic(name: str, compressed: bool) -> str:

@@ -6,6 +6,8 @@ raise `TransformError` when the transform is not available within the timeout.
 """
 from __future__ import annotations
 
+import math
+
 import threading
 import time
 from pathlib import Path
@@ -106,17 +108,34 @@ class YamlExtrinsicsSource:
 
     def __init__(self, path: str | Path, *, world_frame: str):
         data = yaml.safe_load(Path(path).read_text())
-        if not isinstance(data, dict) or "cameras" not in data:
-            raise ValueError(f"extrinsics file {path}: expected a mapping with 'cameras'")
+        if not isinstance(data, dict) or not isinstance(data.get("cameras"), dict):
+            raise ValueError(f"extrinsics file {path}: expected a mapping with 'cameras' (optical frame -> pose), "
+                             f"got {data!r:.200}")
+        world_frame = str(data.get("world_frame", world_frame))
         self.tree = TransformTree()
         for frame, e in data["cameras"].items():
-            self.tree.add(world_frame, frame, 0, e["translation"], e["rotation_xyzw"], static=True)
+            t, q = _pose_entry(e)
+            if t is None:
+                raise ValueError(f"extrinsics file {path}, camera {frame!r}: expected {{translation: [x, y, z], "
+                                 f"rotation_xyzw: [x, y, z, w]}} with a non-zero quaternion, got {e!r}")
+            self.tree.add(world_frame, str(frame), 0, t, q, static=True)
 
     def lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float) -> Transform:
         return self.tree.lookup(target, source, stamp_ns)
 
     def clear(self) -> None:
         pass
+
+
+def _pose_entry(e) -> tuple[list[float], list[float]] | tuple[None, None]:
+    """A camera's {translation, rotation_xyzw} -> (t, q), or (None, None) when malformed."""
+    try:
+        t = [float(v) for v in e["translation"]]
+        q = [float(v) for v in e["rotation_xyzw"]]
+    except (KeyError, TypeError, ValueError):
+        return None, None
+    ok = len(t) == 3 and len(q) == 4 and all(math.isfinite(v) for v in t + q) and math.hypot(*q) > 1e-9
+    return (t, q) if ok else (None, None)
 
 
 def make_tf_source(node: Node, *, extrinsics_file: str, world_frame: str):

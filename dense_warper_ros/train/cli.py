@@ -21,6 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="override optim.steps")
     ap.add_argument("--seed", type=int, default=None, help="override seed")
     ap.add_argument("--threads", type=int, default=None, help="override torch threads")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="override workers: DataLoader processes making the batches (0: in this process)")
     ap.add_argument("--device", default=None, help="override device: cpu, cuda, cuda:N or auto")
     ap.add_argument("--stop-after", type=int, default=None,
                     help="checkpoint and stop after this step (continue later with --resume)")
@@ -33,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, seed=args.seed)
     if args.threads is not None:
         cfg = dataclasses.replace(cfg, threads=args.threads)
+    if args.workers is not None:
+        cfg = dataclasses.replace(cfg, workers=args.workers)
     if args.device is not None:
         cfg = dataclasses.replace(cfg, device=args.device)
     res = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,

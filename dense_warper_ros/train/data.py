@@ -4,8 +4,15 @@ Every training batch draws its own camera count V in [min_cameras, max_cameras] 
 the windows of a batch are stacked), a random ring rig per window from a small pool drawn for the
 batch, a random capture schedule (aggregate rate, even or random phases, jitter, drops) and
 detector noise around the benchmark's default; `data.evidence.synthetic_windows` then draws clips,
-augmentations (yaw, shift, mirror, speed 0.5x-2x), start times and the noisy heatmaps. All
-randomness comes from one numpy Generator, whose state the checkpoint keeps.
+augmentations (yaw, shift, mirror, speed 0.5x-2x), start times and the noisy heatmaps.
+
+Two ways to feed the loop, both reproducible from the run's seed:
+  - in process (`training_batches`): all randomness comes from the run's one numpy Generator,
+    whose state the checkpoint keeps;
+  - a torch DataLoader with worker processes (`batch_loader`), so that a GPU does not wait for one
+    CPU core: batch k has its own Generator from (seed, k) (`batch_rng`), worker w of W makes
+    batches w, w + W, ..., and the loader hands them out in order k = 0, 1, 2, ... The stream is the
+    same for any number of workers, and a resumed run starts again at the batch it stopped at.
 
 Validation: a fixed list of windows from clips held out of training (not the benchmark's test
 clips), on the benchmark's default rig, schedule and noise, drawn once from a fixed seed.
@@ -18,6 +25,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dense_warper_ros.cameras import Camera
 from dense_warper_ros.data import motion
@@ -143,18 +151,62 @@ def load_clips(names: tuple[str, ...]) -> list[MotionClip]:
     return [motion.load_clip(n) for n in names]
 
 
+def training_batch(cfg: DataConfig, clips: list[MotionClip], batch_size: int, rng: np.random.Generator,
+                   history: int = 0) -> Batch:
+    """One batch (see `synthetic_windows` for the keys and shapes), every random draw from `rng`:
+    its camera count V, rigs, schedule, noise, heatmap sigma, then its windows.
+    `history`: earlier frames per view (the model's temporal_context; prev_* keys)."""
+    V = int(rng.integers(cfg.min_cameras, cfg.max_cameras + 1))
+    rigs = [random_rig(rng, cfg, V) for _ in range(cfg.rigs_per_batch)]
+    gen = synthetic_windows(clips=clips, rigs=rigs, schedule=random_schedule(rng, cfg, V),
+                            noise=random_noise(rng, cfg), heatmap=heatmap_config(cfg, rng),
+                            batch_size=batch_size, rng=rng, augment=AugmentConfig(speed_range=cfg.speed_range),
+                            history=history)
+    return next(gen)
+
+
 def training_batches(cfg: DataConfig, clips: list[MotionClip], batch_size: int,
                      rng: np.random.Generator, history: int = 0) -> Iterator[Batch]:
-    """Endless batches (see `synthetic_windows` for the keys and shapes); V varies per batch.
-    `history`: earlier frames per view (the model's temporal_context; prev_* keys)."""
-    augment = AugmentConfig(speed_range=cfg.speed_range)
+    """Endless batches made in this process, one after the other from the one generator `rng`."""
     while True:
-        V = int(rng.integers(cfg.min_cameras, cfg.max_cameras + 1))
-        rigs = [random_rig(rng, cfg, V) for _ in range(cfg.rigs_per_batch)]
-        gen = synthetic_windows(clips=clips, rigs=rigs, schedule=random_schedule(rng, cfg, V),
-                                noise=random_noise(rng, cfg), heatmap=heatmap_config(cfg, rng),
-                                batch_size=batch_size, rng=rng, augment=augment, history=history)
-        yield next(gen)
+        yield training_batch(cfg, clips, batch_size, rng, history)
+
+
+def batch_rng(seed: int, index: int) -> np.random.Generator:
+    """Batch `index`'s own generator: any process makes the same batch from (seed, index)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+
+
+class SyntheticBatches(IterableDataset):
+    """Endless batches `start`, `start` + 1, ... (batch k from `batch_rng(seed, k)`); in a DataLoader
+    worker w of W, only batches k = start + w + i W, which the loader interleaves back in order."""
+
+    def __init__(self, cfg: DataConfig, clips: list[MotionClip], batch_size: int, *, seed: int,
+                 history: int = 0, start: int = 0):
+        self.cfg, self.clips, self.batch_size = cfg, clips, batch_size
+        self.seed, self.history, self.start = seed, history, start
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        w, W = (0, 1) if info is None else (info.id, info.num_workers)
+        k = self.start + w
+        while True:
+            yield training_batch(self.cfg, self.clips, self.batch_size, batch_rng(self.seed, k), self.history)
+            k += W
+
+
+def batch_loader(cfg: DataConfig, clips: list[MotionClip], batch_size: int, *, seed: int, workers: int,
+                 history: int = 0, start: int = 0, pin_memory: bool = False) -> Iterator[Batch]:
+    """Batches `start`, `start` + 1, ... of `SyntheticBatches` made by `workers` (>= 1) processes.
+    The loader's own generator is seeded from `seed` (it seeds each worker's torch RNG), so the
+    process-wide torch RNG is neither read nor moved."""
+    if workers < 1:
+        raise ValueError(f"batch_loader needs workers >= 1, got {workers}; make batches in process with "
+                         "training_batches")
+    data = SyntheticBatches(cfg, clips, batch_size, seed=seed, history=history, start=start)
+    loader = DataLoader(data, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                        generator=torch.Generator().manual_seed(seed))
+    return iter(loader)
 
 
 def validation_batches(cfg: DataConfig, batch_size: int = 32, history: int = 0) -> list[Batch]:

@@ -14,9 +14,13 @@ One step (B windows of V views; J joints; h x w heatmaps):
   3. optional 3D loss (`w3d` > 0): root-aligned MPJPE of the triangulated pose at t_i (through the
      differentiable DLT);
   4. Adam step; learning rate x lr_drop_factor after lr_drop_at of the steps.
-Checkpoints (`ckpt.pt`) hold model, optimiser, step and every RNG state, so `--resume` continues
-exactly; `config.yaml` (the run's config) is written beside them; `model.safetensors` is the
-last weights in `DenseWarper.save` form and `best.safetensors` the best on validation.
+Batches are made in this process (`workers` 0) or by DataLoader worker processes (`workers` > 0,
+`train.data.batch_loader`: a GPU run needs them, one CPU core cannot keep up with it); both are
+reproducible from `seed`, each its own stream (any worker count > 0 gives the same one).
+Checkpoints (`ckpt.pt`) hold model, optimiser, step, every RNG state (CUDA's too where there is
+CUDA) and how many loader batches were used, so `--resume` continues exactly when `workers` is 0
+again, or again > 0; `config.yaml` (the run's config) is written beside them; `model.safetensors` is
+the last weights in `DenseWarper.save` form and `best.safetensors` the best on validation.
 """
 from __future__ import annotations
 
@@ -35,10 +39,11 @@ import torch
 
 from dense_warper_ros.cameras import apply_affines
 from dense_warper_ros.data.rigs import config_from_dict
-from dense_warper_ros.data.video import load_pose2sim_bank, pseudo_ground_truth
+from dense_warper_ros.data.video import load_pose2sim_bank, triangulated_detection_truth
 from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
-from dense_warper_ros.train.data import Batch, DataConfig, load_clips, training_batches, validation_batches
+from dense_warper_ros.train.data import (Batch, DataConfig, batch_loader, load_clips, training_batches,
+                                         validation_batches)
 from dense_warper_ros.train.loss import mpjpe_3d_loss, robust_2d_loss
 from dense_warper_ros.train.video import VideoWindows
 from dense_warper_ros.weights import written_atomically
@@ -82,12 +87,21 @@ class TrainConfig:
     init: str | None = None                           # weights to start from (fine-tuning); relative
                                                       # paths are from the repository root
     causal_prob: float = 0.0                          # P(target = the window's newest frame); else
-                                                      # uniform over slots (0: always uniform, as before)
-    threads: int = 1                                  # torch CPU threads
+                                                      # uniform over slots (0: always uniform)
+    threads: int = 1                                  # torch CPU threads of the training process
+    workers: int = 0                                  # DataLoader processes making the synthetic
+                                                      # batches; 0: this process makes them, from
+                                                      # the run's one generator
     device: str = "auto"                              # cpu, cuda, cuda:N; auto: cuda when present
     val_every: int = 100                              # steps between validations
     ckpt_every: int = 100                             # steps between checkpoints
     log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ValueError(f"train: threads must be >= 1, got {self.threads}")
+        if self.workers < 0:
+            raise ValueError(f"train: workers must be >= 0, got {self.workers}")
 
 
 def config_from_mapping(d: Mapping[str, Any]) -> TrainConfig:
@@ -153,7 +167,7 @@ def video_windows(cfg: TrainConfig, model: DenseWarper, log=print) -> VideoWindo
         raise FileNotFoundError(f"data.video_prob > 0 but no video under {cfg.data.video_dir}: "
                                 "run scripts/fetch_pose2sim.py")
     bank = got[1]
-    pgt = pseudo_ground_truth(bank, max_residual_px=cfg.data.video_max_residual_px)
+    pgt = triangulated_detection_truth(bank, max_residual_px=cfg.data.video_max_residual_px)
     return VideoWindows(bank, cfg.data.video_frames, history=model.config.temporal_context, pgt=pgt)
 
 
@@ -232,8 +246,8 @@ def validate(model: DenseWarper, batches: list[Batch], loss_cfg: LossConfig) -> 
 
 def draw_slots(rng: np.random.Generator, times: torch.Tensor, causal_prob: float) -> torch.Tensor:
     """One target slot per window (B,) long: uniform over the V slots, or with probability
-    causal_prob the newest frame (the causal case, which the issue's first criterion scores).
-    causal_prob 0 draws exactly what the loop always drew (same runs for the same seed)."""
+    causal_prob the newest frame (the causal case, the node's default timing).
+    causal_prob 0 draws only the uniform slots (no extra random draw)."""
     B, V = times.shape
     slot = torch.as_tensor(rng.integers(0, V, size=B))
     if causal_prob > 0:
@@ -244,25 +258,35 @@ def draw_slots(rng: np.random.Generator, times: torch.Tensor, causal_prob: float
 
 # --- checkpoints ------------------------------------------------------------------------------
 def save_checkpoint(path: Path, model: DenseWarper, opt: torch.optim.Optimizer, step: int,
-                    rng: np.random.Generator, best: float, history: list[dict]) -> None:
-    """Everything a resumed run needs to take exactly the same next step."""
+                    rng: np.random.Generator, best: float, history: list[dict], *,
+                    loader_batches: int = 0) -> None:
+    """Everything a resumed run needs to take exactly the same next step: every RNG state (numpy,
+    torch CPU, Python, and each CUDA device's where CUDA is available) and, for a run fed by
+    `batch_loader`, how many of its batches were used (`loader_batches`)."""
     blob = {"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(), "best": best, "history": history,
-            "model_config": model.config.to_dict()}
+            "model_config": model.config.to_dict(), "loader_batches": loader_batches}
+    if torch.cuda.is_available():
+        blob["cuda_rng"] = torch.cuda.get_rng_state_all()
     with written_atomically(path) as tmp:
         torch.save(blob, tmp)
 
 
 def load_checkpoint(path: Path, model: DenseWarper, opt: torch.optim.Optimizer,
-                    rng: np.random.Generator) -> tuple[int, float, list[dict]]:
+                    rng: np.random.Generator) -> tuple[int, float, list[dict], int]:
+    """Restore what `save_checkpoint` kept -> (step, best, history, loader_batches). CUDA RNG states
+    are restored where CUDA is available (a checkpoint written on the CPU has none; one written on
+    CUDA resumes on the CPU without them)."""
     blob = torch.load(path, map_location="cpu", weights_only=True)       # a file is input: no code
     model.load_state_dict(blob["model"])
     opt.load_state_dict(blob["optim"])
     rng.bit_generator.state = blob["numpy_rng"]
     torch.set_rng_state(blob["torch_rng"])
     random.setstate(blob["python_rng"])
-    return int(blob["step"]), float(blob["best"]), list(blob["history"])
+    if "cuda_rng" in blob and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(blob["cuda_rng"][:torch.cuda.device_count()])
+    return int(blob["step"]), float(blob["best"]), list(blob["history"]), int(blob.get("loader_batches", 0))
 
 
 def lr_at(cfg: OptimConfig, step: int) -> float:
@@ -284,14 +308,15 @@ def train(cfg: TrainConfig, out_dir: Path, *, resume: bool = False, progress: bo
     model = build_model(cfg).to(device)
     model.train()
     log(f"[train] {cfg.model} on {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
-                                               f" ({cfg.threads} thread{'s' * (cfg.threads != 1)})"))
+                                               f" ({cfg.threads} thread{'s' * (cfg.threads != 1)})")
+        + (f", batches from {cfg.workers} loader worker{'s' * (cfg.workers != 1)}" if cfg.workers else ""))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    step, best, history = 0, float("inf"), []
+    step, best, history, used = 0, float("inf"), [], 0     # used: batches taken from the loader
     ckpt = out_dir / "ckpt.pt"
     if resume:
         if not ckpt.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
-        step, best, history = load_checkpoint(ckpt, model, opt, rng)
+        step, best, history, used = load_checkpoint(ckpt, model, opt, rng)
         log(f"[train] resumed from {ckpt} at step {step}")
     import yaml
     with open(out_dir / "config.yaml", "w") as f:
@@ -304,7 +329,11 @@ def train(cfg: TrainConfig, out_dir: Path, *, resume: bool = False, progress: bo
         history.append({"step": 0, **m})
         start = f"weights of {cfg.init}" if cfg.init else "identity warps"
         log(f"[train] step 0 ({start}): " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
-    batches = training_batches(cfg.data, clips, cfg.optim.batch_size, rng, history=frames_back)
+    if cfg.workers:
+        batches = batch_loader(cfg.data, clips, cfg.optim.batch_size, seed=cfg.seed, workers=cfg.workers,
+                               history=frames_back, start=used, pin_memory=device.type == "cuda")
+    else:
+        batches = training_batches(cfg.data, clips, cfg.optim.batch_size, rng, history=frames_back)
     video = video_windows(cfg, model, log)
     bar = None
     if progress:
@@ -318,6 +347,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, resume: bool = False, progress: bo
             batch, undistort = video.batch(cfg.optim.batch_size, rng), video.undistort
         else:
             batch = next(batches)
+            used += 1
         B, V = batch["valid"].shape
         slot = draw_slots(rng, batch["times"], cfg.causal_prob)
         batch, slot = to_device(batch, device), slot.to(device)
@@ -346,10 +376,11 @@ def train(cfg: TrainConfig, out_dir: Path, *, resume: bool = False, progress: bo
                 best = m["val_mpjpe"]
                 model.save(out_dir / "best.safetensors")
         if step % cfg.ckpt_every == 0 or step == last:
-            save_checkpoint(ckpt, model, opt, step, rng, best, history)
+            save_checkpoint(ckpt, model, opt, step, rng, best, history, loader_batches=used)
             model.save(out_dir / "model.safetensors")
     if bar is not None:
         bar.close()
+    del batches                                    # a loader's worker processes end here
     with open(out_dir / "history.json", "w") as f:
         json.dump(history, f, indent=1)
     return {"step": step, "best_val_mpjpe": best, "history": history}

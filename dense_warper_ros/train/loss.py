@@ -1,6 +1,6 @@
 """Losses of stage 2 as small pure functions.
 
-The method's 2D loss (REFERENCE.md, "Training"): Barron's general robust loss (Barron, CVPR 2019)
+The method's 2D loss (the paper's training objective): Barron's general robust loss (Barron, CVPR 2019)
 with alpha = -10 and scale c on the L1 distance x = |dx| + |dy| between the soft-argmax of a warped
 heatmap and its target, both in heatmap px:
 

@@ -3,7 +3,7 @@
 Why: warps trained only on rendered Gaussian heatmaps move MoveNet's real heatmaps (wider, noisier,
 multi-modal) too far; on the pose2sim demo they lost to naive interleaving. A synchronised video
 has every camera at every frame, so an interleaved window can be cut from it anywhere and its dense
-triangulation (`data.video.pseudo_ground_truth`) gives the time-correct target of every warp.
+triangulation (`data.video.triangulated_detection_truth`) gives the time-correct target of every warp.
 
 A window starting at frame f0 takes camera c at the frame f in [f0, f0 + V) with f mod V = c (the
 benchmark's interleave), view v = camera v (one fixed rig, so one undistortion hook); with
@@ -18,7 +18,7 @@ import torch
 
 from dense_warper_ros.cameras import apply_affines, undistorter
 from dense_warper_ros.data.evidence import EvidenceBank
-from dense_warper_ros.data.video import PseudoGroundTruth, pseudo_ground_truth
+from dense_warper_ros.data.video import PseudoGroundTruth, triangulated_detection_truth
 
 Batch = dict[str, torch.Tensor]
 
@@ -29,7 +29,7 @@ class VideoWindows:
     def __init__(self, bank: EvidenceBank, frames: tuple[int, int], history: int = 0,
                  pgt: PseudoGroundTruth | None = None) -> None:
         self.bank, self.history = bank, history
-        self.pgt = pgt if pgt is not None else pseudo_ground_truth(bank)
+        self.pgt = pgt if pgt is not None else triangulated_detection_truth(bank)
         V = len(bank.cameras)
         lo, hi = max(0, int(frames[0])), min(len(self.pgt.instants), int(frames[1]))
         self.starts = np.arange(lo + V * history, hi - V + 1)          # every frame of a window in [lo, hi)
