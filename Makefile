@@ -11,11 +11,11 @@ setup:  ## venv, ROS 2 wheels, colcon build of msg/, model assets (idempotent, c
 
 build: setup  ## the colcon build is part of setup; kept as a name ROS users look for
 
-test: setup  ## the whole test suite
-	$(ENV) python -m pytest -n $(JOBS) test
+test: setup  ## the linter (ruff.toml), then the whole test suite
+	$(ENV) ruff check . && python -m pytest -n $(JOBS) test
 
 demo: setup  ## the main job on the bundled real recording
-	$(ENV) python -m dense_warper_ros.demo
+	$(ENV) python -m dense_warper_ros.ros.demo
 
 bench: setup  ## speed and accuracy benchmarks (long)
 	$(ENV) python bench/model_speed.py && python bench/accuracy.py

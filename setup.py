@@ -11,6 +11,8 @@ setup(
     description="DenseWarper multi-view 3D human pose from interleaved cameras (ROS-free core)",
     license="Apache-2.0",
     python_requires=">=3.10",
+    # dense_warper_ros.ros holds everything that needs rclpy or works on ROS messages (the node, bags,
+    # the per-frame path over messages, the demo, the rig publisher): colcon installs it, pip does not.
     packages=find_packages(include=["dense_warper_ros", "dense_warper_ros.*"],
                            exclude=["dense_warper_ros.ros", "dense_warper_ros.ros.*"]),
     install_requires=["numpy", "torch>=2.1", "opencv-python-headless", "pyyaml", "safetensors", "tqdm"],

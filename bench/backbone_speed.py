@@ -33,11 +33,11 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))   # so that a plain `python bench/backbone_speed.py` finds the package
 
-from dense_warper_ros.backbones import Backbone2D
-from dense_warper_ros.backbones.simple_baseline import SimpleBaseline
-from dense_warper_ros.provenance import git_hash
+from dense_warper_ros.backbones import Backbone2D  # noqa: E402
+from dense_warper_ros.backbones.simple_baseline import SimpleBaseline  # noqa: E402
+from dense_warper_ros.provenance import git_hash  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -91,7 +91,10 @@ def bench_backbone(name: str, net: Backbone2D, device: torch.device, batch: int,
     t_prep = time_call(prepare, device, warmup=min(warmup, 2), repeats=max(3, repeats // 2))
     t_net = time_call(network, device, warmup=warmup, repeats=repeats)
     t_pipe = time_call(pipeline, device, warmup=min(warmup, 2), repeats=max(3, repeats // 2))
-    per = lambda ts: [1e3 * t / batch for t in ts]   # ms per image
+
+    def per(ts: list[float]) -> list[float]:   # ms per image
+        return [1e3 * t / batch for t in ts]
+
     return {
         "model": name, "device": str(device), "batch": batch, "input": net.input_size,
         "inference": net.inference,

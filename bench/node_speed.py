@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "test"))
 sys.path.insert(0, str(REPO))
 
 from dense_warper_ros.provenance import git_hash  # noqa: E402
@@ -31,7 +30,8 @@ def proc_stats(pid: int) -> tuple[float, float]:
     stat = Path(f"/proc/{pid}/stat").read_text().split()
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(stat[13]) + int(stat[14])) / ticks
-    rss = next(int(l.split()[1]) for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("VmRSS"))
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
     return cpu, rss / 1024
 
 
@@ -42,7 +42,8 @@ def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: floa
     from dense_warper_ros.data.recording import Recording
     from dense_warper_ros.msg import Skeleton3DArray
     from dense_warper_ros.ros import recording_msgs as rm
-    from ros_helpers import NodeProcess, RigPublisher, spin_until
+    from dense_warper_ros.ros.node_process import NodeProcess, spin_until
+    from dense_warper_ros.ros.rig_publisher import RigPublisher
 
     base = pose2sim_recording(num_frames=8 * 4, scale=scale, with_truth=False, interleaved=False)
     cams = [base.cameras[i % 4] for i in range(num_cams)]

@@ -39,6 +39,7 @@ _ENCODINGS: dict[str, tuple[int, type, int | None]] = {
     "8UC1": (1, np.uint8, cv2.COLOR_GRAY2RGB),
     "8UC3": (3, np.uint8, cv2.COLOR_BGR2RGB),
     "mono16": (1, np.uint16, cv2.COLOR_GRAY2RGB),
+    "16UC1": (1, np.uint16, cv2.COLOR_GRAY2RGB),          # e.g. infrared or raw 16-bit sensors
     "yuv422": (2, np.uint8, cv2.COLOR_YUV2RGB_UYVY),        # ROS's yuv422 is UYVY
     "uyvy": (2, np.uint8, cv2.COLOR_YUV2RGB_UYVY),
     "yuv422_yuy2": (2, np.uint8, cv2.COLOR_YUV2RGB_YUY2),

@@ -12,14 +12,10 @@ Fusion at one target instant t* (the method's pipeline steps 2-5), for each vali
      confidence-weighted DLT with covariance (`triangulation.py`).
 Only the views not captured at t* are warped: V - 1 warps per pose when one view is at t*.
 
-Two configurations (`ModelConfig.named`):
-  - `paper`: the released sizes and layers (channel-mixing deformable kernels, offset heads without
-    bias, a disc soft-argmax window; `released_weights.py` loads the released checkpoints into it,
-    docs/released_code.md compares every stage); one warp per ordered view pair (12 for 4 views),
-    trained for the fixed offsets of an interleaved rig, so the pose must be asked at a view's
-    capture time.
-  - `lite`: real time on 2 CPU cores; one shared, time-conditioned warp (it also reads the signed
-    offsets t* - t_c and t_g - t_c), any number of views, any timing.
+Configurations (`model_config.py`, `ModelConfig.named`): `paper` (the released sizes and layers;
+one warp per ordered view pair, so the pose must be asked at a view's capture time), `lite` (real
+time on 2 CPU cores; one shared, time-conditioned warp that also reads the signed offsets t* - t_c
+and t_g - t_c; any number of views, any timing) and `lite_tc`.
 
 Call paths:
   - `forward_window(heatmaps, P, affines, times, valid)`: a window of V frames, one per view; every
@@ -40,17 +36,9 @@ Timing: the model only takes times; the buffer chooses frames.
     poses once the last frame arrives) or `pose_at(target_time=t_i)`; frames after t_i are used, so
     the pose at t_i is out only when the window's last frame has arrived.
 
-Temporal context (this project's extension, not in the paper; `ModelConfig.temporal_context` = K > 0,
-preset `lite_tc`): the warp of view c also reads c's K earlier frames (`PreviousFrames`, passed as
-`previous=` to `pose_at` / `forward_window`), each resampled into c's current crop (crops follow the
-root, so they move between frames) and fed as a difference map plus a time plane; the offsets start
-at c's constant-velocity displacement (from frame k=0, with a learned per-joint gain), and the warp
-gives a per-joint DLT log-weight for its view. With `temporal_fusion`, frame k=0 itself is moved
-too (the same offsets plus its step to the current frame) and blended into the output with a
-learned per-joint weight (the moved frame's peak lands on the current one's, since its step comes
-from the same two detections: the blend reshapes the peak and its height, the DLT weight).
-`previous=None` means no history; configs with K = 0 (the faithful method, `lite`, `paper`)
-ignore `previous`.
+Temporal context (this project's extension, not in the paper; `temporal_context.py`, preset
+`lite_tc`): the warp of view c also reads c's K earlier frames (`PreviousFrames`, passed as
+`previous=` to `pose_at` / `forward_window`); configs without it ignore `previous`.
 
 Distortion: the exchange and the warps work on the (distorted) crops, as the released code; 2D points
 are undistorted before DLT by the `undistort` hook if the caller passes one
@@ -59,7 +47,7 @@ are undistorted before DLT by the `undistort` hook if the caller passes one
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -69,183 +57,18 @@ from torch import nn
 
 from .cameras import affine_scales, apply_affines, invert_affines
 from .epipolar import EpipolarSampler, epipolar_exchange, gather_max
-from .heatmaps import WINDOW_SHAPES, compose_affines, resample_to_crop, soft_argmax
+from .heatmaps import soft_argmax
+from .model_config import NAMED_CONFIGS, ModelConfig
+from .temporal_context import PreviousFrames, fit_previous, history_cap, warp_context
 from .triangulation import reject_outlier_views, triangulate_with_uncertainty
-from .warp import BACKENDS, DEFORM_KERNELS, OFFSET_MODES, TemporalWarp
+from .warp import TemporalWarp
 from .weights import written_atomically
 
+# Callers import the configuration and the history type from here, with the model.
+__all__ = ["FORMAT", "NAMED_CONFIGS", "DenseWarper", "ModelConfig", "PoseOutput", "PreviousFrames",
+           "StaticRig", "WindowOutput"]
+
 FORMAT = "dense_warper/1"
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything that fixes the model's shape and behaviour; built once at the entry point."""
-
-    name: str = "paper"                  # configuration name, for logs and checkpoints
-    num_joints: int = 17                 # J: heatmap channels (Human3.6M-17)
-    num_views: int | None = 4            # pairwise warps: exactly this many views; None: any V >= 2
-    input_size: int = 384                # backbone input side (square crops), px
-    heatmap_size: int = 96               # h = w: heatmap side, px
-    target_sigma: float = 3.0            # Gaussian target std for training, heatmap px
-    backbone: str = "simplebaseline_resnet152"   # which backbone the weights expect (informative)
-    time_conditioned: bool = False       # one shared warp fed the signed time offsets
-    warp_channels: int = 128             # trunk width
-    warp_blocks: int = 20                # residual BasicBlocks in the trunk
-    offset_dilations: tuple[int, ...] = (3, 6, 12, 18, 24)   # one offset head per dilation
-    kernel_dilations: tuple[int, ...] | None = None  # deformable kernel dilations; None: as heads
-    offset_mode: str = "per_tap"         # per_tap (the method) or per_channel (shared over taps)
-    trunk_stride: int = 1                # 2: trunk and heads at half resolution, offsets upsampled
-    exchange_stride: int = 1             # 2: epipolar exchange on 2x2 max-pooled heatmaps
-    fill_weight: float = 0.5             # S = fill * E + (1 - fill) * H_cur
-    time_scale_s: float = 0.1            # time offsets are fed to the warp divided by this
-    frame_interval_s: float = 0.02       # nominal interval between consecutive views' captures
-    time_tolerance_s: float = 1e-3       # a frame within this of the target is "at" the target
-    softargmax_window: int | None = None  # odd window width, px; None: 15 at 96, scaled
-    softargmax_window_shape: str = "disc"  # disc (released: pixels within width / 2 of the argmax)
-                                           # or square (width x width); `heatmaps.soft_argmax`
-    softargmax_temperature: float = 0.05  # softmax temperature on heatmap values
-    min_peak: float = 0.01               # a joint whose heatmap peak is <= this is dropped
-    min_sigma_px: float = 0.5            # floor on the 2D std used for covariance, heatmap px
-    deform_backend: str = "auto"         # auto (torchvision if it imports), grid_sample, torchvision
-    deform_kernel: str = "full"          # full: one J -> J kernel per head mixing the joint channels
-                                         # (released); depthwise: one 3x3 kernel per joint channel
-                                         # (needed by offset_mode per_channel)
-    offset_bias: bool = False            # offset heads with a bias term (released: without)
-    # Temporal-context extension (not in the paper; 0 / False = the faithful method):
-    temporal_context: int = 0            # K earlier frames per view the warp reads (`PreviousFrames`)
-    velocity_prior: bool = False         # offsets start at the constant-velocity guess from frame k=0
-    view_confidence: bool = False        # the warp also gives a per-joint DLT log-weight
-    history_weight: bool = False         # a warped view's DLT weight is at most its previous frame's
-                                         # peak: a point moved from two frames is as sure as the weaker
-    temporal_fusion: bool = False        # the previous frame, moved too, is blended into the output
-                                         # with a learned per-joint weight (its peak lands on the
-                                         # current one's: it blends shape and peak, not position)
-    # Inference only (no weight depends on it; `DenseWarper.set_inference`):
-    outlier_threshold: float | None = None   # heatmap px: a view this far from the others' point is
-                                             # dropped from the DLT (left/right swaps); None: off
-
-    def __post_init__(self) -> None:
-        positive = ("num_joints", "input_size", "heatmap_size", "warp_channels", "warp_blocks")
-        for f in positive:
-            if getattr(self, f) <= 0:
-                raise ValueError(f"{f} must be > 0, got {getattr(self, f)}")
-        if self.num_views is not None and self.num_views < 2:
-            raise ValueError(f"num_views must be >= 2 or None, got {self.num_views}")
-        if self.num_views is None and not self.time_conditioned:
-            raise ValueError("pairwise warps need a fixed num_views; got None without time_conditioned")
-        if self.offset_mode not in OFFSET_MODES:
-            raise ValueError(f"offset_mode must be one of {OFFSET_MODES}, got {self.offset_mode!r}")
-        if self.deform_backend not in BACKENDS:
-            raise ValueError(f"deform_backend must be one of {BACKENDS}, got {self.deform_backend!r}")
-        if self.deform_kernel not in DEFORM_KERNELS:
-            raise ValueError(f"deform_kernel must be one of {DEFORM_KERNELS}, got {self.deform_kernel!r}")
-        if self.deform_kernel == "full" and self.offset_mode != "per_tap":
-            raise ValueError(f"deform_kernel 'full' needs offset_mode 'per_tap', got {self.offset_mode!r}")
-        if self.softargmax_window_shape not in WINDOW_SHAPES:
-            raise ValueError(f"softargmax_window_shape must be one of {WINDOW_SHAPES}, got "
-                             f"{self.softargmax_window_shape!r}")
-        for f in ("trunk_stride", "exchange_stride"):
-            if getattr(self, f) not in (1, 2):
-                raise ValueError(f"{f} must be 1 or 2, got {getattr(self, f)}")
-        if self.exchange_stride == 2 and self.heatmap_size % 2:
-            raise ValueError(f"exchange_stride 2 needs an even heatmap_size, got {self.heatmap_size}")
-        if not 0.0 <= self.fill_weight <= 1.0:
-            raise ValueError(f"fill_weight must be in [0, 1], got {self.fill_weight}")
-        if self.time_scale_s <= 0 or self.time_tolerance_s < 0:
-            raise ValueError(f"time_scale_s must be > 0 and time_tolerance_s >= 0, got "
-                             f"{self.time_scale_s}, {self.time_tolerance_s}")
-        if self.temporal_context < 0:
-            raise ValueError(f"temporal_context must be >= 0, got {self.temporal_context}")
-        if self.velocity_prior and self.temporal_context == 0:
-            raise ValueError("velocity_prior needs temporal_context >= 1 (an earlier frame per view)")
-        if self.temporal_fusion and self.temporal_context == 0:
-            raise ValueError("temporal_fusion needs temporal_context >= 1 (an earlier frame per view)")
-        if self.outlier_threshold is not None and not self.outlier_threshold > 0:
-            raise ValueError(f"outlier_threshold must be > 0 heatmap px or None, got {self.outlier_threshold}")
-        if self.kernel_dilations is not None and len(self.kernel_dilations) != len(self.offset_dilations):
-            raise ValueError(f"kernel_dilations {self.kernel_dilations} must match offset_dilations "
-                             f"{self.offset_dilations} in length")
-
-    INFERENCE_FIELDS = ("outlier_threshold",)   # may change on trained weights
-    # Fields a stored config may lack, with the value every model stored without them was built with
-    # (`from_dict`): an older file rebuilds the model it was trained as, not today's default.
-    ABSENT_FIELD_VALUES = {"deform_kernel": "depthwise", "offset_bias": True,
-                           "softargmax_window_shape": "square"}
-
-    @classmethod
-    def named(cls, config_name: str, /, **overrides) -> "ModelConfig":
-        """`paper` or `lite`, optionally with fields overridden (including `name`)."""
-        if config_name not in NAMED_CONFIGS:
-            raise ValueError(f"unknown configuration {config_name!r}, expected one of "
-                             f"{sorted(NAMED_CONFIGS)}")
-        return replace(NAMED_CONFIGS[config_name], **overrides)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def decoder(self) -> dict:
-        """Soft-argmax settings (`heatmaps.soft_argmax` keywords): baselines decode heatmaps the same way."""
-        return {"window": self.softargmax_window, "temperature": self.softargmax_temperature,
-                "min_peak": self.min_peak, "window_shape": self.softargmax_window_shape}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown config fields {sorted(unknown)}")
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**{**cls.ABSENT_FIELD_VALUES, **d})
-
-
-NAMED_CONFIGS: dict[str, ModelConfig] = {
-    # The released sizes and layers: SimpleBaseline ResNet-152, 384 -> 96, 12 pairwise warps of
-    # 20 x 128, five heads, channel-mixing deformable kernels, offset heads without bias, the disc
-    # decoder window (the field defaults).
-    "paper": ModelConfig(),
-    # Real time on 2 CPU cores (bench/model_speed.py measures it): MoveNet Lightning heatmaps
-    # (192 -> 48), one time-conditioned warp shared by every view pair and timing, trunk (2 blocks of
-    # 24 channels) and epipolar exchange at 24 x 24, one offset head (dilation 2 at 24 px; receptive
-    # field 23 heatmap px) with one offset per joint channel shared by the 3x3 kernel's taps. Each
-    # extra head costs ~30% of the fusion time on 2 cores, so the paper's 5-head average is dropped.
-    "lite": ModelConfig(
-        name="lite", num_views=None, input_size=192, heatmap_size=48, target_sigma=2.0,
-        backbone="movenet_lightning", time_conditioned=True, warp_channels=24, warp_blocks=2,
-        offset_dilations=(2,), kernel_dilations=(1,), offset_mode="per_channel",
-        trunk_stride=2, exchange_stride=2,
-        # what the shipped weights were trained with: per-channel offsets run as a depthwise conv
-        # then one warp per channel, which needs depthwise kernels; the decoder's square window, in
-        # which the bias below was measured (on one sigma-2 peak the 9 px square and disc decode
-        # < 1e-4 px apart; they differ where a second peak lies in the square's corners)
-        deform_kernel="depthwise", offset_bias=True, softargmax_window_shape="square",
-        # 0.05 at 48 px over-sharpens (grid aliasing, up to 0.05-0.14 px bias); 0.1 keeps the
-        # decoder's bias under 0.01 px for sigma-2 peaks
-        softargmax_temperature=0.1),
-}
-# The temporal-context extension of `lite`: the same warp, which also reads each view's
-# previous frame (resampled into the current crop, as a difference map plus its time offset),
-# starts its offsets at that view's constant-velocity motion, and weights its view in the DLT.
-NAMED_CONFIGS["lite_tc"] = replace(NAMED_CONFIGS["lite"], name="lite_tc", temporal_context=1,
-                                   velocity_prior=True, view_confidence=True)
-
-
-class FusionInput(NamedTuple):
-    """A view's previous frame as `temporal_fusion` blends it in (N warped views, J joints)."""
-
-    heatmaps: torch.Tensor            # (N, J, h, w) frame k=0 resampled into the current crop
-    step: torch.Tensor                # (N, J, 2) (dx, dy) heatmap px from it to the current frame
-    usable: torch.Tensor              # (N, J) bool: the joint is detected in both frames
-
-
-class PreviousFrames(NamedTuple):
-    """Each view's K earlier frames (temporal-context configs). k = 0 is the frame just before the
-    current one of that view, k = 1 the one before, ... Times in the same time base as `times`."""
-
-    heatmaps: torch.Tensor            # (B, V, K, J, h, w)
-    affines: torch.Tensor             # (B, V, K, 2, 3) image -> heatmap px of each earlier frame
-    times: torch.Tensor               # (B, V, K) float64 capture times, s
-    valid: torch.Tensor               # (B, V, K) bool (missing frames False)
 
 
 class PoseOutput(NamedTuple):
@@ -493,7 +316,8 @@ class DenseWarper(nn.Module):
         if c.temporal_context:
             if affines is None:
                 raise ValueError("a temporal-context model's _warp needs the crop affines")
-            kw["context"], kw["prior"], fuse = self._temporal_context(x, affines[bi, ci], plan, previous)
+            kw["context"], kw["prior"], fuse = warp_context(c, x, affines[bi, ci], previous, bi, ci,
+                                                             plan.times[bi, ci], plan.target[bi])
             if fuse is not None:
                 kw["fuse_with"] = fuse
         if self.time_conditioned:
@@ -513,56 +337,6 @@ class DenseWarper(nn.Module):
             if lw is not None:
                 logw = logw.index_put((sel,), lw)
         return (out, logw) if with_confidence else out
-
-    def _temporal_context(self, x: torch.Tensor, A_cur: torch.Tensor, plan: FusionPlan,
-                          previous: PreviousFrames | None) -> tuple[torch.Tensor, torch.Tensor | None,
-                                                                     FusionInput | None]:
-        """What the warp of each of the plan's N pairs reads about its view's earlier frames.
-
-        x (N, J, h, w) current heatmaps, A_cur (N, 2, 3) their crops. Returns context
-        (N, K*(J+1), h, w): per earlier frame k, its heatmap resampled into the current crop minus x,
-        then a plane (t_cur - t_k) / time_scale_s (all zero for a missing frame); the
-        constant-velocity displacement (N, J, 2) heatmap px from frame k=0 to the target time
-        (zero where a joint is undetected in either frame, or None without a velocity prior); and,
-        with `temporal_fusion`, frame k=0 in the current crop with its step to the current frame
-        (`FusionInput`, else None).
-        """
-        c = self.config
-        K = c.temporal_context
-        N, J, h, w = x.shape
-        bi, ci = plan.bi, plan.ci
-        if previous is None or N == 0:
-            ctx = torch.zeros(N, K * (J + 1), h, w, dtype=x.dtype, device=x.device)
-            prior = torch.zeros(N, J, 2, dtype=x.dtype, device=x.device) if c.velocity_prior else None
-            return ctx, prior, None
-        hp = previous.heatmaps[bi, ci].to(x.dtype)              # (N, K, J, h, w)
-        Ap = previous.affines[bi, ci].to(x.dtype)               # (N, K, 2, 3)
-        t_cur = plan.times[bi, ci]                              # (N,) float64
-        gap = t_cur[:, None] - previous.times[bi, ci].to(t_cur)  # (N, K) s, > 0 for earlier frames
-        ok = previous.valid[bi, ci].bool() & torch.isfinite(gap) & (gap > 1e-4)
-        R = resample_to_crop(hp.flatten(0, 1), Ap.flatten(0, 1),
-                             A_cur.to(x.dtype).repeat_interleave(K, 0)).view(N, K, J, h, w)
-        okf = ok.to(x.dtype)[:, :, None, None, None]
-        diff = (R - x[:, None]) * okf                           # (N, K, J, h, w)
-        tplane = (torch.where(ok, gap, torch.zeros_like(gap)) / c.time_scale_s).to(x.dtype)
-        tplane = tplane[:, :, None, None, None].expand(N, K, 1, h, w)
-        ctx = torch.cat([diff, tplane], dim=2).reshape(N, K * (J + 1), h, w)
-        if not (c.velocity_prior or c.temporal_fusion):
-            return ctx, None, None
-        dec = c.decoder
-        with torch.no_grad():
-            u_c, _, ok_c, _ = soft_argmax(x.detach(), **dec)                      # (N, J, 2)
-            u_p, _, ok_p, _ = soft_argmax(hp[:, 0].detach(), **dec)               # prev crop px
-            u_p = apply_affines(compose_affines(A_cur.to(u_p.dtype), invert_affines(Ap[:, 0].to(u_p.dtype))), u_p)
-            g0 = torch.where(ok[:, 0], gap[:, 0], torch.ones_like(gap[:, 0]))
-            ahead = (plan.target[bi] - t_cur) / g0                                # (N,) float64
-            disp = (u_c - u_p) * ahead.to(u_c.dtype)[:, None, None]                # (N, J, 2)
-            use = ok_c & ok_p & ok[:, :1]
-            lim = 0.25 * h
-            disp = torch.where(use[..., None], disp.clamp(-lim, lim), torch.zeros_like(disp))
-            step = torch.where(use[..., None], (u_c - u_p).clamp(-lim, lim), torch.zeros_like(u_c))
-        fuse = FusionInput(R[:, 0] * okf[:, 0], step.to(x.dtype), use) if c.temporal_fusion else None
-        return ctx, disp.to(x.dtype) if c.velocity_prior else None, fuse
 
     def _assemble(self, hm: torch.Tensor, warped: torch.Tensor | None, plan: FusionPlan) -> torch.Tensor:
         """Every view at the target: pass-through, warped, or zeros (missing) -> (B, V, J, h, w)."""
@@ -617,44 +391,12 @@ class DenseWarper(nn.Module):
                 view_logw = torch.zeros(hm.shape[:3], dtype=logw.dtype, device=hm.device)
                 view_logw = view_logw.index_put((plan.bi, plan.ci), logw)
             if self.config.history_weight and previous is not None:
-                cap = self._history_cap(hm, plan, previous)
+                cap = history_cap(hm, plan.bi, plan.ci, previous)
         return self._triangulate(self._assemble(hm, warped, plan), P, A, plan, undistort, view_logw, cap)
 
-    def _history_cap(self, hm: torch.Tensor, plan: FusionPlan, previous: PreviousFrames) -> torch.Tensor:
-        """(B, V, J) caps on the DLT weights: each warped view's previous-frame peak (where that frame
-        exists), +inf elsewhere. The warp moves a joint by what the two frames say, so its point is
-        only as sure as the weaker detection (a miss or a wrong peak in either frame)."""
-        cap = torch.full(hm.shape[:3], float("inf"), dtype=hm.dtype, device=hm.device)
-        prev_peak = previous.heatmaps[plan.bi, plan.ci, 0].to(hm.dtype).amax(dim=(-2, -1))   # (N, J)
-        missing = ~previous.valid[plan.bi, plan.ci, 0].bool()[:, None]
-        return cap.index_put((plan.bi, plan.ci), prev_peak.masked_fill(missing, float("inf")))
-
-    def _check_previous(self, previous: PreviousFrames | None, B: int, V: int) -> PreviousFrames | None:
-        """None for models without temporal context (they ignore it); else K = temporal_context
-        earlier frames per view (more are cut, fewer padded as missing)."""
-        K = self.config.temporal_context
-        if not K or previous is None:
-            return None
-        hm, A, t, ok = previous
-        h = self.heatmap_size
-        k = hm.shape[2] if hm.dim() == 6 else -1
-        want = {"heatmaps": (hm, (B, V, k, self.num_joints, h, h)), "affines": (A, (B, V, k, 2, 3)),
-                "times": (t, (B, V, k)), "valid": (ok, (B, V, k))}
-        for name, (x, shape) in want.items():
-            if k < 0 or tuple(x.shape) != shape:
-                raise ValueError(f"previous.{name} must be (B, V, K, ...) = {shape if k >= 0 else (B, V, 'K')}, "
-                                 f"got {tuple(x.shape)}")
-        t = t.to(torch.float64)
-        ok = ok.bool()
-        if k > K:
-            hm, A, t, ok = hm[:, :, :K], A[:, :, :K], t[:, :, :K], ok[:, :, :K]
-        elif k < K:
-            pad = K - k
-            hm = torch.cat([hm, hm.new_zeros(B, V, pad, *hm.shape[3:])], 2)
-            A = torch.cat([A, A.new_zeros(B, V, pad, 2, 3) + torch.eye(2, 3, dtype=A.dtype, device=A.device)], 2)
-            t = torch.cat([t, t.new_zeros(B, V, pad)], 2)
-            ok = torch.cat([ok, ok.new_zeros(B, V, pad)], 2)
-        return PreviousFrames(hm, A, t, ok)
+    def _fit_previous(self, previous: PreviousFrames | None, B: int, V: int) -> PreviousFrames | None:
+        """`temporal_context.fit_previous` for this model's K, joints and heatmap size."""
+        return fit_previous(previous, self.config.temporal_context, B, V, self.num_joints, self.heatmap_size)
 
     def pose_at(self, heatmaps: torch.Tensor, P: torch.Tensor, affines: torch.Tensor,
                 times: torch.Tensor, valid: torch.Tensor, target_time: torch.Tensor, *,
@@ -689,7 +431,7 @@ class DenseWarper(nn.Module):
                 raise ValueError(f"pairwise config {self.config.name!r}: target_time "
                                  f"{target_time[b].item():.6f} s matches no valid view's capture time "
                                  f"{times[b].tolist()} (batch item {b}); use a time-conditioned config")
-        previous = self._check_previous(previous, B, heatmaps.shape[1])
+        previous = self._fit_previous(previous, B, heatmaps.shape[1])
         out, _ = self._fuse(heatmaps, P, affines, times, valid, target_time, anchor, undistort, rig,
                             previous)
         return out
@@ -708,7 +450,7 @@ class DenseWarper(nn.Module):
         if rig is not None:
             self._check_rig(rig, P, affines)
         B, V = heatmaps.shape[:2]
-        previous = self._check_previous(previous, B, V)
+        previous = self._fit_previous(previous, B, V)
 
         def per_slot(t: torch.Tensor) -> torch.Tensor:          # (B, ...) -> (B*V, ...), slot-major inside b
             return t[:, None].expand(B, V, *t.shape[1:]).reshape(B * V, *t.shape[1:])

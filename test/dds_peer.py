@@ -3,20 +3,46 @@ as a JSON line on stdout (images are summarised by size and CRC32 of their bytes
 
     python test/dds_peer.py echo <pkg/msg/Type> <topic> --count N [--qos reliable|sensor] [--timeout S]
 
-It prints "READY" once its subscription exists and exits after N messages or the timeout.
+It prints "READY" once its subscription exists and exits after N messages or the timeout. A test
+starts it with `Peer`.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import os
+import subprocess
 import sys
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
+
+
+class Peer:
+    """This script as a subprocess; `wait_ready()` then `results()` after publishing."""
+
+    def __init__(self, *args: str, timeout: float = 30.0):
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), *args, "--timeout", str(timeout)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        self.timeout = timeout
+
+    def wait_ready(self) -> None:
+        line = self.proc.stdout.readline()
+        if line.strip() != "READY":
+            err = self.proc.stderr.read()
+            raise RuntimeError(f"peer did not start: {line!r} {err}")
+
+    def results(self) -> list[dict]:
+        out, err = self.proc.communicate(timeout=self.timeout + 10)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"peer failed ({self.proc.returncode}): {err}")
+        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 def import_type(name: str):

@@ -1,28 +1,33 @@
 """The accuracy benchmark: baselines, frame selection, the honest comparison, and the CLI."""
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from dense_warper_ros.data import evidence, motion, rigs, schedules
+from dense_warper_ros.data import detector_noise, evidence, motion, rigs, schedules
 from dense_warper_ros.data.video import TRIANGULATED_DETECTION_TRUTH
-from dense_warper_ros.eval import accuracy, baselines, metrics
+from dense_warper_ros.eval import (accuracy, baselines, bench_config, densewarper_method, methods, metrics, report,
+                                   sequences)
 from dense_warper_ros.skeleton import H36M_PARENTS, bone_lengths
+from dense_warper_ros.weights import default_weights
 
 from assets import require_movenet, require_pose2sim
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def noiseless_cfg(**bench):
-    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
-    return dataclasses.replace(cfg, noise=evidence.NoiseConfig.noiseless(),
+    cfg = bench_config.load_config(accuracy.DEFAULT_CONFIG)
+    return dataclasses.replace(cfg, noise=detector_noise.NoiseConfig.noiseless(),
                                bench=dataclasses.replace(cfg.bench, **bench))
 
 
 def test_dense_reference_is_exact_on_noiseless_evidence_and_offsets_matter():
     cfg = noiseless_cfg(clips=("walk",), methods=("a", "b", "c", "e", "o", "s"), max_duration_s=1.0)
-    res = accuracy.synthetic_sequence("walk", cfg, None, cfg.heatmap)
+    res = sequences.synthetic_sequence("walk", cfg, None, cfg.heatmap)
     err = {k: metrics.mpjpe_root_aligned(o.pred, res.gt) * 1000 for k, o in res.outputs.items()}
     assert err["e"] < 1.0 and metrics.mpjpe(res.outputs["e"].pred, res.gt) * 1000 < 1.0
     assert err["o/causal"] < 1.0 and err["o/windowed"] < 1.0       # the oracle's motion is the truth
@@ -67,9 +72,9 @@ def test_frame_selection():
     with pytest.raises(ValueError, match="'later'"):
         baselines.select_bracket(bank, slots, targets, "later", 0.05)
     pairs = baselines.select_bracket(bank, slots, np.array([0.16]), "windowed", 0.1)     # [[1, 2], [4, 5]]
-    np.testing.assert_array_equal(accuracy.oracle_window(bank, slots, pairs, 1), [[[2], [5]]])
-    np.testing.assert_array_equal(accuracy.oracle_window(bank, slots, pairs, 2), pairs)
-    np.testing.assert_array_equal(accuracy.oracle_window(bank, slots, pairs, 4),      # oldest first
+    np.testing.assert_array_equal(methods.oracle_window(bank, slots, pairs, 1), [[[2], [5]]])
+    np.testing.assert_array_equal(methods.oracle_window(bank, slots, pairs, 2), pairs)
+    np.testing.assert_array_equal(methods.oracle_window(bank, slots, pairs, 4),      # oldest first
                                   [[[-1, 0, 1, 2], [-1, 3, 4, 5]]])
 
 
@@ -100,7 +105,7 @@ def test_constant_velocity_follows_linear_motion():
         return base[None] + np.asarray(times)[:, None, None] * np.array([1.5, 0.0, 0.0])
     s = schedules.interleaved(schedules.ScheduleConfig(), 4, 0.0, 1.0)
     bank = evidence.synthetic_bank(cams, s.camera, s.nominal, s.time, linear,
-                                   evidence.NoiseConfig.noiseless(), evidence.HeatmapConfig())
+                                   detector_noise.NoiseConfig.noiseless(), evidence.HeatmapConfig())
     slots = np.arange(len(bank))
     targets = s.time[8:-8]
     gt = linear(targets)
@@ -112,12 +117,12 @@ def test_constant_velocity_follows_linear_motion():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the device tool's GPU machine)")
 def test_shipped_warper_gives_the_same_poses_on_cuda():
-    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    cfg = bench_config.load_config(accuracy.DEFAULT_CONFIG)
     cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("d+",), max_duration_s=1.0))
     preds = {}
     for dev in ("cpu", "cuda"):
-        warper = accuracy.load_warper(accuracy.DEFAULT_WEIGHTS_TC, "lite_tc", dev)
-        res = accuracy.synthetic_sequence("spinkick", cfg, None, cfg.heatmap, warper_tc=warper)
+        warper = densewarper_method.load_warper(default_weights("lite_tc"), "lite_tc", dev)
+        res = sequences.synthetic_sequence("spinkick", cfg, None, cfg.heatmap, warper_tc=warper)
         preds[dev] = {k: o.pred for k, o in res.outputs.items()}
     for k in preds["cpu"]:
         np.testing.assert_allclose(preds["cuda"][k], preds["cpu"][k], atol=5e-4)      # 0.5 mm
@@ -128,14 +133,14 @@ def test_bench_refuses_a_device_it_cannot_use(tmp_path):
         accuracy.main(["--quick", "--no-video", "--device", "meta", "--out", str(tmp_path)])
 
 
-def test_untrained_densewarper_is_naive_interleaving():
+def test_untrained_model_poses_are_naive_interleaving():
     """Identity warps leave every view's heatmap as it is, so (d) must reproduce (b) on the same
     frames: a check that heatmaps, P, affines and times reach the model consistently."""
-    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    cfg = bench_config.load_config(accuracy.DEFAULT_CONFIG)
     cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("b", "d"), max_duration_s=0.5))
-    warper = accuracy.load_warper(None, "lite")
+    warper = densewarper_method.load_warper(None, "lite")
     heatmap = dataclasses.replace(cfg.heatmap, size=warper.heatmap_size)
-    res = accuracy.synthetic_sequence("spinkick", cfg, warper, heatmap)
+    res = sequences.synthetic_sequence("spinkick", cfg, warper, heatmap)
     for timing in ("causal", "windowed"):
         d, b = res.outputs[f"d/{timing}"].pred, res.outputs[f"b/{timing}"].pred
         assert np.nanmax(np.linalg.norm(d - b, axis=-1)) < 1e-3
@@ -145,52 +150,52 @@ def test_untrained_densewarper_is_naive_interleaving():
 def test_config_errors_name_the_bad_value(tmp_path):
     (tmp_path / "b.yaml").write_text("bench:\n  methods: [a, z]\n")
     with pytest.raises(ValueError, match="'z'"):
-        accuracy.load_config(tmp_path / "b.yaml")
+        bench_config.load_config(tmp_path / "b.yaml")
     (tmp_path / "c.yaml").write_text("camera:\n  x: 1\n")
     with pytest.raises(ValueError, match="camera"):
-        accuracy.load_config(tmp_path / "c.yaml")
+        bench_config.load_config(tmp_path / "c.yaml")
 
 
 def test_oracle_keeps_detection_noise_and_removes_motion():
-    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    cfg = bench_config.load_config(accuracy.DEFAULT_CONFIG)
     cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, clips=("walk",), methods=("b", "c", "e", "o"),
                                                              max_duration_s=2.0))
-    res = accuracy.synthetic_sequence("walk", cfg, None, cfg.heatmap)
+    res = sequences.synthetic_sequence("walk", cfg, None, cfg.heatmap)
     err = {k: metrics.mpjpe_root_aligned(o.pred, res.gt) * 1000 for k, o in res.outputs.items()}
     for t in ("causal", "windowed"):                               # noise stays, motion goes
         assert 0.5 * err["e"] < err[f"o/{t}"] < min(err[f"b/{t}"], err[f"c/{t}"]), err
     longer = {}
     for n in (1, 4):                  # a view's single frame has all of its noise; four average some out
         c = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("o",), oracle_frames=n))
-        r = accuracy.synthetic_sequence("walk", c, None, c.heatmap)
+        r = sequences.synthetic_sequence("walk", c, None, c.heatmap)
         longer[n] = metrics.mpjpe_root_aligned(r.outputs["o/windowed"].pred, r.gt) * 1000
     assert longer[4] < err["o/windowed"] < longer[1], (longer, err)
     with pytest.raises(ValueError, match="oracle_frames"):
-        accuracy.BenchConfig(oracle_frames=0)
+        bench_config.BenchConfig(oracle_frames=0)
 
 
 def test_robust_triangulation_undoes_left_right_swaps_for_every_method():
-    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
-    swaps = dataclasses.replace(evidence.NoiseConfig.noiseless(), swap_prob=0.05)
+    cfg = bench_config.load_config(accuracy.DEFAULT_CONFIG)
+    swaps = dataclasses.replace(detector_noise.NoiseConfig.noiseless(), swap_prob=0.05)
     err = {}
     for outlier in (None, 2.5):
         c = dataclasses.replace(cfg, noise=swaps, bench=dataclasses.replace(
             cfg.bench, clips=("walk",), methods=("a", "c", "e"), max_duration_s=2.0, outlier_threshold=outlier))
-        res = accuracy.synthetic_sequence("walk", c, None, c.heatmap)
+        res = sequences.synthetic_sequence("walk", c, None, c.heatmap)
         err[outlier] = {k: metrics.mpjpe_root_aligned(o.pred, res.gt) * 1000 for k, o in res.outputs.items()}
     for k in err[None]:
         assert err[2.5][k] < err[None][k], (k, err)
     assert err[2.5]["e"] < 0.4 * err[None]["e"], err               # most of what swaps cost (e) is gone
-    assert accuracy.load_config(accuracy.REPO / "config" / "bench" / "robust.yaml").bench.outlier_threshold == 2.5
+    assert bench_config.load_config(REPO / "config" / "bench" / "robust.yaml").bench.outlier_threshold == 2.5
     with pytest.raises(ValueError, match="outlier_threshold"):
-        accuracy.BenchConfig(outlier_threshold=-1.0)
+        bench_config.BenchConfig(outlier_threshold=-1.0)
     with pytest.raises(ValueError, match="method s"):          # (s) has no rejection: said, not ignored
-        accuracy.BenchConfig(methods=("b", "s"), outlier_threshold=2.5)
+        bench_config.BenchConfig(methods=("b", "s"), outlier_threshold=2.5)
 
 
 @pytest.mark.parametrize("name", ["default", "3cam", "6cam", "uneven", "paper"])
 def test_shipped_configs_load(name):
-    cfg = accuracy.load_config(accuracy.REPO / "config" / "bench" / f"{name}.yaml")
+    cfg = bench_config.load_config(REPO / "config" / "bench" / f"{name}.yaml")
     n = len(rigs.make_rig(cfg.rig))
     assert n == {"3cam": 3, "6cam": 6}.get(name, 4)
     assert cfg.schedule.offsets(n).shape == (n,)
@@ -200,31 +205,31 @@ def test_shipped_configs_load(name):
 
 def test_cli_quick_prints_the_table_and_writes_json_and_png(tmp_path, capsys):
     rc = accuracy.main(["--quick", "--untrained", "--no-video", "--config",
-                        str(accuracy.REPO / "config" / "bench" / "uneven.yaml"), "--out", str(tmp_path),
+                        str(REPO / "config" / "bench" / "uneven.yaml"), "--out", str(tmp_path),
                         "--oracle", "3", "--methods", "a", "b", "c", "d", "d+", "e", "s"])
     assert rc == 0
     out = capsys.readouterr().out
-    for m, name in accuracy.METHOD_NAMES.items():
-        if (name.startswith("(d)") and "(d)" not in out) or m not in accuracy.BenchConfig().methods:
+    for m, name in bench_config.METHOD_NAMES.items():
+        if (name.startswith("(d)") and "(d)" not in out) or m not in bench_config.BenchConfig().methods:
             continue                                       # (o) and (s) run only on request
         assert name in out
     assert "| causal |" in out and "| windowed |" in out and "windowed (interpolates)" in out
-    report = json.loads((tmp_path / "accuracy.json").read_text())
-    scores = report["synthetic"]["scores"]
+    saved = json.loads((tmp_path / "accuracy.json").read_text())
+    scores = saved["synthetic"]["scores"]
     assert {"a", "b/causal", "b/windowed", "c/causal", "c/windowed", "e"} <= set(scores)
     for s in scores.values():
         assert s["mpjpe_root_mm"] > 0 and len(s["per_joint_root_mm"]) == 17 and "walk" in s["per_clip"]
     assert scores["e"]["images_per_s"] > 3 * scores["b/causal"]["images_per_s"]
-    assert report["git"] and report["config"]["schedule"]["drop_prob"] == 0.02
-    assert "o/windowed" in scores and report["config"]["bench"]["oracle_frames"] == 3
-    assert "s/windowed" in scores and accuracy.METHOD_NAMES["s"] in out      # --methods adds (s)
+    assert saved["git"] and saved["config"]["schedule"]["drop_prob"] == 0.02
+    assert "o/windowed" in scores and saved["config"]["bench"]["oracle_frames"] == 3
+    assert "s/windowed" in scores and bench_config.METHOD_NAMES["s"] in out      # --methods adds (s)
     assert (tmp_path / "accuracy.png").stat().st_size > 10_000
 
 
 def test_video_protocol_on_a_synchronised_synthetic_recording():
     """The real-video path (every camera at every frame, pseudo ground truth = dense triangulation,
     camera c used only at frames f mod N = c, held-out-view reprojection) on rendered evidence."""
-    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    cfg = bench_config.load_config(accuracy.DEFAULT_CONFIG)
     cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("a", "b", "c", "e", "o"),
                                                              video_heldout_from=0))
     clip = motion.load_clip("dance_b")
@@ -232,8 +237,8 @@ def test_video_protocol_on_a_synchronised_synthetic_recording():
     frames = np.arange(40) / 60.0
     sync = schedules.synchronized(frames, 4)
     bank = evidence.synthetic_bank(cams, sync.camera, sync.nominal, sync.time, clip.at,
-                                   evidence.NoiseConfig.noiseless(), cfg.heatmap)
-    res = accuracy.video_sequence(bank, cfg, None, name="rendered")
+                                   detector_noise.NoiseConfig.noiseless(), cfg.heatmap)
+    res = sequences.video_sequence(bank, cfg, None, name="rendered")
     T = len(res.targets)
     assert T == 40 - 2 * 4 and res.pseudo_gt
     np.testing.assert_array_equal(bank.camera[res.target_slots], np.round(res.targets * 60).astype(int) % 4)
@@ -248,11 +253,11 @@ def test_video_protocol_on_a_synchronised_synthetic_recording():
     assert "e" not in res.heldout_px
     # causal naive interleaving reprojects worse into the views it did not use than windowed (c)
     assert np.mean(res.heldout_px["b/causal"]) > np.mean(res.heldout_px["c/windowed"])
-    table = accuracy.markdown_table(accuracy.score([res]), truth=res.truth)
+    table = report.markdown_table(report.score([res]), truth=res.truth)
     # frames before video_heldout_from (fine-tuning frames) feed no scored target: from 20, the
     # first target whose window (one cycle back) lies after it is frame 24
     held = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, video_heldout_from=20))
-    frames_scored = np.round(accuracy.video_sequence(bank, held, None).targets * 60).astype(int)
+    frames_scored = np.round(sequences.video_sequence(bank, held, None).targets * 60).astype(int)
     assert frames_scored.min() == 24 and frames_scored.max() == 40 - 4 - 1
     assert f"vs {TRIANGULATED_DETECTION_TRUTH})" in table and res.truth == TRIANGULATED_DETECTION_TRUTH
     assert "Held-out reproj. px" in table and "n/a (all views used)" in table
@@ -260,23 +265,23 @@ def test_video_protocol_on_a_synchronised_synthetic_recording():
 
 def _rendered_video(num_cameras: int, fps: float, frames: int = 40):
     """A synchronised rendered recording through the real-video protocol."""
-    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    cfg = bench_config.load_config(accuracy.DEFAULT_CONFIG)
     cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("a", "b", "c", "e"),
                                                              video_heldout_from=0))
     cams = rigs.ring_rig(num_cameras)
     sync = schedules.synchronized(np.arange(frames) / fps, num_cameras)
     bank = evidence.synthetic_bank(cams, sync.camera, sync.nominal, sync.time, motion.load_clip("dance_b").at,
-                                   evidence.NoiseConfig.noiseless(), cfg.heatmap)
-    return accuracy.video_sequence(bank, cfg, None, name="rendered")
+                                   detector_noise.NoiseConfig.noiseless(), cfg.heatmap)
+    return sequences.video_sequence(bank, cfg, None, name="rendered")
 
 
 def test_video_title_gives_the_recordings_own_rig_and_rate():
     res = _rendered_video(3, 30.0)
     assert res.num_cameras == 3 and res.rate_hz == pytest.approx(30.0)
-    title = accuracy.video_title(res, "untrained", "models/x.safetensors")
+    title = report.video_title(res, "untrained", "models/x.safetensors")
     assert "3 cameras, 30 frames/s interleaved, 10 each" in title
     assert f"vs {TRIANGULATED_DETECTION_TRUTH}" in title and "(d+) = models/x.safetensors" in title
-    four = accuracy.video_title(_rendered_video(4, 60.0), "m", "m_tc")
+    four = report.video_title(_rendered_video(4, 60.0), "m", "m_tc")
     assert "4 cameras, 60 frames/s interleaved, 15 each" in four
 
 
@@ -287,7 +292,7 @@ def test_skeleton_figure_shows_every_method_that_ran_including_d_plus(tmp_path, 
         res.outputs[f"d+/{t}"] = res.outputs[f"c/{t}"]
     saved = []
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
-    accuracy.plot([res], tmp_path / "accuracy_video.png", "title")
+    report.plot([res], tmp_path / "accuracy_video.png", "title")
     (fig,) = saved
     panels = [ax.get_title().split(":")[0] for sub in fig.subfigs for ax in sub.axes if ax.name == "3d"]
     assert panels == ["a", "b/causal", "c/causal", "d+/causal", "d+/windowed", "e"]
@@ -296,12 +301,12 @@ def test_skeleton_figure_shows_every_method_that_ran_including_d_plus(tmp_path, 
 
 def test_pose2sim_video_through_the_backbone():
     """A few frames of the real demo through MoveNet (fails, naming `make setup`, without them)."""
-    video = require_pose2sim(accuracy.REPO / "data" / "pose2sim")
+    video = require_pose2sim(REPO / "data" / "pose2sim")
     require_movenet("lightning")
-    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    cfg = bench_config.load_config(accuracy.DEFAULT_CONFIG)
     cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("a", "b", "c", "e"),
                                                              video_frames=10, video_heldout_from=0))
-    res = accuracy.run_video(cfg, None, video, log=lambda s: None)
+    res = sequences.run_video(cfg, None, video, log=lambda s: None)
     assert len(res.targets) == 10 - 8
     assert np.isfinite(res.gt).all(-1).mean() > 0.9                         # the person triangulates
     from dense_warper_ros.skeleton import H36M_BONES

@@ -133,7 +133,8 @@ def test_windowed_later_pick_brackets_the_target_for_temporal_context():
     limit), with its earlier frame before the target: a pair around the target, as (c) uses."""
     t = lambda k: 1000 * MS + k * 20 * MS                 # noqa: E731
     cfg = dict(num_cameras=4, timing="windowed", max_view_age_ns=90 * MS, history=1)
-    w = {x.target_ns: x for x in run(InterleavedBuffer(BufferConfig(**cfg, windowed_pick="later")), interleaved())}[t(9)]
+    later = InterleavedBuffer(BufferConfig(**cfg, windowed_pick="later"))
+    w = {x.target_ns: x for x in run(later, interleaved())}[t(9)]
     assert [f.stamp_ns for f in w.frames] == [t(12), t(9), t(10), t(11)]       # camera 1 is the target
     assert [[f.stamp_ns for f in p] for p in w.previous] == [[t(8)], [t(5)], [t(6)], [t(7)]]
     near = {x.target_ns: x for x in run(InterleavedBuffer(BufferConfig(**cfg)), interleaved())}[t(9)]

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("sensor_msgs", reason="sensor_msgs missing: run `make setup`")
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
-from dense_warper_ros.frames import Drop, check_camera_info  # noqa: E402
+from dense_warper_ros.ros.frame_processor import FrameDropped, check_camera_info  # noqa: E402
 
 
 def good(model: str = "plumb_bob", d=(0.1, -0.05, 0.0, 0.0, 0.01)) -> CameraInfo:
@@ -45,7 +45,7 @@ def _with(**fields) -> CameraInfo:
     (_with(distortion_model="kannala_brandt_9"), "unknown_distortion", "kannala_brandt_9"),
 ])
 def test_each_bad_calibration_has_its_cause(info, cause, words):
-    with pytest.raises(Drop) as e:
+    with pytest.raises(FrameDropped) as e:
         check_camera_info(info, "cam3")
     assert e.value.cause == cause and words in str(e.value) and "cam3" in str(e.value)
 

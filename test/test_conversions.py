@@ -15,10 +15,10 @@ from sensor_msgs.msg import CameraInfo  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
 from dense_warper_ros.cameras import Camera  # noqa: E402
-from dense_warper_ros.frames import camera_from_info  # noqa: E402
 from dense_warper_ros.pipeline import PoseResult  # noqa: E402
 from dense_warper_ros.ros.conversions import (camera_to_info, markers_for, ns_to_stamp,  # noqa: E402
                                               skeleton_from_msg, skeletons_to_msg)
+from dense_warper_ros.ros.frame_processor import camera_from_info  # noqa: E402
 from dense_warper_ros.skeleton import FORMAT_NAME, H36M_BONES, H36M_JOINTS  # noqa: E402
 
 J = len(H36M_JOINTS)

@@ -16,8 +16,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # 
 from sensor_msgs.msg import Image  # noqa: E402
 
 from dense_warper_ros.msg import Skeleton3D, Skeleton3DArray  # noqa: E402
+from dense_warper_ros.ros.node_process import wait_for_subscribers  # noqa: E402
 from dense_warper_ros.skeleton import FORMAT_NAME, H36M_JOINTS  # noqa: E402
-from ros_helpers import Peer, wait_for_subscribers  # noqa: E402
+
+from dds_peer import Peer  # noqa: E402
 
 
 @pytest.fixture()

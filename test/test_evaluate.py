@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy missing: run `make setup`")
 
 from dense_warper_ros.eval import metrics  # noqa: E402
-from ros_helpers import replay_recording  # noqa: E402
+from dense_warper_ros.ros.offline_replay import match_ground_truth, replay_recording  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,6 @@ def recording():
 
 def test_replay_of_a_synthetic_bag_matches_the_direct_figure(recording, tmp_path):
     from dense_warper_ros.pipeline import build_pipeline
-    from dense_warper_ros.replay import match_ground_truth
     from dense_warper_ros.ros.bags import read_messages, topics_of
     from dense_warper_ros.ros.evaluate import main as evaluate
     from dense_warper_ros.ros.record import write_bag

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from dense_warper_ros.cameras import apply_affine
-from dense_warper_ros.data import evidence, motion, rigs, schedules
+from dense_warper_ros.data import detector_noise, evidence, motion, rigs, schedules
 from dense_warper_ros.data.render import render_key_frame
 from dense_warper_ros.heatmaps import soft_argmax
 from dense_warper_ros.skeleton import H36M_FLIP_PAIRS, H36M_JOINTS
+from dense_warper_ros.train.windows import synthetic_windows
 
 J = {name: i for i, name in enumerate(H36M_JOINTS)}
 
@@ -32,7 +33,7 @@ def bank_for(clip, cams, noise, heatmap=None, seconds=1.0, rate=60.0):
 
 @pytest.mark.parametrize("heatmap", [evidence.HeatmapConfig(), evidence.HeatmapConfig(size=96, sigma=3.0)])
 def test_noiseless_heatmaps_decode_to_the_projected_ground_truth(walk, cams, heatmap):
-    bank = bank_for(walk, cams, evidence.NoiseConfig.noiseless(), heatmap)
+    bank = bank_for(walk, cams, detector_noise.NoiseConfig.noiseless(), heatmap)
     obs = bank.observations
     assert obs.present.all() and (bank.conf > 0.9).all()          # sampled peak of a unit Gaussian
     err = np.linalg.norm(bank.uv - obs.uv_true, axis=-1)          # image px
@@ -46,7 +47,7 @@ def test_noiseless_heatmaps_decode_to_the_projected_ground_truth(walk, cams, hea
 
 
 def test_default_noise_is_a_good_detector_and_correlated_in_time(walk, cams):
-    bank = bank_for(walk, cams, evidence.NoiseConfig(seed=1), seconds=walk.duration, rate=240.0)
+    bank = bank_for(walk, cams, detector_noise.NoiseConfig(seed=1), seconds=walk.duration, rate=240.0)
     obs = bank.observations
     swapped_free = obs.present & np.isfinite(obs.uv_obs).all(-1)
     err = obs.uv_obs - obs.uv_true                                 # (S, J, 2)
@@ -66,7 +67,7 @@ def test_default_noise_is_a_good_detector_and_correlated_in_time(walk, cams):
 
 
 def test_left_right_swaps_exchange_the_pair(walk, cams):
-    noise = evidence.NoiseConfig(jitter_px=0, bias_px=0, miss_prob=0, swap_prob=0.5, swap_mean_s=0.05)
+    noise = detector_noise.NoiseConfig(jitter_px=0, bias_px=0, miss_prob=0, swap_prob=0.5, swap_mean_s=0.05)
     bank = bank_for(walk, cams, noise)
     obs = bank.observations
     a, b = H36M_FLIP_PAIRS[0]
@@ -81,7 +82,7 @@ def test_same_slot_same_evidence(walk, cams):
     dense = schedules.synchronized(np.unique(s.nominal), 4)
     cam = np.concatenate([s.camera, dense.camera])
     nom = np.concatenate([s.nominal, dense.nominal])
-    bank = evidence.synthetic_bank(cams, cam, nom, nom, walk.at, evidence.NoiseConfig(), evidence.HeatmapConfig())
+    bank = evidence.synthetic_bank(cams, cam, nom, nom, walk.at, detector_noise.NoiseConfig(), evidence.HeatmapConfig())
     assert len(bank) == len(dense)                                 # duplicates merged
     idx = bank.lookup(s.camera, s.nominal)
     np.testing.assert_array_equal(bank.camera[idx], s.camera)
@@ -91,9 +92,9 @@ def test_same_slot_same_evidence(walk, cams):
 
 def test_training_windows(cams):
     clips = [motion.load_clip(n) for n in motion.TRAIN_CLIPS[:3]]
-    gen = evidence.synthetic_windows(
+    gen = synthetic_windows(
         clips=clips, rigs=[cams], schedule=schedules.ScheduleConfig(rate_hz=60), batch_size=4,
-        noise=evidence.NoiseConfig.noiseless(), heatmap=evidence.HeatmapConfig(), rng=np.random.default_rng(0))
+        noise=detector_noise.NoiseConfig.noiseless(), heatmap=evidence.HeatmapConfig(), rng=np.random.default_rng(0))
     b = next(gen)
     B, V, Jn, h = 4, 4, 17, 48
     assert b["heatmaps"].shape == (B, V, Jn, h, h) and b["P"].shape == (B, V, 3, 4)

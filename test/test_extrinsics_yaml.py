@@ -10,7 +10,7 @@ pytest.importorskip("rclpy", reason="rclpy missing: run `make setup`")
 
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
-from dense_warper_ros.frames import camera_from_info  # noqa: E402
+from dense_warper_ros.ros.frame_processor import camera_from_info  # noqa: E402
 from dense_warper_ros.ros.tf_source import YamlExtrinsicsSource  # noqa: E402
 from dense_warper_ros.transforms import TransformError  # noqa: E402
 

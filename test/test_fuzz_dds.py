@@ -14,7 +14,9 @@ from sensor_msgs.msg import CompressedImage  # noqa: E402
 
 from dense_warper_ros.msg import Skeleton3DArray  # noqa: E402
 from dense_warper_ros.ros.mutations import Mutator  # noqa: E402
-from ros_helpers import NodeProcess, RigPublisher, diagnostics_values, spin_until  # noqa: E402
+from dense_warper_ros.ros.node_process import NodeProcess, diagnostics_values, spin_until  # noqa: E402
+from dense_warper_ros.ros.rig_publisher import RigPublisher  # noqa: E402
+
 from torch_threads import one_torch_thread  # noqa: E402,F401
 
 MUTATIONS = 2000                  # mutated messages per transport
@@ -94,6 +96,10 @@ def test_a_fuzzed_camera_costs_only_itself(recording, ros_node, transport):
         log = proc.stop()
     assert sent == MUTATIONS, f"only {sent} mutations in {elapsed:.0f} s"
     got = sum(1 for m in poses if (m.header.stamp.sec * 10**9 + m.header.stamp.nanosec) in good_sent)
+    hostile_diag = diagnostics_values(diags[-1])[rec.names[HOSTILE]]
+    hostile_drops = dict(sorted((k[6:], v) for k, v in hostile_diag.items() if k.startswith("drops_")))
+    print(f"{transport}: {sent} mutations in {elapsed:.1f} s; good cameras {got}/{len(good_sent)} poses; "
+          f"hostile drops {hostile_drops}")
     assert got >= 0.8 * len(good_sent), f"{got} poses for {len(good_sent)} good frames; {log[-2000:]}"
     d = diagnostics_values(diags[-1])
     cam = d[rec.names[HOSTILE]]

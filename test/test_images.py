@@ -25,9 +25,10 @@ def test_rgb_bgr_bgra_and_padded_rows_decode_to_the_same_rgb(rgb):
     np.testing.assert_array_equal(decode_raw(padded.tobytes(), height=6, width=10, encoding="rgb8", step=32), rgb)
 
 
-def test_mono16_big_endian():
+@pytest.mark.parametrize("encoding", ["mono16", "16UC1"])
+def test_16_bit_big_endian(encoding):
     v = (np.arange(12).reshape(3, 4) * 4096).astype(">u2")
-    out = decode_raw(v.tobytes(), height=3, width=4, encoding="mono16", step=8, is_bigendian=1)
+    out = decode_raw(v.tobytes(), height=3, width=4, encoding=encoding, step=8, is_bigendian=1)
     np.testing.assert_array_equal(out[..., 0], (v.astype(np.uint16) >> 8).astype(np.uint8))
 
 

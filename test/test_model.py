@@ -360,7 +360,10 @@ def test_outlier_threshold_drops_a_left_right_swap_at_inference():
         plain = model.pose_at(*args)
         assert model.set_inference(outlier_threshold=2.0) is model and model.config.outlier_threshold == 2.0
         robust = model.pose_at(*args)
-    err = lambda out: (out.points.double() - s["X0"]).norm(dim=-1)            # (B, J) m
+
+    def err(out) -> torch.Tensor:                                  # (B, J) m
+        return (out.points.double() - s["X0"]).norm(dim=-1)
+
     assert err(plain)[:, [3, 6]].min() > 0.02                      # the swap pulls both ankles
     assert err(robust).max() < 5e-3                                # every joint back to mm
     assert (robust.num_views[:, [3, 6]] == 3).all() and (robust.num_views.sum(1) == 17 * 4 - 2).all()

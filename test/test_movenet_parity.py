@@ -19,6 +19,7 @@ import torch
 
 from dense_warper_ros.backbones import Backbone2D, boxes_from_keypoints
 from dense_warper_ros.backbones import movenet as mv
+from dense_warper_ros.backbones import tfjs_convert as tfjs
 from dense_warper_ros.cameras import affine_to_3x3, apply_affine, invert_affine
 from dense_warper_ros.data import pose2sim
 
@@ -63,7 +64,7 @@ def run_tfjs(variant: str, inputs: np.ndarray, tmp: Path) -> list[dict[str, np.n
         x.astype("<i4").tofile(f)
         files.append({"file": str(f), "shape": [1, *x.shape]})
     job = {"tfjs_dir": str(TFJS_DIR), "model": str(GRAPHS / f"movenet-{variant}.json"),
-           "outputs": list(mv.TF_OUTPUTS.values()), "inputs": files, "out_dir": str(tmp / "out")}
+           "outputs": list(tfjs.TF_OUTPUTS.values()), "inputs": files, "out_dir": str(tmp / "out")}
     (tmp / "job.json").write_text(json.dumps(job))
     r = subprocess.run(["node", str(REPO / "scripts" / "tfjs_reference.js"), str(tmp / "job.json")],
                        check=False, capture_output=True, text=True, timeout=300)
@@ -96,25 +97,25 @@ def test_port_matches_tfjs(variant: str, photos: list[np.ndarray], tmp_path: Pat
 
     # TF.js normalises its keypoints by a fp16 constant (about 1 / h): read it back to get cells.
     graph = json.loads((GRAPHS / f"movenet-{variant}.json").read_text())
-    inv_h = mv.read_tfjs_weights(graph, GRAPHS)["StatefulPartitionedCall/Reshape_13"].ravel()[0]
+    inv_h = tfjs.read_tfjs_weights(graph, GRAPHS)["StatefulPartitionedCall/Reshape_13"].ravel()[0]
     A_hm = np.einsum("ij,bjk->bik", affine_to_3x3(net.model.heatmap_from_input), affine_to_3x3(A_in))[:, :2]
     for i, ref in enumerate(refs):
         for head in HEADS:
             a = getattr(ours, head)[i].permute(1, 2, 0).numpy()      # (h, w, C) as TF.js
-            b = ref[mv.TF_OUTPUTS[head]][0]
+            b = ref[tfjs.TF_OUTPUTS[head]][0]
             rel_peak = np.abs(a - b).max() / np.abs(b).max()
             print(f"{variant} photo {i} {head}: max abs {np.abs(a - b).max():.2e}, "
                   f"max abs / max |ref| {rel_peak:.2e}")
             assert rel_peak < 1e-4, f"{head}: {rel_peak:.2e}"
         hm_a = ours.heatmaps[i].permute(1, 2, 0).numpy()             # (h, w, 17)
-        hm_b = ref[mv.TF_OUTPUTS["heatmaps"]][0]
+        hm_b = ref[tfjs.TF_OUTPUTS["heatmaps"]][0]
         per_joint = np.abs(hm_a - hm_b).max(axis=(0, 1)) / hm_b.max(axis=(0, 1))
         print(f"{variant} photo {i} heatmaps per joint, max abs / joint peak: {per_joint.max():.2e}")
         assert per_joint.max() < 1e-4
         # Element-wise: relative 1e-4 wherever the heatmap is above 1e-4; below that an absolute
         # 1e-8 (a sigmoid of about -15 differs by 1e-4 relative when its logit differs by 1e-4).
         np.testing.assert_allclose(hm_a, hm_b, rtol=1e-4, atol=1e-8)
-        tf_kp = ref[mv.TF_OUTPUTS["keypoints"]][0, 0]                 # (17, 3) y, x normalised, score
+        tf_kp = ref[tfjs.TF_OUTPUTS["keypoints"]][0, 0]                 # (17, 3) y, x normalised, score
         tf_cells = np.stack([tf_kp[:, 1] / inv_h, tf_kp[:, 0] / inv_h], axis=1)
         our_cells = kp_cells[i, :, :2].numpy()
         stride = S / net.heatmap_size

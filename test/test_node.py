@@ -13,7 +13,10 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from dense_warper_ros.msg import Skeleton3DArray  # noqa: E402
-from ros_helpers import NodeProcess, RigPublisher, replay_recording, spin_until  # noqa: E402
+from dense_warper_ros.ros.node_process import NodeProcess, spin_until  # noqa: E402
+from dense_warper_ros.ros.offline_replay import replay_recording  # noqa: E402
+from dense_warper_ros.ros.rig_publisher import RigPublisher  # noqa: E402
+
 from torch_threads import one_torch_thread  # noqa: E402,F401  (the node runs with cpu_threads=1 too)
 
 pose2sim = pytest.importorskip("dense_warper_ros.data.pose2sim")
@@ -27,7 +30,7 @@ def recording():
     try:
         return pose2sim_recording(num_frames=NUM_FRAMES, scale=SCALE, with_truth=False)
     except FileNotFoundError as e:
-        pytest.skip(f"pose2sim demo not fetched ({e}); run `make setup`")
+        pytest.fail(f"pose2sim demo not fetched ({e}); run `make setup` (scripts/fetch_pose2sim.py)")
 
 
 @pytest.fixture()

@@ -160,3 +160,12 @@ def test_camera_topics_default_to_the_names_and_must_match_them():
         node.destroy_node()
     finally:
         rclpy.try_shutdown()
+
+
+def test_parameter_descriptions_say_what_the_scheduler_does():
+    """`ros2 param describe` text: live mode keeps each camera's newest frames and serves the cameras
+    in turn (least recently served first); it does not drop the oldest frames or take the oldest head."""
+    text = {name: desc.description for name, (_, desc) in params.PARAMETERS.items()}
+    assert not any("oldest" in t for t in text.values()), [n for n, t in text.items() if "oldest" in t]
+    assert "least recently" in text["queue_size"] and "in turn" in text["mode"]
+    assert all(len(t) > 15 for t in text.values())

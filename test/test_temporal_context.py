@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ import torch
 
 from dense_warper_ros.cameras import apply_affines
 from dense_warper_ros.data import motion
-from dense_warper_ros.data.evidence import HeatmapConfig, NoiseConfig, synthetic_windows
+from dense_warper_ros.data.detector_noise import NoiseConfig
+from dense_warper_ros.data.evidence import HeatmapConfig
 from dense_warper_ros.data.rigs import RigConfig, make_rig
 from dense_warper_ros.data.schedules import ScheduleConfig
 from dense_warper_ros.heatmaps import compose_affines, render_gaussians, resample_to_crop, soft_argmax
@@ -21,13 +23,17 @@ from dense_warper_ros.model import NAMED_CONFIGS, DenseWarper, ModelConfig, Prev
 from dense_warper_ros.train.data import DataConfig
 from dense_warper_ros.train.loop import LossConfig, OptimConfig, TrainConfig, previous_of, train
 from dense_warper_ros.train.loss import mpjpe_3d_loss
+from dense_warper_ros.train.windows import synthetic_windows
 
 from assets import require_shipped
+
+if TYPE_CHECKING:
+    from dense_warper_ros.warp import TemporalWarp
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "dense_warper_lite.safetensors"
 SHIPPED_TC = REPO / "models" / "dense_warper_lite_tc.safetensors"
-STAGE3_TC = REPO / "models" / "dense_warper_lite_tc_stage3.safetensors"    # the shipped file's init
+STAGE3_TC = REPO / "config" / "train" / "init" / "dense_warper_lite_tc_stage3.safetensors"  # shipped file's init
 REFERENCE = Path(__file__).with_name("data") / "lite_shipped_reference.json"
 
 
@@ -155,7 +161,7 @@ def test_fusion_moves_the_previous_frame_by_its_step_and_blends_it():
     the start weight (0.5) it is the average of the two; joints not usable in both frames are never
     blended."""
     from dense_warper_ros.warp import FUSION_START_LOGIT
-    from dense_warper_ros.model import FusionInput
+    from dense_warper_ros.temporal_context import FusionInput
     uv_cur = torch.tensor([[[20.0, 24.0], [30.0, 10.0]]])                    # (N=1, J=2, 2) (x, y)
     step = torch.tensor([[[3.0, 0.0], [0.0, -2.0]]])                         # previous -> current
     x = render_gaussians(uv_cur, 48, 2.0)
@@ -280,7 +286,8 @@ def test_training_windows_with_earlier_frames():
 def test_train_a_few_steps_with_temporal_context(tmp_path):
     data = DataConfig(train_clips=("run",), min_cameras=3, max_cameras=3, rigs_per_batch=1)
     cfg = TrainConfig(model="lite_tc", data=data, optim=OptimConfig(batch_size=2, steps=3, lr=1e-2),
-                      loss=LossConfig(w3d=0.5), threads=1, ckpt_every=3, val_every=1000, log_every=1000, causal_prob=0.5)
+                      loss=LossConfig(w3d=0.5), threads=1, ckpt_every=3, val_every=1000, log_every=1000,
+                      causal_prob=0.5)
     res = train(cfg, tmp_path, progress=False, validation=False, log=lambda s: None)
     assert res["step"] == 3
     model = DenseWarper.load(tmp_path / "model.safetensors")
@@ -333,12 +340,12 @@ def test_shipped_lite_tc_weights_load():
 
 
 def test_benchmark_feeds_previous_frames_to_d_plus():
-    from dense_warper_ros.eval import accuracy, baselines
-    cfg = accuracy.load_config(accuracy.DEFAULT_CONFIG)
+    from dense_warper_ros.eval import accuracy, baselines, bench_config, densewarper_method, sequences
+    cfg = bench_config.load_config(accuracy.DEFAULT_CONFIG)
     cfg = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, methods=("b", "c", "d", "d+"),
                                                              max_duration_s=0.8))
-    lite, tc = accuracy.load_warper(None, "lite"), accuracy.load_warper(None, "lite_tc")
-    res = accuracy.synthetic_sequence("walk", cfg, lite, HeatmapConfig(), tc)
+    lite, tc = densewarper_method.load_warper(None, "lite"), densewarper_method.load_warper(None, "lite_tc")
+    res = sequences.synthetic_sequence("walk", cfg, lite, HeatmapConfig(), tc)
     assert {"d/causal", "d+/causal", "d/windowed", "d+/windowed"} <= set(res.outputs)
     gt = res.gt
     err = {k: np.nanmean(np.linalg.norm(o.pred - gt, axis=-1)) for k, o in res.outputs.items()}

@@ -1,18 +1,7 @@
 """Synthetic 2D evidence: heatmaps of projected ground truth, with a detector-like noise model.
 
-Why a noise model and not white noise: a real 2D detector errs the same way on consecutive frames
-(the error follows the image content, which changes slowly), has a per-joint bias, and now and then
-swaps left and right or misses a joint. White noise would flatter any method that averages over
-time. Per camera and joint, the observed keypoint is
-
-    uv_obs(t) = uv_true(t) + b + e(t),      b ~ N(0, bias_px^2)            constant per (camera, joint)
-                                           e: Ornstein-Uhlenbeck, stationary std jitter_px,
-                                              correlation time jitter_tau_s (sampled at any times)
-
-then a left/right pair may be swapped and a joint missed, each a two-state Markov chain in
-continuous time (stationary probability, mean episode length). Pixel values are for an image
-`reference_px` wide and scale with the camera's width. Defaults: 3 px (time-correlated) and 2 px
-(bias) per axis, about 5 px RMS in total at 1000 px, close to a good 2D detector.
+The observed keypoints are the projected ground truth plus the errors of `data.detector_noise`
+(time-correlated offsets and bias, left/right swaps, misses), per camera along its slots in time.
 
 Heatmaps follow the method's crop (`cameras.root_crop_affine`): a 2 m box around the root projected
 into the image at the root's depth, resampled to `size` x `size`; the crop affine (image -> heatmap
@@ -22,52 +11,21 @@ missed or out-of-image joint is an all-zero channel.
 Two consumers:
 - the benchmark: an `EvidenceBank` holds every capture slot any method may use, so all methods see
   the very same noise draws (same slot -> same heatmap);
-- training: `synthetic_windows` yields batches of interleaved windows as tensors.
+- training: `train.windows.synthetic_windows` draws batches of interleaved windows with `observe`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from dense_warper_ros.cameras import Camera, apply_affine, invert_affine, root_crop_affine
-from dense_warper_ros.data.motion import DEFAULT_AUGMENT, AugmentConfig, MotionClip, sample_augmentation
+from dense_warper_ros.data.detector_noise import NoiseConfig, detector_noise, swap_pairs
 from dense_warper_ros.data.rigs import config_from_dict
-from dense_warper_ros.data.schedules import ScheduleConfig
 from dense_warper_ros.heatmaps import render_gaussians, soft_argmax
-from dense_warper_ros.skeleton import H36M_FLIP_PAIRS, NUM_JOINTS, PELVIS
-
-
-@dataclass(frozen=True)
-class NoiseConfig:
-    """Detector noise. Pixel values are for an image `reference_px` wide (scaled by width)."""
-
-    reference_px: float = 1000.0
-    jitter_px: float = 3.0            # per-axis stationary std of the time-correlated error
-    jitter_tau_s: float = 0.15        # its correlation time (e(t), e(t + tau) correlate by 1/e)
-    bias_px: float = 2.0              # per-axis std of the constant per-(camera, joint) offset
-    swap_prob: float = 0.01           # stationary probability that a left/right pair is swapped
-    swap_mean_s: float = 0.1          # mean length of a swap episode
-    miss_prob: float = 0.02           # stationary probability that a joint is missed
-    miss_mean_s: float = 0.1          # mean length of a miss episode
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("reference_px", "jitter_tau_s", "swap_mean_s", "miss_mean_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"noise: {name} must be > 0, got {getattr(self, name)}")
-        for name in ("jitter_px", "bias_px"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"noise: {name} must be >= 0, got {getattr(self, name)}")
-        for name in ("swap_prob", "miss_prob"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"noise: {name} must be in [0, 1), got {getattr(self, name)}")
-
-    @classmethod
-    def noiseless(cls) -> "NoiseConfig":
-        return cls(jitter_px=0.0, bias_px=0.0, swap_prob=0.0, miss_prob=0.0)
+from dense_warper_ros.skeleton import NUM_JOINTS, PELVIS
 
 
 @dataclass(frozen=True)
@@ -86,67 +44,8 @@ class HeatmapConfig:
             raise ValueError(f"heatmap: sigma and box_m must be > 0, got {self.sigma}, {self.box_m}")
 
 
-def noise_from_dict(data: Mapping[str, Any] | None) -> NoiseConfig:
-    return config_from_dict(NoiseConfig, data, "noise")
-
-
 def heatmap_from_dict(data: Mapping[str, Any] | None) -> HeatmapConfig:
     return config_from_dict(HeatmapConfig, data, "heatmap")
-
-
-# --- noise processes --------------------------------------------------------------------------
-def _two_state_chain(rng: np.random.Generator, times: np.ndarray, shape: tuple[int, ...],
-                     prob: float, mean_s: float) -> np.ndarray:
-    """(n, *shape) bool samples at sorted `times` of a continuous-time on/off chain with stationary
-    P(on) = prob and mean on-time mean_s (so any sampling of the same chain is consistent)."""
-    out = np.zeros((len(times),) + shape, dtype=bool)
-    if prob <= 0 or len(times) == 0:
-        return out
-    rate = 1.0 / mean_s / (1.0 - prob)            # total rate: 1/mean_on + 1/mean_off
-    state = rng.random(shape) < prob
-    out[0] = state
-    for i in range(1, len(times)):
-        decay = np.exp(-rate * max(times[i] - times[i - 1], 0.0))
-        p_on = np.where(state, prob + (1 - prob) * decay, prob * (1 - decay))
-        state = rng.random(shape) < p_on
-        out[i] = state
-    return out
-
-
-def _ou(rng: np.random.Generator, times: np.ndarray, shape: tuple[int, ...], std: float,
-        tau: float) -> np.ndarray:
-    """(n, *shape) samples at sorted `times` of a stationary Ornstein-Uhlenbeck process."""
-    out = np.zeros((len(times),) + shape)
-    if std <= 0 or len(times) == 0:
-        return out
-    x = rng.standard_normal(shape) * std
-    out[0] = x
-    for i in range(1, len(times)):
-        a = np.exp(-max(times[i] - times[i - 1], 0.0) / tau)
-        x = a * x + np.sqrt(1 - a * a) * std * rng.standard_normal(shape)
-        out[i] = x
-    return out
-
-
-def detector_noise(rng: np.random.Generator, times: np.ndarray, noise: NoiseConfig,
-                   scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One camera's detector errors at sorted times (n,): offset (n, J, 2) px, swapped (n, P) bool
-    per flip pair, missed (n, J) bool. `scale` converts reference pixels to this camera's."""
-    J, P = NUM_JOINTS, len(H36M_FLIP_PAIRS)
-    bias = rng.standard_normal((J, 2)) * noise.bias_px
-    offset = (_ou(rng, times, (J, 2), noise.jitter_px, noise.jitter_tau_s) + bias) * scale
-    swapped = _two_state_chain(rng, times, (P,), noise.swap_prob, noise.swap_mean_s)
-    missed = _two_state_chain(rng, times, (J,), noise.miss_prob, noise.miss_mean_s)
-    return offset, swapped, missed
-
-
-def swap_pairs(x: np.ndarray, swapped: np.ndarray) -> np.ndarray:
-    """Exchange left/right joints where swapped: x (n, J, ...), swapped (n, P) -> (n, J, ...)."""
-    out = x.copy()
-    for p, (a, b) in enumerate(H36M_FLIP_PAIRS):
-        s = swapped[:, p]
-        out[s, a], out[s, b] = x[s, b], x[s, a]
-    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -302,108 +201,3 @@ def synthetic_bank(cameras: Sequence[Camera], camera: np.ndarray, nominal: np.nd
         uv[idx], conf[idx] = decode_heatmaps(render(idx), obs.affines[idx], cameras, camera[idx],
                                              **(soft_argmax_kw or {}))
     return EvidenceBank(list(cameras), camera, nominal, time, obs.affines, render, uv, conf, gt, obs)
-
-
-# --- training windows -------------------------------------------------------------------------
-def synthetic_windows(*, clips: Sequence[MotionClip], rigs: Sequence[Sequence[Camera]],
-                      schedule: ScheduleConfig, noise: NoiseConfig, heatmap: HeatmapConfig,
-                      batch_size: int, rng: np.random.Generator,
-                      augment: AugmentConfig | None = DEFAULT_AUGMENT,
-                      dtype: torch.dtype = torch.float32, history: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless batches of interleaved windows: V cameras, one frame each, camera c at
-    t0 + offset_c (+ jitter), as the method consumes them. Each window draws a clip, an
-    augmentation (rotation, translation, mirror, speed), a rig and a start time at random.
-
-    Yields (B batch, V views = slots, J joints, h = w = heatmap size):
-        heatmaps (B, V, J, h, w)   noisy detector heatmaps of view v at its capture time
-        P (B, V, 3, 4)             pinhole projection matrices
-        affines (B, V, 2, 3)       image -> heatmap px
-        times (B, V)               capture times, s, relative to the window's first trigger
-        valid (B, V) bool          frame received (dropped frames: all-zero heatmaps, False)
-        poses (B, V, J, 3)         ground truth at each slot's capture time, metres
-        target_uv (B, V, V, J, 2)  [b, c, i]: pose at slot i's time projected into view c's crop
-                                   (heatmap px): the 2D target of warping view c to time t_i
-        target_visible (B, V, V, J) bool: that target lies inside view c's heatmap
-    With `history` = K > 0 (the temporal-context model), also each view's K earlier frames, one
-    camera period apart (k = 0 the newest), with the same detector-noise trajectory as the current
-    frame (`observe` runs per camera over all its slots), their own jitter and drops:
-        prev_heatmaps (B, V, K, J, h, w), prev_affines (B, V, K, 2, 3),
-        prev_times (B, V, K) (same time base as times), prev_valid (B, V, K) bool
-    history = 0 draws exactly the random numbers it always did (same windows for the same seed).
-    """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
-    V = len(rigs[0])
-    if any(len(r) != V for r in rigs):
-        raise ValueError(f"all rigs must have the same number of cameras, got {[len(r) for r in rigs]}")
-    offsets = schedule.offsets(V)
-    span = float(offsets.max() - offsets.min()) + 4 * schedule.jitter_s
-    period = 1.0 / schedule.rates(V)                                     # (V,) s per camera
-    back = history * float(period.max())                                 # room for earlier frames
-    keys = ["heatmaps", "P", "affines", "times", "valid", "poses", "target_uv", "target_visible"]
-    if history:
-        keys += ["prev_heatmaps", "prev_affines", "prev_times", "prev_valid"]
-    durations = np.array([c.duration for c in clips])
-    while True:
-        batch: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-        for _ in range(batch_size):
-            clip = clips[rng.choice(len(clips), p=durations / durations.sum())]
-            aug = sample_augmentation(rng, augment) if augment is not None else None
-            speed = aug.speed if aug is not None else 1.0
-            if clip.duration / speed <= span + back:
-                speed = clip.duration / (2 * (span + back))  # too short at this speed: slow down
-            cams = list(rigs[rng.integers(len(rigs))])
-            lo = 3 * schedule.jitter_s + back
-            t0 = rng.uniform(lo, max(lo, clip.duration / speed - span))
-            nominal = t0 + offsets - offsets.min()
-            cam_idx = np.arange(V)
-            jitter = np.clip(rng.standard_normal(V), -3, 3) * schedule.jitter_s
-            dropped = rng.random(V) < schedule.drop_prob
-            times = np.clip(nominal + jitter, 0.0, clip.duration / speed)
-            all_cam, all_times = cam_idx, times
-            if history:                                                  # earlier frames, k = 0 newest
-                k = np.arange(1, history + 1)
-                prev_nom = nominal[:, None] - k[None, :] * period[:, None]             # (V, K)
-                prev_jit = np.clip(rng.standard_normal((V, history)), -3, 3) * schedule.jitter_s
-                prev_times = np.clip(prev_nom + prev_jit, 0.0, clip.duration / speed)
-                prev_dropped = rng.random((V, history)) < schedule.drop_prob
-                all_cam = np.concatenate([cam_idx, np.repeat(cam_idx, history)])
-                all_times = np.concatenate([times, prev_times.ravel()])
-            X_all = clip.at(all_times * speed)                           # (V [+ V*K], J, 3)
-            if aug is not None:
-                X_all = aug.apply(X_all)
-            X = X_all[:V]                                                # (V, J, 3)
-            obs = observe(cams, all_cam, all_times, X_all, noise, heatmap, rng)
-            hm = render_observations(obs, cam_idx, heatmap, dtype)       # (V, J, h, w)
-            hm[torch.as_tensor(dropped)] = 0
-            if history:
-                prev_idx = np.arange(V, V + V * history)
-                hp = render_observations(obs, prev_idx, heatmap, dtype).view(V, history, *hm.shape[1:])
-                hp[torch.as_tensor(prev_dropped)] = 0
-                batch["prev_heatmaps"].append(hp.numpy())
-                batch["prev_affines"].append(obs.affines[V:].reshape(V, history, 2, 3))
-                batch["prev_times"].append(prev_times - nominal.min())
-                batch["prev_valid"].append(~prev_dropped)
-            P = np.stack([c.P for c in cams])
-            # targets: pose at slot i projected into camera c, in camera c's crop
-            tgt = np.zeros((V, V, NUM_JOINTS, 2))
-            vis = np.zeros((V, V, NUM_JOINTS), dtype=bool)
-            for c, cam in enumerate(cams):
-                uv = cam.project(X)                                      # (V slots, J, 2)
-                uv_hm = apply_affine(obs.affines[c], uv)
-                depth = cam.to_camera(X)[..., 2]
-                tgt[c] = uv_hm
-                vis[c] = ((depth > 0.05) & (uv_hm >= -0.5).all(-1) & (uv_hm <= heatmap.size - 0.5).all(-1))
-            batch["heatmaps"].append(hm.numpy())
-            batch["P"].append(P)
-            batch["affines"].append(obs.affines[:V])
-            batch["times"].append(times - nominal.min())
-            batch["valid"].append(~dropped)
-            batch["poses"].append(X)
-            batch["target_uv"].append(tgt)
-            batch["target_visible"].append(vis)
-        out = {}
-        for k, v in batch.items():
-            arr = np.stack(v)
-            out[k] = torch.as_tensor(arr) if arr.dtype == bool else torch.as_tensor(arr, dtype=dtype)
-        yield out

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from dense_warper_ros.data import motion
+from dense_warper_ros.data.bank_triangulation import gather_points, triangulate
 from dense_warper_ros.data.evidence import EvidenceBank, decode_heatmaps
-from dense_warper_ros.eval.baselines import dense
 from dense_warper_ros.provenance import file_sha256
 
 MOVENET_VARIANTS = {48: "lightning", 64: "thunder"}    # heatmap size -> MoveNet variant
@@ -167,13 +167,13 @@ def triangulated_detection_truth(bank: EvidenceBank, *, min_views: int = 3, min_
     that (a single-person detector may follow different people in different views)."""
     instants = np.unique(bank.nominal)
     grid = bank.grid(instants)
-    poses = dense(bank, grid)
-    conf = np.where(grid[..., None] >= 0, bank.conf[np.maximum(grid, 0)], 0.0)      # (F, V, J)
+    uv, conf = gather_points(bank, grid)                         # (F, V, J, 2) px, (F, V, J)
+    poses = triangulate(bank.P, uv, conf)
     seen = conf >= min_conf
     reliable = np.isfinite(poses).all(-1) & (seen.sum(1) >= min(min_views, grid.shape[1]))
     if max_residual_px is not None:
         safe = np.where(np.isfinite(poses), poses, 0.0)
-        res = np.stack([np.linalg.norm(cam.project(safe, distort=False) - bank.uv[np.maximum(grid[:, c], 0)], axis=-1)
+        res = np.stack([np.linalg.norm(cam.project(safe, distort=False) - uv[:, c], axis=-1)
                         for c, cam in enumerate(bank.cameras)], 1)                   # (F, V, J) px
         reliable &= ~(seen & (res > max_residual_px)).any(1)
     return PseudoGroundTruth(instants, np.searchsorted(instants, bank.nominal), grid, poses, reliable)

@@ -1,7 +1,7 @@
 """The comparison methods of the accuracy benchmark, over an `EvidenceBank` of decoded 2D points.
 
 All methods consume the same 2D evidence (the bank's soft-argmax of the same heatmaps) and the same
-linear DLT (`triangulation.triangulate_dlt`, weights = heatmap peak); they differ only in which frames
+linear DLT (`data.bank_triangulation`: weights = heatmap peak); they differ only in which frames
 they use and how they bring them to the target instant:
 
 (a) `sync_interpolated`: a synchronised rig at 1/N of the instants (same image budget), each instant
@@ -30,10 +30,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dense_warper_ros.cameras import affine_scales
+from dense_warper_ros.data.bank_triangulation import gather_points, triangulate
 from dense_warper_ros.data.evidence import EvidenceBank
 from dense_warper_ros.skeleton import H36M_PARENTS, NUM_JOINTS, PELVIS
-from dense_warper_ros.cameras import affine_scales
-from dense_warper_ros.triangulation import reject_outlier_views, triangulate_dlt, triangulate_moving
+from dense_warper_ros.triangulation import triangulate_moving
 
 TIMINGS = ("causal", "windowed")
 _EPS = 1e-9
@@ -129,14 +130,6 @@ def select_bracket(bank: EvidenceBank, slots: np.ndarray, targets: np.ndarray, t
 
 
 # --- triangulation -----------------------------------------------------------------------------
-def gather_points(bank: EvidenceBank, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Slot indices (..., V) -> 2D points (..., V, J, 2) image px and weights (..., V, J) (0: none)."""
-    safe = np.maximum(sel, 0)
-    uv = bank.uv[safe]
-    w = np.where((sel >= 0)[..., None], bank.conf[safe], 0.0)
-    return uv, w
-
-
 def outlier_px(bank: EvidenceBank, sel: np.ndarray, outlier: float | None) -> np.ndarray | None:
     """Slots (T, V) and a threshold in heatmap px -> per-view image px (T, V, 1) (each frame's
     crop scale), or None when `outlier` is None. A missing slot (-1) reads slot 0's scale: its
@@ -154,18 +147,6 @@ def _newer(frames: np.ndarray) -> np.ndarray:
     for k in range(1, frames.shape[-1]):
         out = np.where(frames[..., k] >= 0, frames[..., k], out)
     return out
-
-
-def triangulate(P: np.ndarray, uv: np.ndarray, w: np.ndarray, threshold_px: np.ndarray | None = None) -> np.ndarray:
-    """P (V, 3, 4), uv (T, V, J, 2), w (T, V, J) -> (T, J, 3), NaN where < 2 views.
-    threshold_px (T, V, 1) image px: drop outlier views first (`outlier_px`), or None."""
-    if len(uv) == 0:
-        return np.zeros((0, NUM_JOINTS, 3))
-    Pt = torch.as_tensor(P, dtype=torch.float64).expand(len(uv), *P.shape)
-    uv_t, w_t = torch.as_tensor(uv, dtype=torch.float64), torch.as_tensor(w, dtype=torch.float64)
-    if threshold_px is not None:
-        w_t = reject_outlier_views(Pt, uv_t, w_t, torch.as_tensor(threshold_px, dtype=torch.float64))
-    return triangulate_dlt(Pt, uv_t, w_t).numpy()
 
 
 def naive(bank: EvidenceBank, sel: np.ndarray, outlier: float | None = None) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Messages <-> core types, as pure functions (no node): the only place that knows both."""
+"""Messages <-> core types, as pure functions (no node). CameraInfo -> Camera and image -> RGB, which
+read message fields without importing a message type, are the per-frame path's (`frame_processor`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,6 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from dense_warper_ros.cameras import Camera
-from dense_warper_ros.frames import camera_from_info, image_to_rgb, stamp_to_ns  # noqa: F401 (re-export)
 from dense_warper_ros.msg import Skeleton3D, Skeleton3DArray
 from dense_warper_ros.pipeline import PoseResult
 from dense_warper_ros.skeleton import FORMAT_NAME, H36M_BONES, H36M_JOINTS

@@ -21,11 +21,11 @@ import cv2
 import numpy as np
 
 from dense_warper_ros.eval import metrics, pictures
-from dense_warper_ros.frames import image_to_rgb, stamp_to_ns
 from dense_warper_ros.pipeline import build_pipeline
-from dense_warper_ros.replay import OfflineReplay, camera_name_of, match_ground_truth
 from dense_warper_ros.ros.bags import BagWriter, notes_of, read_messages, topics_of
 from dense_warper_ros.ros.conversions import markers_for, skeletons_to_msg
+from dense_warper_ros.ros.frame_processor import image_to_rgb, stamp_to_ns
+from dense_warper_ros.ros.offline_replay import OfflineReplay, camera_name_of, match_ground_truth
 from dense_warper_ros.ros.recording_msgs import GROUND_TRUTH_NOTE, GROUND_TRUTH_TOPIC
 from dense_warper_ros.weights import DEFAULT_MODEL
 
@@ -46,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="heatmap px: drop a camera's joint this far from the others' triangulation (the "
                          "node's outlier_threshold; default off)")
     ap.add_argument("--compare-untrained", action="store_true",
-                    help="also replay with untrained identity warps (faithful lite config = naive interleaving) and plot both")
+                    help="also replay with untrained identity warps (faithful lite config = naive interleaving) "
+                         "and plot both")
     ap.add_argument("--no-pictures", action="store_true")
     return ap.parse_args(argv)
 
@@ -158,8 +159,10 @@ def main(argv=None) -> int:
         for m in tf_static:
             w.write("/tf_static", m, first)
         for p in res.poses:
-            w.write("/dense_warper/skeletons", skeletons_to_msg([p], frame_id=args.world_frame, stamp_ns=p.stamp_ns), p.stamp_ns)
-            w.write("/dense_warper/markers", markers_for([p], frame_id=args.world_frame, stamp_ns=p.stamp_ns), p.stamp_ns)
+            skeletons = skeletons_to_msg([p], frame_id=args.world_frame, stamp_ns=p.stamp_ns)
+            markers = markers_for([p], frame_id=args.world_frame, stamp_ns=p.stamp_ns)
+            w.write("/dense_warper/skeletons", skeletons, p.stamp_ns)
+            w.write("/dense_warper/markers", markers, p.stamp_ns)
     report["output_bag"] = str(out_bag)
 
     if not args.no_pictures and res.poses and thumbs:
@@ -183,7 +186,8 @@ def make_pictures(res, thumbs, cameras, out: Path, series) -> dict:
         for c in range(V):
             s, img = min(thumbs[c], key=lambda x: abs(x[0] - t))
             cam = cameras.get(c)
-            row.append(pictures.draw_skeleton(img, cam, poses[t].points, scale=img.shape[1] / cam.width) if cam else img)
+            row.append(pictures.draw_skeleton(img, cam, poses[t].points, scale=img.shape[1] / cam.width)
+                       if cam else img)
         rows.append(row)
         labels.append(f"t = {(t - keys[0]) * 1e-9:.3f} s")
     sheet = pictures.contact_sheet(rows, out / "contact_sheet.png", labels=labels)
@@ -194,7 +198,8 @@ def make_pictures(res, thumbs, cameras, out: Path, series) -> dict:
             cands = [x for x in thumbs[c] if x[0] <= t] or thumbs[c][:1]
             s, img = cands[-1]
             cam = cameras.get(c)
-            tiles.append(pictures.draw_skeleton(img, cam, poses[int(t)].points, scale=img.shape[1] / cam.width) if cam else img)
+            tiles.append(pictures.draw_skeleton(img, cam, poses[int(t)].points, scale=img.shape[1] / cam.width)
+                         if cam else img)
         cols = 2 if V == 4 else V
         grid_rows = [np.concatenate(tiles[i:i + cols], axis=1) for i in range(0, V, cols)]
         if len({r.shape[1] for r in grid_rows}) > 1:
@@ -214,11 +219,14 @@ def summary_markdown(r: dict) -> str:
              f"{len(r['cameras'])} cameras, timing **{r['timing']}**, model `{r['model_config']}` "
              f"({r['weights']}), backbone `{r['backbone']}` on {r['device']}", "",
              "| figure | value |", "|---|---|",
-             f"| input frames | {r['frames_in']} |", f"| poses out | {r['poses_out']} ({r['poses_per_input_frame']:.2f} per frame) |",
+             f"| input frames | {r['frames_in']} |",
+             f"| poses out | {r['poses_out']} ({r['poses_per_input_frame']:.2f} per frame) |",
              f"| output rate | {r['output_rate_hz']:.1f} Hz (sum of camera rates {r['sum_camera_rate_hz']:.1f} Hz) |",
-             f"| per-frame time p50 / p95 / p99 | {r['frame_time_ms']['p50']:.1f} / {r['frame_time_ms']['p95']:.1f} / {r['frame_time_ms']['p99']:.1f} ms |",
+             f"| per-frame time p50 / p95 / p99 | {r['frame_time_ms']['p50']:.1f} / "
+             f"{r['frame_time_ms']['p95']:.1f} / {r['frame_time_ms']['p99']:.1f} ms |",
              f"| drops | {r['drops'] or 'none'} |"]
-    for key, name in (("accuracy", "DenseWarper"), ("accuracy_untrained", "untrained identity warps (naive interleaving)")):
+    for key, name in (("accuracy", "DenseWarper"),
+                      ("accuracy_untrained", "untrained identity warps (naive interleaving)")):
         a = r.get(key) or {}
         if a.get("matched"):
             lines.append(f"| {name}: MPJPE root-aligned / absolute / PA | {a['mpjpe_root_mm']:.1f} / "

@@ -5,8 +5,9 @@ camera). In live mode two worker threads overlap the two halves of the per-frame
 decodes, looks up the camera's extrinsics at the capture stamp and runs the 2D backbone, the other
 fuses the buffered heatmaps into poses and publishes (torch releases the GIL, so on a 2-core CPU
 the backbone of frame k+1 runs while frame k is fused). Offline mode does both on one thread, in
-order, so its output is the same as the bag evaluator's. Every dropped frame is counted per camera and cause, logged once per
-cause (then throttled) and reported in /diagnostics; nothing in the input can stop the node.
+order, so its output is the same as the bag evaluator's. Every dropped frame is counted per camera
+and cause, logged once per cause (then throttled) and reported in /diagnostics; nothing in the
+input can stop the node.
 """
 from __future__ import annotations
 
@@ -28,11 +29,11 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
-from dense_warper_ros.frames import INFO_CAUSES, Drop, FrameProcessor, Prepared, stamp_to_ns
 from dense_warper_ros.msg import Skeleton3DArray
 from dense_warper_ros.pipeline import PosePipeline, build_pipeline
 from dense_warper_ros.ros import params
 from dense_warper_ros.ros.conversions import markers_for, skeletons_to_msg
+from dense_warper_ros.ros.frame_processor import INFO_CAUSES, FrameDropped, FrameProcessor, PreparedFrame, stamp_to_ns
 from dense_warper_ros.ros.tf_source import make_tf_source
 from dense_warper_ros.scheduler import FrameScheduler
 
@@ -87,7 +88,8 @@ class DenseWarperNode(Node):
 
         self.pub_skeletons = self.create_publisher(Skeleton3DArray, "~/skeletons", 50)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10) if self.cfg.publish_markers else None
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10) if self.cfg.publish_diagnostics else None
+        self.pub_diag = (self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+                         if self.cfg.publish_diagnostics else None)
 
         qos = QoSProfile(depth=self.cfg.qos_depth, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE if self.cfg.qos_reliability == "reliable"
@@ -144,16 +146,18 @@ class DenseWarperNode(Node):
         stamp = stamp_to_ns(msg.header.stamp)
         try:
             self.processor.admit(i, stamp, time.monotonic_ns())
-        except Drop as e:
+        except FrameDropped as e:
             if e.cause.startswith("clock_"):
                 cam.clock_flagged = cam.last_recv
             self._drop(i, e.cause, e.text)
             return
         for _ in self._sched.put(i, stamp, msg):   # live: newest of this camera wins
-            self._drop(i, "superseded", "inference is slower than the cameras; a newer frame of this camera replaced it")
+            self._drop(i, "superseded",
+                       "inference is slower than the cameras; a newer frame of this camera replaced it")
 
     def _maybe_flush(self) -> None:
-        if (self.pipeline.buffer.pending or self._sched.held) and time.monotonic() - self._last_input > self.cfg.flush_after:
+        if ((self.pipeline.buffer.pending or self._sched.held)
+                and time.monotonic() - self._last_input > self.cfg.flush_after):
             self._last_input = time.monotonic()
             self._sched.put(None, 0, _FLUSH)
 
@@ -221,12 +225,12 @@ class DenseWarperNode(Node):
                 continue
             self._guarded(self._fuse, p)
 
-    def _prepare(self, i: int, msg) -> Prepared | None:
+    def _prepare(self, i: int, msg) -> PreparedFrame | None:
         cam = self.cams[i]
         t0 = time.perf_counter()
         try:
             p = self.processor.prepare(i, msg)
-        except Drop as e:
+        except FrameDropped as e:
             if e.cause in INFO_CAUSES:
                 cam.info_error = str(e)
             self._drop(i, e.cause, e.text)
@@ -236,7 +240,7 @@ class DenseWarperNode(Node):
         cam.last_stamp_ns = p.stamp_ns
         return p
 
-    def _fuse(self, p: Prepared) -> None:
+    def _fuse(self, p: PreparedFrame) -> None:
         t0 = time.perf_counter()
         self._publish(self.processor.push(p))
         self.fusion_times.append(time.perf_counter() - t0)
@@ -344,7 +348,8 @@ class DenseWarperNode(Node):
                   "buffer_pending": str(self.pipeline.buffer.pending),
                   "latency_p50_s": f"{np.percentile(lat, 50):.4f}", "latency_p95_s": f"{np.percentile(lat, 95):.4f}",
                   "latency_p99_s": f"{np.percentile(lat, 99):.4f}", "poses": str(self.stats["poses"]),
-                  "backbone_p50_s": f"{_p50(self.backbone_times):.4f}", "fusion_p50_s": f"{_p50(self.fusion_times):.4f}",
+                  "backbone_p50_s": f"{_p50(self.backbone_times):.4f}",
+                  "fusion_p50_s": f"{_p50(self.fusion_times):.4f}",
                   "extrinsics": self.tf.kind}
         values.update({f"buffer_{k}": str(v) for k, v in sorted(self.pipeline.buffer.stats.items())})
         values.update({k: str(v) for k, v in sorted(self.stats.items()) if k != "poses"})
@@ -352,7 +357,8 @@ class DenseWarperNode(Node):
         if self.stats["errors"]:
             level, msg = DiagnosticStatus.WARN, f"{self.stats['errors']} worker errors (see the log)"
         if self.stats["worker_restarts"]:
-            level, msg = DiagnosticStatus.ERROR, f"a worker failed and was restarted {self.stats['worker_restarts']} times"
+            level = DiagnosticStatus.ERROR
+            msg = f"a worker failed and was restarted {self.stats['worker_restarts']} times"
         return DiagnosticStatus(level=level, name="dense_warper: inference", message=msg, hardware_id="dense_warper",
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
 

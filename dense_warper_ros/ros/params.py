@@ -81,9 +81,11 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "world_frame": ("world", _d("TF frame of the published skeletons")),
     "mode": ("live", _d(f"one of {MODES}: live keeps each camera's newest frames and serves the cameras in turn "
                         "under overload (bounded latency); offline processes every frame, in stamp order")),
-    "timing": ("causal", _d(f"one of {TIMINGS}: causal = pose at the newest frame from past frames; windowed = one camera cycle later, from frames on both sides")),
+    "timing": ("causal", _d(f"one of {TIMINGS}: causal = pose at the newest frame from past frames; "
+                            "windowed = one camera cycle later, from frames on both sides")),
     "min_views": (2, _d("fewest camera views for a pose", **_irange(2, 64))),
-    "max_view_age": (0.2, _d("s; a view further than this from the target instant is left out", **_frange(0.001, 10.0))),
+    "max_view_age": (0.2, _d("s; a view further than this from the target instant is left out",
+                             **_frange(0.001, 10.0))),
     "queue_size": (1, _d("live mode: newest frames kept per camera while inference is busy (a camera's older "
                          "frames are dropped as 'superseded'; the worker takes the camera served least recently, "
                          "so every camera gets an equal share under overload)", **_irange(1, 10000))),
@@ -101,7 +103,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "backbone_weights": ("", _d("backbone weights file ('' = the models/ default)")),
     "inference": ("auto", _d(f"one of {INFERENCE_CHOICES}: what runs the 2D network. auto = ONNX Runtime where it "
                              "imports and the exported model matches the weights (faster on a CPU), else torch")),
-    "image_transport": ("raw", _d(f"one of {TRANSPORTS}: sensor_msgs/Image on <cam>/image_raw or CompressedImage on <cam>/image_raw/compressed")),
+    "image_transport": ("raw", _d(f"one of {TRANSPORTS}: sensor_msgs/Image on <cam>/image_raw or "
+                                  "CompressedImage on <cam>/image_raw/compressed")),
     "qos_reliability": ("best_effort", _d(f"camera subscriptions, one of {RELIABILITIES} (sensor data default)")),
     "qos_depth": (5, _d("camera subscription queue depth", **_irange(1, 1000))),
     "tf_timeout": (0.1, _d("s to wait for a camera's transform at a frame's stamp", **_frange(0.0, 10.0))),

@@ -37,7 +37,8 @@ def write_bag(rec: Recording, path: str | Path, *, compressed: bool = False, pro
             w.write(rm.info_topic(rec.names[i]), rm.camera_info(rec, i, first), first - 1_000_000)
         for c, stamp, rgb in tqdm(rec.frames, desc=f"writing {path.name}", disable=not progress, unit="frame"):
             w.write(rm.info_topic(rec.names[c]), rm.camera_info(rec, c, stamp), stamp)
-            w.write(rm.image_topic(rec.names[c], compressed), rm.image(rec, c, stamp, rgb, compressed=compressed), stamp)
+            image = rm.image(rec, c, stamp, rgb, compressed=compressed)
+            w.write(rm.image_topic(rec.names[c], compressed), image, stamp)
         for stamp, pts in rec.ground_truth:
             w.write(rm.GROUND_TRUTH_TOPIC, rm.ground_truth(rec, stamp, pts), stamp)
     return path

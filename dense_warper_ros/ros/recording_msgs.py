@@ -36,7 +36,8 @@ def tf_static(rec: Recording, stamp_ns: int = 0) -> TFMessage:
         R_wc, p = cam.R.T, cam.centre                     # world <- optical
         tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = map(float, p)
         q = matrix_to_quat(R_wc)
-        tf.transform.rotation.x, tf.transform.rotation.y, tf.transform.rotation.z, tf.transform.rotation.w = map(float, q)
+        rot = tf.transform.rotation
+        rot.x, rot.y, rot.z, rot.w = map(float, q)
         msg.transforms.append(tf)
     return msg
 

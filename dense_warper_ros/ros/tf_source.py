@@ -7,7 +7,6 @@ raise `TransformError` when the transform is not available within the timeout.
 from __future__ import annotations
 
 import math
-
 import threading
 import time
 from pathlib import Path
@@ -49,8 +48,7 @@ class Tf2RosSource:
         try:
             tf = self.buffer.lookup_transform(target, source, RclTime(nanoseconds=stamp_ns),
                                               timeout=Duration(seconds=timeout_s))
-        except (tf2_ros.LookupException, tf2_ros.ConnectivityException,
-                tf2_ros.ExtrapolationException) as e:
+        except tf2_ros.TransformException as e:       # lookup, connectivity, extrapolation, timeout, bad frame
             raise TransformError(str(e)) from e
         return _to_transform(tf.transform)
 

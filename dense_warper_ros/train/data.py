@@ -3,7 +3,7 @@
 Every training batch draws its own camera count V in [min_cameras, max_cameras] (one V per batch:
 the windows of a batch are stacked), a random ring rig per window from a small pool drawn for the
 batch, a random capture schedule (aggregate rate, even or random phases, jitter, drops) and
-detector noise around the benchmark's default; `data.evidence.synthetic_windows` then draws clips,
+detector noise around the benchmark's default; `train.windows.synthetic_windows` then draws clips,
 augmentations (yaw, shift, mirror, speed 0.5x-2x), start times and the noisy heatmaps.
 
 Two ways to feed the loop, both reproducible from the run's seed:
@@ -29,10 +29,12 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dense_warper_ros.cameras import Camera
 from dense_warper_ros.data import motion
-from dense_warper_ros.data.evidence import HeatmapConfig, NoiseConfig, synthetic_windows
+from dense_warper_ros.data.detector_noise import NoiseConfig
+from dense_warper_ros.data.evidence import HeatmapConfig
 from dense_warper_ros.data.motion import AugmentConfig, MotionClip
 from dense_warper_ros.data.rigs import RigConfig, make_rig
 from dense_warper_ros.data.schedules import ScheduleConfig
+from dense_warper_ros.train.windows import synthetic_windows
 
 Batch = dict[str, torch.Tensor]
 

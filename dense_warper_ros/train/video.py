@@ -9,7 +9,7 @@ A window starting at frame f0 takes camera c at the frame f in [f0, f0 + V) with
 benchmark's interleave), view v = camera v (one fixed rig, so one undistortion hook); with
 `history` = K each view also gets its frames V, 2V, ... KV earlier. Only frames in
 [lo, hi) are used, inputs and targets alike, so the frames after hi stay held out for the benchmark.
-Batches have the keys and shapes of `data.evidence.synthetic_windows`.
+Batches have the keys and shapes of `train.windows.synthetic_windows`.
 """
 from __future__ import annotations
 

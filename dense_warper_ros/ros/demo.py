@@ -1,4 +1,4 @@
-"""`make demo`: the main job on the bundled real recording.
+"""`make demo` (`python -m dense_warper_ros.ros.demo`): the main job on the bundled real recording.
 
 1. builds the recording from the pose2sim demo (4 real cameras, interleaved: camera c at frames
    f mod 4 = c, 15 fps each) as a rosbag2 (MCAP) bag, with the pseudo ground truth

@@ -1,6 +1,7 @@
 """Replay a recording's messages through the node's per-frame path, offline: every frame, in
 stamp order, deterministic. Shared by the bag evaluator and the tests that compare the live node
-with the offline result. Needs only message-shaped objects (rclpy or rosbags), no ROS runtime."""
+with the offline result. `OfflineReplay` needs only message-shaped objects (rclpy or rosbags), no
+ROS runtime."""
 from __future__ import annotations
 
 import time
@@ -9,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dense_warper_ros.frames import Drop, FrameProcessor, stamp_to_ns
 from dense_warper_ros.pipeline import PosePipeline, PoseResult
+from dense_warper_ros.ros.frame_processor import FrameDropped, FrameProcessor, stamp_to_ns
 from dense_warper_ros.scheduler import FrameScheduler
 from dense_warper_ros.transforms import TransformTree
 
@@ -74,7 +75,7 @@ class OfflineReplay:
         stamp = stamp_to_ns(msg.header.stamp)
         try:
             self.processor.admit(i, stamp, arrival_ns)
-        except Drop as e:
+        except FrameDropped as e:
             self.result.drops[e.cause] += 1
             return []
         self.sched.put(i, stamp, msg)
@@ -89,7 +90,7 @@ class OfflineReplay:
             t0 = time.perf_counter()
             try:
                 out += self.processor.process(i, msg)
-            except Drop as e:
+            except FrameDropped as e:
                 self.result.drops[e.cause] += 1
                 continue
             self.result.frame_times_s.append(time.perf_counter() - t0)
@@ -102,6 +103,19 @@ class OfflineReplay:
         self.result.poses += self.processor.pipeline.flush()
         self.result.clock_jumps = self.processor.clock_jumps
         return self.result
+
+
+def replay_recording(rec, pipeline: PosePipeline) -> list[PoseResult]:
+    """A Recording's messages (tf_static, then camera_info + image_raw per frame) through
+    `OfflineReplay`, without ROS transport -> the poses. Builds rclpy messages
+    (`ros.recording_msgs`), so it needs the message packages but no running ROS."""
+    from dense_warper_ros.ros import recording_msgs as rm
+    rep = OfflineReplay(pipeline=pipeline, cameras=rec.names)
+    rep.feed("/tf_static", rm.tf_static(rec, rec.frames[0][1]))
+    for c, stamp, rgb in rec.frames:
+        rep.feed(f"/{rec.names[c]}/camera_info", rm.camera_info(rec, c, stamp))
+        rep.feed(f"/{rec.names[c]}/image_raw", rm.image(rec, c, stamp, rgb, compressed=False))
+    return rep.finish().poses
 
 
 def match_ground_truth(poses: list[PoseResult], truth: dict[int, np.ndarray], tolerance_ns: int = 1_000_000

@@ -2,8 +2,8 @@
 
 Works on anything with the fields of sensor_msgs/Image, CompressedImage and CameraInfo (rclpy
 messages in the node, `rosbags` messages in the evaluator), so the evaluator runs exactly the
-node's per-frame path without a ROS runtime. Every reason to drop a frame raises `Drop` with a
-short cause key, which the caller counts and logs.
+node's per-frame path without a ROS runtime. Every reason to drop a frame raises `FrameDropped`
+with a short cause key, which the caller counts and logs.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ TfLookup = Callable[[str, str, int, float], Transform]   # (target, source, stam
 
 
 @dataclass(frozen=True)
-class Prepared:
+class PreparedFrame:
     """A frame ready for the interleaved buffer."""
     camera: int
     stamp_ns: int
@@ -39,8 +39,9 @@ class Prepared:
     reset: bool = False                    # the stamps jumped back before this frame: reset first
 
 
-class Drop(Exception):
-    """A frame that gives no pose input; `cause` is the counting key."""
+class FrameDropped(Exception):
+    """A frame that gives no pose input: `cause` is the key it is counted under (per camera, in
+    /diagnostics), `text` the detail that is logged."""
 
     def __init__(self, cause: str, text: str):
         super().__init__(f"{cause}: {text}")
@@ -64,9 +65,11 @@ def image_to_rgb(msg, *, expected: tuple[int, int] | None = None) -> np.ndarray:
 def _finite(info, field: str, size: int | None, name: str) -> np.ndarray:
     arr = np.asarray(getattr(info, field), dtype=np.float64).ravel()
     if size is not None and arr.size != size:
-        raise Drop("bad_camera_info", f"camera {name!r}: CameraInfo {field.upper()} has {arr.size} values, not {size}")
+        raise FrameDropped("bad_camera_info",
+                           f"camera {name!r}: CameraInfo {field.upper()} has {arr.size} values, not {size}")
     if not np.all(np.isfinite(arr)):
-        raise Drop("bad_camera_info", f"camera {name!r}: CameraInfo {field.upper()} = {arr.tolist()} is not finite")
+        raise FrameDropped("bad_camera_info",
+                           f"camera {name!r}: CameraInfo {field.upper()} = {arr.tolist()} is not finite")
     return arr
 
 
@@ -75,27 +78,28 @@ def check_camera_info(info, name: str = "") -> None:
     unknown distortion model, D of a length its model does not have, or non-finite K, D, R or P."""
     K = _finite(info, "k", 9, name).reshape(3, 3)
     if K[0, 0] == 0 or K[1, 1] == 0:
-        raise Drop("uncalibrated", f"camera {name!r}: CameraInfo K = {K.ravel().tolist()} (K[0] == 0)")
+        raise FrameDropped("uncalibrated", f"camera {name!r}: CameraInfo K = {K.ravel().tolist()} (K[0] == 0)")
     if not (0 < K[0, 0] <= MAX_FOCAL_PX and 0 < K[1, 1] <= MAX_FOCAL_PX and np.all(np.abs(K[:2, 1:]) <= MAX_FOCAL_PX)
             and np.array_equal(K[2], [0.0, 0.0, 1.0])):
-        raise Drop("bad_camera_info", f"camera {name!r}: CameraInfo K = {K.ravel().tolist()} is not an intrinsic "
-                                      f"matrix (0 < fx, fy <= {MAX_FOCAL_PX:g} px, last row 0 0 1)")
+        raise FrameDropped("bad_camera_info", f"camera {name!r}: CameraInfo K = {K.ravel().tolist()} is not an "
+                                              f"intrinsic matrix (0 < fx, fy <= {MAX_FOCAL_PX:g} px, last row 0 0 1)")
     if info.width == 0 or info.height == 0:
-        raise Drop("camera_info_zero_size", f"camera {name!r}: CameraInfo size {info.width}x{info.height}")
+        raise FrameDropped("camera_info_zero_size", f"camera {name!r}: CameraInfo size {info.width}x{info.height}")
     model = _DIST_MODELS.get(info.distortion_model)
     if model is None:
-        raise Drop("unknown_distortion", f"camera {name!r}: distortion model {info.distortion_model!r}")
+        raise FrameDropped("unknown_distortion", f"camera {name!r}: distortion model {info.distortion_model!r}")
     D = _finite(info, "d", None, name)
     if D.size not in DISTORTION_SIZES[model]:
-        raise Drop("bad_camera_info", f"camera {name!r}: {info.distortion_model or 'no'} distortion takes "
-                                      f"{' or '.join(map(str, DISTORTION_SIZES[model]))} coefficients in D, got {D.size}")
+        sizes = " or ".join(map(str, DISTORTION_SIZES[model]))
+        raise FrameDropped("bad_camera_info", f"camera {name!r}: {info.distortion_model or 'no'} distortion takes "
+                                              f"{sizes} coefficients in D, got {D.size}")
     _finite(info, "r", 9, name)
     _finite(info, "p", 12, name)
 
 
 def camera_from_info(info, *, R_world_cam: np.ndarray, p_world_cam: np.ndarray, name: str = "") -> Camera:
     """CameraInfo intrinsics + the optical frame's pose in the world -> Camera. A CameraInfo that
-    `check_camera_info` refuses raises Drop."""
+    `check_camera_info` refuses raises FrameDropped."""
     check_camera_info(info, name)
     try:
         return Camera.from_world_pose(K=np.asarray(info.k, dtype=np.float64).reshape(3, 3), R_world_cam=R_world_cam,
@@ -103,7 +107,7 @@ def camera_from_info(info, *, R_world_cam: np.ndarray, p_world_cam: np.ndarray, 
                                       dist=np.asarray(info.d, dtype=np.float64),
                                       dist_model=_DIST_MODELS[info.distortion_model], name=name)
     except ValueError as e:
-        raise Drop("bad_camera_info", str(e)) from e
+        raise FrameDropped("bad_camera_info", str(e)) from e
 
 
 class FrameProcessor:
@@ -123,21 +127,21 @@ class FrameProcessor:
         self.on_clock_jump = on_clock_jump
         self.tf_fast_fail = tf_fast_fail
         self.infos: list = [None] * len(self.cameras)
-        self.info_errors: list[Drop | None] = [None] * len(self.cameras)
+        self.info_errors: list[FrameDropped | None] = [None] * len(self.cameras)
         self._tf_failed: list[tuple[str, float] | None] = [None] * len(self.cameras)   # (frame, when)
         self.tf_ok = [False] * len(self.cameras)
         self.last_camera: list[Camera | None] = [None] * len(self.cameras)   # calibration last used
         self.clock_jumps = 0
         self._reset_pending = False        # a clock jump seen; the next prepared frame carries it
 
-    def set_info(self, i: int, info) -> Drop | None:
+    def set_info(self, i: int, info) -> FrameDropped | None:
         """Keep camera i's latest CameraInfo; returns why it is refused (its frames are then
         dropped with that cause until a good one arrives), or None."""
         self.infos[i] = info
         try:
             check_camera_info(info, self.cameras[i])
             self.info_errors[i] = None
-        except Drop as e:
+        except FrameDropped as e:
             self.info_errors[i] = e
         return self.info_errors[i]
 
@@ -146,11 +150,11 @@ class FrameProcessor:
         return self.push(self.prepare(i, msg))
 
     def admit(self, i: int, stamp_ns: int, arrival_ns: int | None = None) -> None:
-        """Judge a frame's stamp on arrival, before it is queued (`clock_check`): raises Drop for a
-        zero stamp or a camera whose clock disagrees with the rig; a rig-wide jump back (a looped
+        """Judge a frame's stamp on arrival, before it is queued (`clock_check`): raises FrameDropped
+        for a zero stamp or a camera whose clock disagrees with the rig; a rig-wide jump back (a looped
         bag) marks the buffer for a reset before the next frame and clears the TF history."""
         if stamp_ns == 0:
-            raise Drop("zero_stamp", "image header stamp is 0")
+            raise FrameDropped("zero_stamp", "image header stamp is 0")
         verdict = self.clock.judge(i, stamp_ns, arrival_ns)
         if verdict is Verdict.RESET:
             self.clock_jumps += 1
@@ -159,29 +163,30 @@ class FrameProcessor:
                 self.on_clock_jump()
         elif verdict is not Verdict.ACCEPT:
             side = "ahead of" if verdict is Verdict.AHEAD else "behind"
-            raise Drop(verdict.value, f"stamp {abs(self.clock.offset_s(i)):.3f} s {side} the other cameras' clock")
+            raise FrameDropped(verdict.value,
+                               f"stamp {abs(self.clock.offset_s(i)):.3f} s {side} the other cameras' clock")
 
-    def prepare(self, i: int, msg) -> Prepared:
+    def prepare(self, i: int, msg) -> PreparedFrame:
         """Checks, decode, extrinsics at the stamp and the backbone: everything a frame needs
-        before it can enter the buffer. Raises Drop."""
+        before it can enter the buffer. Raises FrameDropped."""
         name = self.cameras[i]
         stamp = stamp_to_ns(msg.header.stamp)
         info = self.infos[i]
         if info is None:
-            raise Drop("no_camera_info", f"no CameraInfo yet on {name}/camera_info")
+            raise FrameDropped("no_camera_info", f"no CameraInfo yet on {name}/camera_info")
         if self.info_errors[i] is not None:
             raise self.info_errors[i]
         try:
             rgb = image_to_rgb(msg, expected=(info.width, info.height))
         except ImageError as e:
-            raise Drop(e.cause, e.detail) from e
+            raise FrameDropped(e.cause, e.detail) from e
         frame_id = (info.header.frame_id or msg.header.frame_id).lstrip("/")
         tf = self._extrinsics(i, frame_id, stamp)
         camera = camera_from_info(info, R_world_cam=tf.R, p_world_cam=tf.t, name=name)
         self.last_camera[i] = camera
-        data = self.pipeline.heatmaps(stamp, rgb, camera, frame_id, track=not self._reset_pending)
+        data = self.pipeline.frame_heatmaps(stamp, rgb, camera, frame_id, track=not self._reset_pending)
         reset, self._reset_pending = self._reset_pending, False
-        return Prepared(camera=i, stamp_ns=stamp, data=data, reset=reset)
+        return PreparedFrame(camera=i, stamp_ns=stamp, data=data, reset=reset)
 
     def _extrinsics(self, i: int, frame_id: str, stamp: int) -> Transform:
         """world <- frame_id at the stamp. With `tf_fast_fail` (live mode), after a failed lookup
@@ -195,11 +200,11 @@ class FrameProcessor:
         except TransformError as e:
             self.tf_ok[i] = False
             self._tf_failed[i] = (frame_id, failed[1] if recent else time.monotonic())
-            raise Drop("tf_missing", f"{self.world_frame} <- {frame_id}: {e}") from e
+            raise FrameDropped("tf_missing", f"{self.world_frame} <- {frame_id}: {e}") from e
         self.tf_ok[i], self._tf_failed[i] = True, None
         return tf
 
-    def push(self, p: Prepared) -> list[PoseResult]:
+    def push(self, p: PreparedFrame) -> list[PoseResult]:
         """A prepared frame into the buffer (after a reset if its stamp jumped back) -> poses."""
         if p.reset:
             self.pipeline.reset()

@@ -1,0 +1,67 @@
+"""Driving the node from another process over real DDS, for the multi-process tests and the node
+benchmark: start it as a subprocess, spin a local node until something holds, read /diagnostics."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import rclpy
+from rclpy.node import Node
+from rclpy.publisher import Publisher
+
+from dense_warper_ros.ros.launch_logic import ros_args
+
+
+class NodeProcess:
+    """`python -m dense_warper_ros.ros.node --ros-args ...` as a subprocess; `params` override
+    those of `params_file`, as `-p` does after `--params-file`. `stop()` ends it with SIGINT (as
+    Ctrl-C does) and returns what it printed."""
+
+    def __init__(self, params: dict, *, params_file: str | Path | None = None):
+        args = ros_args({"parameters": params}, params_file=params_file)
+        self.proc = subprocess.Popen([sys.executable, "-m", "dense_warper_ros.ros.node", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=os.environ.copy())
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 20.0) -> str:
+        """SIGINT, then SIGKILL if it has not exited after `timeout_s` -> its output."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = self.proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out
+
+
+def spin_until(node: Node, predicate: Callable[[], bool], timeout: float) -> bool:
+    """Spin `node` until `predicate()` holds or `timeout` s pass -> whether it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        rclpy.spin_once(node, timeout_sec=0.05)
+    return predicate()
+
+
+def wait_for_subscribers(node: Node, publisher: Publisher, count: int = 1, timeout: float = 15.0) -> None:
+    """Spin until `publisher` sees `count` matched subscriptions (discovery done); raises
+    TimeoutError naming the topic after `timeout` s."""
+    if not spin_until(node, lambda: publisher.get_subscription_count() >= count, timeout):
+        raise TimeoutError(f"no subscriber on {publisher.topic_name} after {timeout} s")
+
+
+def diagnostics_values(diag) -> dict[str, dict[str, str]]:
+    """hardware_id -> {key: value} of one DiagnosticArray, with '_level' (int) and '_message' added."""
+    return {s.hardware_id: {**{kv.key: kv.value for kv in s.values}, "_level": int.from_bytes(s.level, "little")
+                            if isinstance(s.level, bytes) else int(s.level), "_message": s.message}
+            for s in diag.status}
