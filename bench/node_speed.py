@@ -42,7 +42,9 @@ def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: floa
     from dense_warper_ros.data.recording import Recording
     from dense_warper_ros.msg import Skeleton3DArray
     from dense_warper_ros.ros import recording_msgs as rm
-    from dense_warper_ros.ros.node_process import NodeProcess, spin_until
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from dense_warper_ros.ros.node_process import NodeProcess, diagnostics_values, spin_until
     from dense_warper_ros.ros.rig_publisher import RigPublisher
 
     base = pose2sim_recording(num_frames=8 * 4, scale=scale, with_truth=False, interleaved=False)
@@ -65,6 +67,8 @@ def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: floa
             good_got.append(now)
 
     node.create_subscription(Skeleton3DArray, "/dense_warper/skeletons", on_sk, 100)
+    diags: list = []                                     # the node's /diagnostics, kept for the report
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append((time.monotonic(), m)), 10)
     proc = NodeProcess(dict(cameras=names, mode="live", timing=timing, qos_reliability="best_effort",
                             device="auto", tf_timeout=0.05, outlier_threshold=outlier_threshold,
                             inference=inference))
@@ -115,7 +119,8 @@ def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: floa
             "frames_sent": sent, "poses_received": len(got), "output_rate_hz": out_rate,
             "latency_ms": {p: float(np.percentile(L, p)) for p in (50, 95, 99)},
             "dropped_frames": sent - len(got), "node_cpu_percent": 100 * (cpu1 - cpu0) / elapsed,
-            "node_rss_mib_start_end": [rss[0] if rss else rss1, rss1], "rss_samples": samples}
+            "node_rss_mib_start_end": [rss[0] if rss else rss1, rss1], "rss_samples": samples,
+            "diagnostics": [(t - t_start, diagnostics_values(m)) for t, m in diags[::30] + diags[-1:]]}
 
 
 def main() -> int:

@@ -214,8 +214,8 @@ def test_ctrl_c_while_busy_is_clean(recording, ros_node):
     rig.stream(1.5, 40.0)
     proc.proc.send_signal(signal.SIGINT)
     rig.stream(0.5, 40.0)
-    out, _ = proc.proc.communicate(timeout=30)
-    assert proc.proc.returncode == 0, out[-3000:]
+    code, out = proc.wait(30)
+    assert code == 0, out[-3000:]
     assert "Traceback" not in out and "ERROR" not in out, out[-3000:]
     assert len(watch.poses) > 10
 
@@ -269,7 +269,7 @@ def test_a_start_up_error_is_one_line_naming_the_parameter(recording, tmp_path, 
         f.write_text("cameras: {cam01_optical: {translation: [1, 2]}}\n")     # no rotation, short translation
         bad = {"extrinsics_file": str(f)}
     proc = NodeProcess(live_params(recording, **bad))
-    out, _ = proc.proc.communicate(timeout=60)
-    assert proc.proc.returncode == 2, out[-3000:]
+    code, out = proc.wait(60)
+    assert code == 2, out[-3000:]
     assert words in out and "Traceback" not in out, out[-3000:]
     assert len([line for line in out.splitlines() if line.startswith("dense_warper:")]) == 1

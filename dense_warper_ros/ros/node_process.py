@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
@@ -19,28 +21,47 @@ from dense_warper_ros.ros.launch_logic import ros_args
 
 class NodeProcess:
     """`python -m dense_warper_ros.ros.node --ros-args ...` as a subprocess; `params` override
-    those of `params_file`, as `-p` does after `--params-file`. `stop()` ends it with SIGINT (as
-    Ctrl-C does) and returns what it printed."""
+    those of `params_file`, as `-p` does after `--params-file`. Its output is read as it comes (a
+    full pipe would block the node's logging, and with it the worker that logs); `stop()` ends it
+    with SIGINT (as Ctrl-C does) and returns what it printed."""
 
-    def __init__(self, params: dict, *, params_file: str | Path | None = None):
+    def __init__(self, params: dict, *, params_file: str | Path | None = None, keep_lines: int = 20000):
         args = ros_args({"parameters": params}, params_file=params_file)
         self.proc = subprocess.Popen([sys.executable, "-m", "dense_warper_ros.ros.node", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=os.environ.copy())
+        self._lines: deque[str] = deque(maxlen=keep_lines)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._lines.append(line)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def output(self) -> str:
+        """What the node printed so far (the last `keep_lines` lines)."""
+        return "".join(list(self._lines))
+
+    def wait(self, timeout_s: float) -> tuple[int, str]:
+        """Wait for the process to end by itself -> (exit code, output); TimeoutExpired if it does not."""
+        code = self.proc.wait(timeout=timeout_s)
+        self._reader.join(timeout=5.0)
+        return code, self.output()
 
     def stop(self, timeout_s: float = 20.0) -> str:
         """SIGINT, then SIGKILL if it has not exited after `timeout_s` -> its output."""
         if self.alive():
             self.proc.send_signal(signal.SIGINT)
         try:
-            out, _ = self.proc.communicate(timeout=timeout_s)
+            self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out
+            self.proc.wait()
+        self._reader.join(timeout=5.0)
+        return self.output()
 
 
 def spin_until(node: Node, predicate: Callable[[], bool], timeout: float) -> bool:
