@@ -30,13 +30,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dense_warper_ros.buffer import TIMINGS
 from dense_warper_ros.cameras import affine_scales
 from dense_warper_ros.data.bank_triangulation import gather_points, triangulate
 from dense_warper_ros.data.evidence import EvidenceBank
 from dense_warper_ros.skeleton import H36M_PARENTS, NUM_JOINTS, PELVIS
 from dense_warper_ros.triangulation import triangulate_moving
 
-TIMINGS = ("causal", "windowed")
 _EPS = 1e-9
 
 

@@ -12,11 +12,11 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from dense_warper_ros.backbones.onnx_runtime import INFERENCE_CHOICES
+from dense_warper_ros.buffer import TIMINGS
 from dense_warper_ros.model import NAMED_CONFIGS
 from dense_warper_ros.weights import DEFAULT_MODEL
 
 MODES = ("live", "offline")
-TIMINGS = ("causal", "windowed")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 BACKBONES = ("movenet_lightning", "movenet_thunder", "simple_baseline")
