@@ -106,7 +106,7 @@ def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: floa
     spin_until(node, lambda: False, 1.0)
     cpu1, rss1 = proc_stats(proc.proc.pid)
     elapsed = time.monotonic() - t_start
-    proc.stop()
+    log = proc.stop()
     node.destroy_node()
     rclpy.try_shutdown()
     steady = [t for t in got if t >= got[0] + 2e9] if got else []
@@ -120,6 +120,7 @@ def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: floa
             "latency_ms": {p: float(np.percentile(L, p)) for p in (50, 95, 99)},
             "dropped_frames": sent - len(got), "node_cpu_percent": 100 * (cpu1 - cpu0) / elapsed,
             "node_rss_mib_start_end": [rss[0] if rss else rss1, rss1], "rss_samples": samples,
+            "worker_errors": [line for line in log.splitlines() if "worker error" in line][:50],
             "diagnostics": [(t - t_start, diagnostics_values(m)) for t, m in diags[::30] + diags[-1:]]}
 
 

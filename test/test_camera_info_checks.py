@@ -40,6 +40,8 @@ def _with(**fields) -> CameraInfo:
     (_with(k=[math.inf, 0, 320, 0, 500, 240, 0, 0, 1]), "bad_camera_info", "K = "),
     (_with(r=[math.nan] * 9), "bad_camera_info", "R = "),
     (_with(p=[1.0] * 11 + [math.nan]), "bad_camera_info", "P = "),
+    (_with(d=[1e300, 0, 0, 0, 0]), "bad_camera_info", "beyond"),
+    (_with(k=[1e300, 0, 320, 0, 500, 240, 0, 0, 1]), "bad_camera_info", "not an intrinsic matrix"),
     (_with(k=[0.0] * 9), "uncalibrated", "K[0] == 0"),
     (_with(width=0), "camera_info_zero_size", "0x480"),
     (_with(distortion_model="kannala_brandt_9"), "unknown_distortion", "kannala_brandt_9"),

@@ -22,6 +22,7 @@ from dense_warper_ros.transforms import Transform, TransformError
 _DIST_MODELS = {"plumb_bob": "plumb_bob", "rational_polynomial": "rational_polynomial",
                 "equidistant": "equidistant", "fisheye": "equidistant", "": "none", "none": "none"}
 
+MAX_DISTORTION = 1e4        # |coefficient| of any lens model; larger values are corrupt, not optics
 MAX_FOCAL_PX = 1e6          # larger focal lengths or principal points are corrupt values, not lenses
 INFO_CAUSES = ("uncalibrated", "camera_info_zero_size", "unknown_distortion", "bad_camera_info")   # CameraInfo refused
 
@@ -75,7 +76,8 @@ def _finite(info, field: str, size: int | None, name: str) -> np.ndarray:
 
 def check_camera_info(info, name: str = "") -> None:
     """Refuse a CameraInfo the node cannot use, with a cause: K = 0 (uncalibrated), zero size, an
-    unknown distortion model, D of a length its model does not have, or non-finite K, D, R or P."""
+    unknown distortion model, D of a length its model does not have or with coefficients no lens
+    has, or non-finite K, D, R or P."""
     K = _finite(info, "k", 9, name).reshape(3, 3)
     if K[0, 0] == 0 or K[1, 1] == 0:
         raise FrameDropped("uncalibrated", f"camera {name!r}: CameraInfo K = {K.ravel().tolist()} (K[0] == 0)")
@@ -95,6 +97,9 @@ def check_camera_info(info, name: str = "") -> None:
                                               f"{sizes} coefficients in D, got {D.size}")
     _finite(info, "r", 9, name)
     _finite(info, "p", 12, name)
+    if D.size and np.abs(D).max() > MAX_DISTORTION:
+        raise FrameDropped("bad_camera_info", f"camera {name!r}: D = {D.tolist()} has coefficients beyond "
+                                              f"+-{MAX_DISTORTION:g}: they overflow in undistortion")
 
 
 def camera_from_info(info, *, R_world_cam: np.ndarray, p_world_cam: np.ndarray, name: str = "") -> Camera:
