@@ -29,3 +29,24 @@ def file_size_limit():
     yield lambda nbytes=None: resource.setrlimit(resource.RLIMIT_FSIZE, (soft if nbytes is None else nbytes, hard))
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     signal.signal(signal.SIGXFSZ, handler)
+
+
+@pytest.fixture()
+def ros_node():
+    """An rclpy node in the test process, on this process's ROS domain (the test rig's side)."""
+    rclpy = pytest.importorskip("rclpy", reason="rclpy missing: run `make setup`")
+    rclpy.init()
+    node = rclpy.create_node("dw_test_rig")
+    yield node
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def recording():
+    """12 interleaved real pose2sim frames of 4 cameras at quarter size (the DDS node tests' input)."""
+    from dense_warper_ros.data.pose2sim_recording import pose2sim_recording
+    try:
+        return pose2sim_recording(num_frames=12, scale=0.25, with_truth=False)
+    except FileNotFoundError as e:
+        pytest.fail(f"pose2sim demo not fetched ({e}); run `make setup` (scripts/fetch_pose2sim.py)")

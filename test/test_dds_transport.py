@@ -22,15 +22,6 @@ from dense_warper_ros.skeleton import FORMAT_NAME, H36M_JOINTS  # noqa: E402
 from dds_peer import Peer  # noqa: E402
 
 
-@pytest.fixture()
-def node():
-    rclpy.init()
-    n = rclpy.create_node("dw_test_pub")
-    yield n
-    n.destroy_node()
-    rclpy.try_shutdown()
-
-
 def make_skeleton_array(k: int) -> Skeleton3DArray:
     rng = np.random.default_rng(k)
     J = len(H36M_JOINTS)
@@ -49,12 +40,12 @@ def make_skeleton_array(k: int) -> Skeleton3DArray:
     return arr
 
 
-def test_skeleton_messages_round_trip_between_processes(node):
+def test_skeleton_messages_round_trip_between_processes(ros_node):
     peer = Peer("echo", "dense_warper_ros/msg/Skeleton3DArray", "/dw_test/skeletons", "--count", "5")
     peer.wait_ready()
     qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-    pub = node.create_publisher(Skeleton3DArray, "/dw_test/skeletons", qos)
-    wait_for_subscribers(node, pub)
+    pub = ros_node.create_publisher(Skeleton3DArray, "/dw_test/skeletons", qos)
+    wait_for_subscribers(ros_node, pub)
     sent = [make_skeleton_array(k) for k in range(5)]
     for m in sent:
         pub.publish(m)
@@ -77,7 +68,7 @@ def test_skeleton_messages_round_trip_between_processes(node):
         assert gs["view_frame_ids"] == list(s.view_frame_ids)
 
 
-def test_large_image_crosses_processes_with_shipped_profile(node):
+def test_large_image_crosses_processes_with_shipped_profile(ros_node):
     """1000x1000 RGB (3 MB) with sensor-data (best-effort) QoS: the shipped 16 MiB shared-memory
     segment carries each frame whole, so (nearly) all frames arrive, bit for bit."""
     profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", "")
@@ -85,8 +76,8 @@ def test_large_image_crosses_processes_with_shipped_profile(node):
     n = 20
     peer = Peer("echo", "sensor_msgs/msg/Image", "/dw_test/image", "--count", str(n), "--qos", "sensor")
     peer.wait_ready()
-    pub = node.create_publisher(Image, "/dw_test/image", qos_profile_sensor_data)
-    wait_for_subscribers(node, pub)
+    pub = ros_node.create_publisher(Image, "/dw_test/image", qos_profile_sensor_data)
+    wait_for_subscribers(ros_node, pub)
     time.sleep(0.2)
     rng = np.random.default_rng(0)
     crcs = {}

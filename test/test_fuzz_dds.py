@@ -25,21 +25,6 @@ GOOD_RATE = 18.0                  # good frames per second in all (6 per good ca
 HOSTILE_RATE = 150.0              # mutated messages per second
 
 
-@pytest.fixture(scope="module")
-def recording():
-    from dense_warper_ros.data.pose2sim_recording import pose2sim_recording
-    return pose2sim_recording(num_frames=12, scale=0.25, with_truth=False)
-
-
-@pytest.fixture()
-def ros_node():
-    rclpy.init()
-    node = rclpy.create_node("dw_fuzz_rig")
-    yield node
-    node.destroy_node()
-    rclpy.try_shutdown()
-
-
 def good_image(rec, c, k, compressed):
     from dense_warper_ros.ros import recording_msgs as rm
     frames = [f for f in rec.frames if f[0] == c]

@@ -20,26 +20,6 @@ from dense_warper_ros.ros.rig_publisher import RigPublisher  # noqa: E402
 from torch_threads import one_torch_thread  # noqa: E402,F401  (the node runs with cpu_threads=1 too)
 
 pose2sim = pytest.importorskip("dense_warper_ros.data.pose2sim")
-NUM_FRAMES = 12
-SCALE = 0.25
-
-
-@pytest.fixture(scope="module")
-def recording():
-    from dense_warper_ros.data.pose2sim_recording import pose2sim_recording
-    try:
-        return pose2sim_recording(num_frames=NUM_FRAMES, scale=SCALE, with_truth=False)
-    except FileNotFoundError as e:
-        pytest.fail(f"pose2sim demo not fetched ({e}); run `make setup` (scripts/fetch_pose2sim.py)")
-
-
-@pytest.fixture()
-def ros_node():
-    rclpy.init()
-    node = rclpy.create_node("dw_test_rig")
-    yield node
-    node.destroy_node()
-    rclpy.try_shutdown()
 
 
 def node_params(rec, **kw) -> dict:

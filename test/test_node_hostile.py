@@ -29,21 +29,6 @@ GOOD = (0, 1, 2)
 DAY_NS = 86400 * 10**9
 
 
-@pytest.fixture(scope="module")
-def recording():
-    from dense_warper_ros.data.pose2sim_recording import pose2sim_recording
-    return pose2sim_recording(num_frames=12, scale=0.25, with_truth=False)
-
-
-@pytest.fixture()
-def ros_node():
-    rclpy.init()
-    node = rclpy.create_node("dw_hostile_rig")
-    yield node
-    node.destroy_node()
-    rclpy.try_shutdown()
-
-
 def live_params(rec, **kw) -> dict:
     p = dict(cameras=list(rec.names), mode="live", timing="causal", qos_reliability="reliable", qos_depth=50,
              tf_timeout=0.5, device="cpu", max_view_age=0.4, cpu_threads=1)

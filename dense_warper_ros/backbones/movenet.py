@@ -38,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..provenance import file_sha256 as sha256_file  # noqa: F401  (the name backbone modules import)
 
 NUM_KEYPOINTS = 17
 VARIANTS = ("thunder", "lightning")

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .movenet import MoveNet, MoveNetOutput, load_movenet, sha256_file, weights_paths
+from ..provenance import file_sha256
+from .movenet import MoveNet, MoveNetOutput, load_movenet, weights_paths
 
 INFERENCE_CHOICES = ("auto", "torch", "onnxruntime")
 OPSET = 17
@@ -68,11 +69,11 @@ def onnx_problem(variant: str, models_dir: Path | None = None) -> str | None:
         return f"{path} has export format {meta.get('format')!r}, not {ONNX_FORMAT!r}: run {EXPORT_COMMAND}"
     if not st.exists():
         return f"{st} (the weights the ONNX file must match) not found: run {EXPORT_COMMAND}"
-    source, current = meta.get("source", {}).get("sha256"), sha256_file(st)
+    source, current = meta.get("source", {}).get("sha256"), file_sha256(st)
     if source != current:
         return (f"{path} was exported from other weights (source sha256 {str(source)[:12]}..., "
                 f"{st.name} is {current[:12]}...): run {EXPORT_COMMAND}")
-    if meta.get("sha256") != sha256_file(path):
+    if meta.get("sha256") != file_sha256(path):
         return f"{path} does not match the sha256 in {meta_path.name}: run {EXPORT_COMMAND}"
     return None
 
@@ -145,7 +146,7 @@ def export_movenet_onnx(variant: str, models_dir: Path | None = None) -> Path:
         "outputs": {"heatmaps": f"(B, 17, {h}, {h}) sigmoid, COCO-17", "centre": f"(B, 1, {h}, {h}) sigmoid",
                     "regress": f"(B, 34, {h}, {h}) cells (dy, dx) per joint",
                     "offsets": f"(B, 34, {h}, {h}) cells (dy, dx) per joint"},
-        "source": {"file": st.name, "sha256": sha256_file(st)},
+        "source": {"file": st.name, "sha256": file_sha256(st)},
         "exporter": f"torch.onnx.export (TorchScript exporter) torch {torch.__version__}, onnx {onnx.__version__}",
         "made_by": "scripts/export_onnx.py -> dense_warper_ros.backbones.onnx_runtime.export_movenet_onnx",
     }

@@ -106,6 +106,11 @@ def camera_from_info(info, *, R_world_cam: np.ndarray, p_world_cam: np.ndarray, 
     """CameraInfo intrinsics + the optical frame's pose in the world -> Camera. A CameraInfo that
     `check_camera_info` refuses raises FrameDropped."""
     check_camera_info(info, name)
+    return _camera(info, R_world_cam=R_world_cam, p_world_cam=p_world_cam, name=name)
+
+
+def _camera(info, *, R_world_cam: np.ndarray, p_world_cam: np.ndarray, name: str) -> Camera:
+    """`camera_from_info` for a CameraInfo already checked (the processor checks each one once, on arrival)."""
     try:
         return Camera.from_world_pose(K=np.asarray(info.k, dtype=np.float64).reshape(3, 3), R_world_cam=R_world_cam,
                                       p_world_cam=p_world_cam, width=int(info.width), height=int(info.height),
@@ -133,6 +138,7 @@ class FrameProcessor:
         self.tf_fast_fail = tf_fast_fail
         self.infos: list = [None] * len(self.cameras)
         self.info_errors: list[FrameDropped | None] = [None] * len(self.cameras)
+        self._latest: list[tuple] = [(None, None)] * len(self.cameras)   # (CameraInfo, why refused)
         self._tf_failed: list[tuple[str, float] | None] = [None] * len(self.cameras)   # (frame, when)
         self.tf_ok = [False] * len(self.cameras)
         self.last_camera: list[Camera | None] = [None] * len(self.cameras)   # calibration last used
@@ -142,13 +148,14 @@ class FrameProcessor:
     def set_info(self, i: int, info) -> FrameDropped | None:
         """Keep camera i's latest CameraInfo; returns why it is refused (its frames are then
         dropped with that cause until a good one arrives), or None."""
-        self.infos[i] = info
         try:
             check_camera_info(info, self.cameras[i])
-            self.info_errors[i] = None
+            error = None
         except FrameDropped as e:
-            self.info_errors[i] = e
-        return self.info_errors[i]
+            error = e
+        self._latest[i] = (info, error)          # one assignment: a worker never sees one without the other
+        self.infos[i], self.info_errors[i] = info, error
+        return error
 
     def process(self, i: int, msg) -> list[PoseResult]:
         """One admitted message -> the poses it completes (offline: one thread does all)."""
@@ -176,18 +183,18 @@ class FrameProcessor:
         before it can enter the buffer. Raises FrameDropped."""
         name = self.cameras[i]
         stamp = stamp_to_ns(msg.header.stamp)
-        info = self.infos[i]
+        info, refused = self._latest[i]
         if info is None:
             raise FrameDropped("no_camera_info", f"no CameraInfo yet on {name}/camera_info")
-        if self.info_errors[i] is not None:
-            raise self.info_errors[i]
+        if refused is not None:
+            raise refused
         try:
             rgb = image_to_rgb(msg, expected=(info.width, info.height))
         except ImageError as e:
             raise FrameDropped(e.cause, e.detail) from e
         frame_id = (info.header.frame_id or msg.header.frame_id).lstrip("/")
         tf = self._extrinsics(i, frame_id, stamp)
-        camera = camera_from_info(info, R_world_cam=tf.R, p_world_cam=tf.t, name=name)
+        camera = _camera(info, R_world_cam=tf.R, p_world_cam=tf.t, name=name)   # checked in set_info
         self.last_camera[i] = camera
         data = self.pipeline.frame_heatmaps(stamp, rgb, camera, frame_id, track=not self._reset_pending)
         reset, self._reset_pending = self._reset_pending, False

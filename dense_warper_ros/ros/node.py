@@ -285,18 +285,21 @@ class DenseWarperNode(Node):
         return True
 
     def _warn(self, key: str, text: str) -> None:
-        if self._due(key):
-            try:
-                self.get_logger().warning(text)
-            except Exception:                    # noqa: BLE001 - e.g. the context is gone at shutdown
-                print(f"[dense_warper] {text}", file=sys.stderr)
+        self._log(key, text, error=False)
 
     def _error(self, key: str, text: str) -> None:
-        if self._due(key):
-            try:
+        self._log(key, text, error=True)
+
+    def _log(self, key: str, text: str, *, error: bool) -> None:
+        if not self._due(key):
+            return
+        try:
+            if error:
                 self.get_logger().error(text)
-            except Exception:                    # noqa: BLE001 - e.g. the context is gone at shutdown
-                print(f"[dense_warper] {text}", file=sys.stderr)
+            else:
+                self.get_logger().warning(text)
+        except Exception:                        # noqa: BLE001 - e.g. the context is gone at shutdown
+            print(f"[dense_warper] {text}", file=sys.stderr)
 
     def _drop(self, i: int, cause: str, text: str) -> None:
         cam = self.cams[i]
