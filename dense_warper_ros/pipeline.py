@@ -35,6 +35,9 @@ class PoseResult:
     track_id: int = 0
     latency_s: float = 0.0                 # model time for this window (s)
     rejected: np.ndarray | None = None     # (V, J) bool per camera index: joint dropped as an outlier
+    # multi-person: median px between the pose projected into the target camera and this person's
+    # own 2D keypoints there (NaN when the target frame does not see the person)
+    reprojection_px: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class PosePipeline:
         self._last: PoseResult | None = None
         self._track_id = 0
         self.lost = False                  # set when a tracked person disappears
+        self.ended: list[int] = []         # ids of tracks that ended since the caller last cleared it
         self.weights_source = ""           # where the model's weights came from (for reports)
 
     # --- per frame ------------------------------------------------------------------------------
@@ -85,10 +89,11 @@ class PosePipeline:
         return np.array([centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2])
 
     def frame_heatmaps(self, stamp_ns: int, image_rgb: np.ndarray, camera: Camera, frame_id: str = "", *,
-                       track: bool = True) -> FrameData:
+                       track: bool = True, camera_index: int = 0) -> FrameData:
         """The backbone's part of a frame. Separate from `push_heatmaps` so the node can run it on
         one thread while the fusion of earlier frames runs on another; `track=False` ignores the
-        previous pose (full-frame crop), for a frame that follows a reset."""
+        previous pose (full-frame crop), for a frame that follows a reset. (`camera_index`: the
+        multi-person pipeline's detector schedule; one person needs no detector.)"""
         box = self.crop_box(camera, stamp_ns) if track else None
         out = self.backbone([image_rgb], None if box is None else box[None])   # heatmaps (1, J, h, w)
         return FrameData(heatmaps=out.heatmaps[0].to(self.device), affine=np.asarray(out.affines[0]),
@@ -109,6 +114,10 @@ class PosePipeline:
         self.buffer.reset()
         self._last = None
 
+    def people_counts(self) -> dict[str, int]:
+        """For /diagnostics: the one person tracked now or not, and tracks lost so far."""
+        return {"people_tracked": int(self._last is not None), "deaths": self._track_id}
+
     # --- per window -----------------------------------------------------------------------------
     def _solve_all(self, windows: list[Window]) -> list[PoseResult]:
         out = []
@@ -122,6 +131,7 @@ class PosePipeline:
         """The tracked person is gone: the next person found gets a new id."""
         if self._last is not None:
             self.lost = True
+            self.ended.append(self._track_id)
             self._track_id += 1
         self._last = None
 
@@ -203,18 +213,22 @@ def load_backbone(name: str, *, weights: str | Path | None = None, device: str =
     raise ValueError(f"unknown backbone {name!r}: movenet_lightning, movenet_thunder or simple_baseline")
 
 
-def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = False,
-                   model_config: str = DEFAULT_MODEL, weights: str | Path = "", backbone: str = "movenet_lightning",
-                   backbone_weights: str | Path = "", device: str = "auto", min_views: int = 2,
-                   max_view_age_s: float = 0.2, clock_jump_s: float = 1.0,
-                   outlier_threshold: float | None = None, inference: str = "auto",
-                   cpu_threads: int = 1) -> PosePipeline:
-    """The node's pipeline from its parameters: weights default to the shipped ones (untrained
-    identity warps when none exist), the backbone to its converted weights in models/.
-    `outlier_threshold` (heatmap px; None or 0: off, as the node's parameter): `ModelConfig.outlier_threshold`.
-    `inference` (auto | torch | onnxruntime) runs the 2D network (`pipe.backbone.inference` says which
-    ran); `cpu_threads` sets ONNX Runtime's intra-op threads on the CPU (0 = its default)."""
-    dev = str(resolve_device(device))
+@dataclass(frozen=True)
+class PeopleOptions:
+    """How many people, and how they are found and followed (the multi-person pipeline)."""
+    max_people: int = 1                  # 1: the single-person pipeline (images), unless keypoints come in
+    keypoints_input: bool = False        # frames arrive as 2D people (People2D), not images
+    gate: float = 0.25                   # association gate: mean joint distance / person size
+    track_timeout_s: float = 0.5         # a track without a pose for this long ends
+    detector_period: int = 5             # frames of a camera between person-detector runs
+
+    @property
+    def multi(self) -> bool:
+        return self.max_people > 1 or self.keypoints_input
+
+
+def _load_model(model_config: str, weights: str | Path, dev: str, num_cameras: int,
+                outlier_threshold: float | None) -> tuple[DenseWarper, Path | None]:
     # weights: '' = shipped default (untrained when none is shipped), 'none' = untrained warps
     w = None if weights == "none" else Path(weights) if weights else default_weights(model_config)
     if w is not None:
@@ -228,15 +242,52 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
         views = f"{lo} or more" if hi is None else str(lo) if lo == hi else f"{lo} to {hi}"
         raise ValueError(f"model {model.config.name!r} takes {views} views, not {num_cameras} cameras")
     model.set_inference(outlier_threshold=outlier_threshold or None).eval()
-    bb = load_backbone(backbone, weights=backbone_weights or None, device=dev, inference=inference,
-                       cpu_threads=cpu_threads)
-    if bb.heatmap_size != model.heatmap_size:
-        raise ValueError(f"backbone {backbone!r} gives {bb.heatmap_size}px heatmaps, model "
-                         f"{model.config.name!r} expects {model.heatmap_size}px")
+    return model, w
+
+
+def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = False,
+                   model_config: str = DEFAULT_MODEL, weights: str | Path = "", backbone: str = "movenet_lightning",
+                   backbone_weights: str | Path = "", device: str = "auto", min_views: int = 2,
+                   max_view_age_s: float = 0.2, clock_jump_s: float = 1.0,
+                   outlier_threshold: float | None = None, inference: str = "auto",
+                   cpu_threads: int = 1, people: PeopleOptions = PeopleOptions()):
+    """The node's pipeline from its parameters: weights default to the shipped ones (untrained
+    identity warps when none exist), the backbone to its converted weights in models/.
+    `outlier_threshold` (heatmap px; None or 0: off, as the node's parameter): `ModelConfig.outlier_threshold`.
+    `inference` (auto | torch | onnxruntime) runs the 2D network (`pipe.backbone.inference` says which
+    ran); `cpu_threads` sets ONNX Runtime's intra-op threads on the CPU (0 = its default).
+    `people`: more than one person, or 2D keypoints in, gives a `MultiPersonPipeline` (with the
+    MoveNet MultiPose person detector for images)."""
+    dev = str(resolve_device(device))
+    model, w = _load_model(model_config, weights, dev, num_cameras, outlier_threshold)
+    bb = None
+    if not people.keypoints_input:
+        bb = load_backbone(backbone, weights=backbone_weights or None, device=dev, inference=inference,
+                           cpu_threads=cpu_threads)
+        if bb.heatmap_size != model.heatmap_size:
+            raise ValueError(f"backbone {backbone!r} gives {bb.heatmap_size}px heatmaps, model "
+                             f"{model.config.name!r} expects {model.heatmap_size}px")
     buf = BufferConfig(num_cameras=num_cameras, timing=timing, min_views=min_views,
                        max_view_age_ns=int(max_view_age_s * 1e9), clock_jump_ns=int(clock_jump_s * 1e9),
                        reorder=offline, history=model.config.temporal_context,
                        windowed_pick="later" if model.config.temporal_context else "nearest")
-    pipe = PosePipeline(model=model, backbone=bb, config=PipelineConfig(buffer=buf, device=dev))
+    if people.multi:
+        pipe = _multi_pipeline(model, bb, buf, people, dev)
+    else:
+        pipe = PosePipeline(model=model, backbone=bb, config=PipelineConfig(buffer=buf, device=dev))
     pipe.weights_source = str(w) if w is not None else "untrained (identity warps)"
     return pipe
+
+
+def _multi_pipeline(model: DenseWarper, backbone, buf: BufferConfig, people: PeopleOptions, dev: str):
+    from dense_warper_ros.multi_pipeline import MultiPersonConfig, MultiPersonPipeline
+    from dense_warper_ros.tracks import TrackingConfig
+    detector = None
+    if backbone is not None and people.max_people > 1:
+        from dense_warper_ros.backbones.movenet_multipose import MultiPoseDetector, load_multipose
+        detector = MultiPoseDetector(load_multipose(device=dev), max_people=people.max_people)
+    cfg = MultiPersonConfig(
+        buffer=buf, tracking=TrackingConfig(max_people=people.max_people,
+                                            timeout_ns=int(people.track_timeout_s * 1e9)),
+        gate=people.gate, detector_period=people.detector_period, device=dev)
+    return MultiPersonPipeline(model=model, backbone=backbone, detector=detector, config=cfg)

@@ -1,5 +1,5 @@
 """ros2 launch dense_warper_ros multicam.launch.py [params_file:=...] [use_sim_time:=true]
-    [namespace:=...] [rviz:=auto|true|false] [log_level:=info]
+    [namespace:=...] [rviz:=auto|true|false] [log_level:=info] [layout:=all_in_one|split]
 
 Thin by design: the arguments, the params-file check and the RViz decision come from
 dense_warper_ros.ros.launch_logic (tested without the `launch` package). Everything is decided
@@ -12,7 +12,8 @@ from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from dense_warper_ros.ros.launch_logic import LAUNCH_ARGUMENTS, load_params_file, start_rviz
+from dense_warper_ros.ros.launch_logic import (LAUNCH_ARGUMENTS, check_layout, load_params_file, split_layout,
+                                               start_rviz)
 
 
 def _installed(package: str) -> bool:
@@ -26,13 +27,19 @@ def _installed(package: str) -> bool:
 def _actions(context):
     share = get_package_share_directory("dense_warper_ros")
     params_file = LaunchConfiguration("params_file").perform(context) or os.path.join(share, "config", "multicam.yaml")
-    load_params_file(params_file)                       # refuse a bad file before anything starts
+    node_params = load_params_file(params_file)          # refuse a bad file before anything starts
     sim = LaunchConfiguration("use_sim_time").perform(context).lower() in ("1", "true", "yes")
     rviz, warning = start_rviz(LaunchConfiguration("rviz").perform(context), _installed("rviz2"))
+    split = check_layout(LaunchConfiguration("layout").perform(context)) == "split"
+    fusion, people = split_layout(node_params) if split else ({}, [])
+    log = ["--ros-args", "--log-level", LaunchConfiguration("log_level").perform(context)]
+    ns = LaunchConfiguration("namespace")
     actions = [Node(package="dense_warper_ros", executable="dense_warper_node", name="dense_warper",
-                    namespace=LaunchConfiguration("namespace"), output="screen",
-                    parameters=[params_file, {"use_sim_time": sim}],
-                    arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level").perform(context)])]
+                    namespace=ns, output="screen", parameters=[params_file, {"use_sim_time": sim, **fusion}],
+                    arguments=log)]
+    actions += [Node(package="dense_warper_ros", executable="people_node", name=f"people_{p['camera']}",
+                     namespace=ns, output="screen", parameters=[{"use_sim_time": sim, **p}], arguments=log)
+                for p in people]
     if warning:
         actions.insert(0, LogInfo(msg=f"WARNING: {warning}"))
     if rviz:

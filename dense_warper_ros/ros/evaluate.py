@@ -20,8 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dense_warper_ros.colors import track_color_u8
 from dense_warper_ros.eval import metrics, pictures
-from dense_warper_ros.pipeline import build_pipeline
+from dense_warper_ros.eval.people_report import by_instant, people_report, tracked_share
+from dense_warper_ros.pipeline import PeopleOptions, build_pipeline
 from dense_warper_ros.ros.bags import BagWriter, notes_of, read_messages, topics_of
 from dense_warper_ros.ros.conversions import markers_for, skeletons_to_msg
 from dense_warper_ros.ros.frame_processor import image_to_rgb, stamp_to_ns
@@ -48,6 +50,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--compare-untrained", action="store_true",
                     help="also replay with untrained identity warps (faithful lite config = naive interleaving) "
                          "and plot both")
+    ap.add_argument("--max-people", type=int, default=1,
+                    help="people tracked at once (1: the single-person pipeline; more: detector, association, "
+                         "tracks, and a per-person report)")
+    ap.add_argument("--detector-period", type=int, default=5,
+                    help="--max-people > 1: frames of a camera between person-detector runs")
+    ap.add_argument("--expect-people", type=int, default=0,
+                    help="people in the scene, for the report's share of instants with all of them tracked")
     ap.add_argument("--no-pictures", action="store_true")
     return ap.parse_args(argv)
 
@@ -63,7 +72,8 @@ def replay(bag: Path, cams: list[str], args, *, weights: str, keep_images: bool,
     pipe = build_pipeline(num_cameras=len(cams), timing=args.timing, offline=True,
                           model_config=model_config or args.model_config, weights=weights, backbone=args.backbone,
                           device=args.device, max_view_age_s=args.max_view_age,
-                          outlier_threshold=args.outlier_threshold)
+                          outlier_threshold=args.outlier_threshold,
+                          people=PeopleOptions(max_people=args.max_people, detector_period=args.detector_period))
     rep = OfflineReplay(pipeline=pipe, cameras=cams, world_frame=args.world_frame)
     truth: dict[int, np.ndarray] = {}
     thumbs: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)   # camera -> (stamp, small RGB)
@@ -136,6 +146,13 @@ def main(argv=None) -> int:
         "ground_truth": notes_of(bag).get(GROUND_TRUTH_NOTE, "not named in the bag") if truth else None,
         "accuracy": {k: v for k, v in sc.items() if not k.startswith("_")},
     }
+    if args.max_people > 1 and res.poses:
+        cycle_ns = int(len(cams) / report["sum_camera_rate_hz"] * 1e9) if report["sum_camera_rate_hz"] else 0
+        report["people"] = people_report(res.poses, scored_from_ns=min(p.stamp_ns for p in res.poses) + cycle_ns)
+        report["people"]["tracker"] = pipe.people_counts()
+        if args.expect_people:
+            report["people"]["expected"] = args.expect_people
+            report["people"]["all_tracked_share"] = tracked_share(report["people"], args.expect_people)
     series = {}
     if "_per_pose" in sc:
         t0 = sc["_per_pose"][0][0]
@@ -158,15 +175,14 @@ def main(argv=None) -> int:
         first = res.poses[0].stamp_ns if res.poses else 0
         for m in tf_static:
             w.write("/tf_static", m, first)
-        for p in res.poses:
-            skeletons = skeletons_to_msg([p], frame_id=args.world_frame, stamp_ns=p.stamp_ns)
-            markers = markers_for([p], frame_id=args.world_frame, stamp_ns=p.stamp_ns)
-            w.write("/dense_warper/skeletons", skeletons, p.stamp_ns)
-            w.write("/dense_warper/markers", markers, p.stamp_ns)
+        for stamp, group in by_instant(res.poses).items():
+            frame = args.world_frame
+            w.write("/dense_warper/skeletons", skeletons_to_msg(group, frame_id=frame, stamp_ns=stamp), stamp)
+            w.write("/dense_warper/markers", markers_for(group, frame_id=frame, stamp_ns=stamp), stamp)
     report["output_bag"] = str(out_bag)
 
     if not args.no_pictures and res.poses and thumbs:
-        report["pictures"] = make_pictures(res, thumbs, cameras, out, series)
+        report["pictures"] = make_pictures(res, thumbs, cameras, out, series, per_track=args.max_people > 1)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
     md = summary_markdown(report)
     (out / "summary.md").write_text(md)
@@ -174,32 +190,33 @@ def main(argv=None) -> int:
     return 0
 
 
-def make_pictures(res, thumbs, cameras, out: Path, series) -> dict:
-    poses = {p.stamp_ns: p for p in res.poses}
-    keys = np.array(sorted(poses))
+def _draw(img: np.ndarray, cam, poses: list, per_track: bool) -> np.ndarray:
+    """Every pose of an instant on one camera's thumbnail: each track in its own colour
+    (`per_track`), else the orange/blue right/left colouring."""
+    if cam is None:
+        return img
+    for p in poses:
+        colour = {"color": track_color_u8(p.track_id), "left_color": None} if per_track else {}
+        img = pictures.draw_skeleton(img, cam, p.points, scale=img.shape[1] / cam.width, **colour)
+    return img
+
+
+def make_pictures(res, thumbs, cameras, out: Path, series, *, per_track: bool = False) -> dict:
+    poses = by_instant(res.poses)
+    keys = np.array(list(poses))
     rows, labels, video = [], [], []
     V = len(thumbs)
     pick = np.linspace(0, len(keys) - 1, min(4, len(keys))).round().astype(int)
     for k in pick:
         t = int(keys[k])
-        row = []
-        for c in range(V):
-            s, img = min(thumbs[c], key=lambda x: abs(x[0] - t))
-            cam = cameras.get(c)
-            row.append(pictures.draw_skeleton(img, cam, poses[t].points, scale=img.shape[1] / cam.width)
-                       if cam else img)
-        rows.append(row)
-        labels.append(f"t = {(t - keys[0]) * 1e-9:.3f} s")
+        rows.append([_draw(min(thumbs[c], key=lambda x: abs(x[0] - t))[1], cameras.get(c), poses[t], per_track)
+                     for c in range(V)])
+        labels.append(f"t = {(t - keys[0]) * 1e-9:.3f} s, ids {[p.track_id for p in poses[t]]}")
     sheet = pictures.contact_sheet(rows, out / "contact_sheet.png", labels=labels)
-    # video: every output pose drawn on the newest frame of each camera, 2x2 (or 1xV) grid
+    # video: every output instant drawn on the newest frame of each camera, 2x2 (or 1xV) grid
     for t in keys:
-        tiles = []
-        for c in range(V):
-            cands = [x for x in thumbs[c] if x[0] <= t] or thumbs[c][:1]
-            s, img = cands[-1]
-            cam = cameras.get(c)
-            tiles.append(pictures.draw_skeleton(img, cam, poses[int(t)].points, scale=img.shape[1] / cam.width)
-                         if cam else img)
+        tiles = [_draw(([x for x in thumbs[c] if x[0] <= t] or thumbs[c][:1])[-1][1], cameras.get(c), poses[int(t)],
+                       per_track) for c in range(V)]
         cols = 2 if V == 4 else V
         grid_rows = [np.concatenate(tiles[i:i + cols], axis=1) for i in range(0, V, cols)]
         if len({r.shape[1] for r in grid_rows}) > 1:
@@ -207,7 +224,10 @@ def make_pictures(res, thumbs, cameras, out: Path, series) -> dict:
         video.append(np.concatenate(grid_rows, axis=0))
     rate = (len(keys) - 1) / ((keys[-1] - keys[0]) * 1e-9) if len(keys) > 1 else 10.0
     mp4 = pictures.write_video(video, out / "skeletons.mp4", fps=min(rate, 60.0))
-    p3d = pictures.plot_3d(np.stack([poses[int(t)].points for t in keys]), out / "skeleton_3d.png")
+    longest = max({p.track_id for p in res.poses}, key=lambda i: sum(p.track_id == i for p in res.poses))
+    track = [p.points for p in res.poses if p.track_id == longest]
+    p3d = pictures.plot_3d(np.stack(track), out / "skeleton_3d.png",
+                           title=f"person {longest} over time (colour = time)" if len(poses) < len(res.poses) else "")
     files = {"contact_sheet": str(sheet), "video": str(mp4), "skeleton_3d": str(p3d)}
     if series:
         files["error_over_time"] = str(pictures.plot_errors(series, out / "error_over_time.png"))
@@ -232,10 +252,25 @@ def summary_markdown(r: dict) -> str:
             lines.append(f"| {name}: MPJPE root-aligned / absolute / PA | {a['mpjpe_root_mm']:.1f} / "
                          f"{a['mpjpe_abs_mm']:.1f} / {a['pa_mpjpe_mm']:.1f} mm ({a['matched']} poses vs "
                          f"`{r['ground_truth_topic']}`: {r['ground_truth']}) |")
+    if r.get("people"):
+        lines += ["", people_markdown(r["people"])]
     if r.get("pictures"):
         lines += ["", "Pictures: " + ", ".join(f"`{v}`" for v in r["pictures"].values())]
     lines.append(f"\nOutput bag: `{r['output_bag']}`")
     return "\n".join(lines) + "\n"
+
+
+def people_markdown(p: dict) -> str:
+    lines = [f"People: {p['instants']} instants after the first camera cycle; people per instant "
+             f"{p['people_per_instant']}" + (f"; all {p['expected']} tracked at {100 * p['all_tracked_share']:.1f} % "
+                                              "of them" if "expected" in p else ""),
+             f"ids new after the start: {p['new_ids_after_start'] or 'none'}; swaps: {p['swaps']}",
+             f"tracker: {p.get('tracker', {})}", "",
+             "| track | instants | share | median reprojection (px, own detections, target camera) |",
+             "|---|---|---|---|"]
+    lines += [f"| {i} | {t['instants']} | {100 * t['share']:.1f} % | {t['median_reprojection_px']:.1f} |"
+              for i, t in p["tracks"].items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from dense_warper_ros.cameras import DISTORTION_SIZES, Camera
 from dense_warper_ros.clock_check import ClockCheck, Verdict
 from dense_warper_ros.images import ImageError, decode_compressed, decode_raw
 from dense_warper_ros.pipeline import FrameData, PosePipeline, PoseResult
+from dense_warper_ros.ros.conversions import people_from_msg
 from dense_warper_ros.transforms import Transform, TransformError
 
 _DIST_MODELS = {"plumb_bob": "plumb_bob", "rational_polynomial": "rational_polynomial",
@@ -120,6 +121,24 @@ def _camera(info, *, R_world_cam: np.ndarray, p_world_cam: np.ndarray, name: str
         raise FrameDropped("bad_camera_info", str(e)) from e
 
 
+def _rgb_of(msg, size: tuple[int, int]) -> np.ndarray:
+    try:
+        return image_to_rgb(msg, expected=size)
+    except ImageError as e:
+        raise FrameDropped(e.cause, e.detail) from e
+
+
+def _people_of(msg, size: tuple[int, int]) -> list:
+    """People2D -> Person2D list; FrameDropped for a malformed message or one from another image size."""
+    if msg.image_width and (msg.image_width, msg.image_height) != size:
+        raise FrameDropped("size_mismatch", f"people of a {msg.image_width}x{msg.image_height} image, "
+                                            f"CameraInfo says {size[0]}x{size[1]}")
+    try:
+        return people_from_msg(msg)
+    except ValueError as e:
+        raise FrameDropped("bad_people", str(e)) from e
+
+
 class FrameProcessor:
     """Latest CameraInfo per camera + extrinsics at the stamp + the pipeline."""
 
@@ -188,15 +207,18 @@ class FrameProcessor:
             raise FrameDropped("no_camera_info", f"no CameraInfo yet on {name}/camera_info")
         if refused is not None:
             raise refused
-        try:
-            rgb = image_to_rgb(msg, expected=(info.width, info.height))
-        except ImageError as e:
-            raise FrameDropped(e.cause, e.detail) from e
+        size = (info.width, info.height)
+        people = _people_of(msg, size) if hasattr(msg, "people") else None   # People2D rather than an image
+        rgb = None if people is not None else _rgb_of(msg, size)
         frame_id = (info.header.frame_id or msg.header.frame_id).lstrip("/")
         tf = self._extrinsics(i, frame_id, stamp)
         camera = _camera(info, R_world_cam=tf.R, p_world_cam=tf.t, name=name)   # checked in set_info
         self.last_camera[i] = camera
-        data = self.pipeline.frame_heatmaps(stamp, rgb, camera, frame_id, track=not self._reset_pending)
+        if people is not None:
+            data = self.pipeline.people_frame(people, camera, frame_id)
+        else:
+            data = self.pipeline.frame_heatmaps(stamp, rgb, camera, frame_id, track=not self._reset_pending,
+                                                camera_index=i)
         reset, self._reset_pending = self._reset_pending, False
         return PreparedFrame(camera=i, stamp_ns=stamp, data=data, reset=reset)
 

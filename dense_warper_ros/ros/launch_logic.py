@@ -18,7 +18,10 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "rviz": ("auto", "true | false | auto: auto starts RViz only when rviz2 is installed (headless machines "
                      "run without it)"),
     "log_level": ("info", "the node's log level: debug | info | warn | error | fatal"),
+    "layout": ("all_in_one", "all_in_one | split: split starts one people_node per camera (images in, 2D people "
+                             "out; run them on the camera hosts) and the fusion node with input:=keypoints"),
 }
+LAYOUTS = ("all_in_one", "split")
 RVIZ_CHOICES = ("true", "false", "auto")
 
 
@@ -67,3 +70,21 @@ def ros_args(args: dict, *, log_level: str = "info", params_file: str | Path | N
     for k, v in args["parameters"].items():
         out += ["-p", f"{k}:={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"]
     return out
+
+
+def split_layout(node_params: dict) -> tuple[dict, list[dict]]:
+    """The split layout from the node's parameters: the fusion node's overrides (2D people in) and,
+    per camera, the parameters of its people_node (same topics, transport, backbone and device)."""
+    cams = list(node_params.get("cameras", PARAMETERS["cameras"][0]))
+    topics = list(node_params.get("camera_topics") or cams)
+    shared = {k: node_params[k] for k in ("image_transport", "backbone", "inference", "device") if k in node_params}
+    people = [dict(shared, camera=c, topic=t, max_people=max(int(node_params.get("max_people", 1)), 1))
+              for c, t in zip(cams, topics)]
+    return {"input": "keypoints"}, people
+
+
+def check_layout(choice: str) -> str:
+    choice = choice.strip().lower()
+    if choice not in LAYOUTS:
+        raise ValueError(f"launch argument layout:={choice!r} is not one of {LAYOUTS}")
+    return choice

@@ -29,10 +29,10 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
-from dense_warper_ros.msg import Skeleton3DArray
-from dense_warper_ros.pipeline import PosePipeline, build_pipeline
+from dense_warper_ros.msg import People2D, Skeleton3DArray
+from dense_warper_ros.pipeline import PeopleOptions, PosePipeline, build_pipeline
 from dense_warper_ros.ros import params
-from dense_warper_ros.ros.conversions import markers_for, skeletons_to_msg
+from dense_warper_ros.ros.conversions import delete_markers_for, markers_for, skeletons_to_msg
 from dense_warper_ros.ros.frame_processor import INFO_CAUSES, FrameDropped, FrameProcessor, PreparedFrame, stamp_to_ns
 from dense_warper_ros.ros.tf_source import make_tf_source
 from dense_warper_ros.scheduler import FrameScheduler
@@ -84,7 +84,6 @@ class DenseWarperNode(Node):
         self.backbone_times: deque = deque(maxlen=2000)   # decode + TF + backbone per frame, s
         self.fusion_times: deque = deque(maxlen=2000)     # buffer + model + publish per frame, s
         self.out_times: deque = deque(maxlen=500)      # wall times of published poses
-        self._was_tracking = False
 
         self.pub_skeletons = self.create_publisher(Skeleton3DArray, "~/skeletons", 50)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10) if self.cfg.publish_markers else None
@@ -95,11 +94,9 @@ class DenseWarperNode(Node):
                          reliability=ReliabilityPolicy.RELIABLE if self.cfg.qos_reliability == "reliable"
                          else ReliabilityPolicy.BEST_EFFORT)
         info_qos = QoSProfile(depth=5, reliability=qos.reliability)
-        compressed = self.cfg.image_transport == "compressed"
+        msg_type, suffix = self._frame_topic()
         for i, ns in enumerate(self.cfg.camera_topics):
-            topic = f"{ns}/image_raw" + ("/compressed" if compressed else "")
-            self.create_subscription(CompressedImage if compressed else Image, topic,
-                                     lambda m, i=i: self._on_image(i, m), qos)
+            self.create_subscription(msg_type, f"{ns}/{suffix}", lambda m, i=i: self._on_image(i, m), qos)
             self.create_subscription(CameraInfo, f"{ns}/camera_info", lambda m, i=i: self._on_info(i, m), info_qos)
         self.create_timer(1.0, self._publish_diagnostics)
         if self.cfg.mode == "offline":
@@ -108,9 +105,24 @@ class DenseWarperNode(Node):
         self._workers = [self._start_worker(loop) for loop in self._loops]
         self.get_logger().info(
             f"{len(self.cams)} cameras {list(self.cfg.cameras)}, mode={self.cfg.mode}, timing={self.cfg.timing}, "
-            f"model={self.cfg.model_config}, backbone={self.cfg.backbone} on {self.pipeline.backbone.inference}, "
+            f"model={self.cfg.model_config}, {self._input_summary()}, "
             f"device={self.pipeline.device}, "
             f"extrinsics from {self.tf.kind}")
+
+    def _input_summary(self) -> str:
+        c = self.cfg
+        people = f"max_people={c.max_people}"
+        if c.input == "keypoints":
+            return f"input=2D people on <camera>/people, {people}"
+        return f"backbone={c.backbone} on {self.pipeline.backbone.inference}, {people}"
+
+    def _frame_topic(self) -> tuple[type, str]:
+        """What a camera's frames arrive as: People2D, CompressedImage or Image, and the topic suffix."""
+        if self.cfg.input == "keypoints":
+            return People2D, "people"
+        if self.cfg.image_transport == "compressed":
+            return CompressedImage, "image_raw/compressed"
+        return Image, "image_raw"
 
     def _build_pipeline(self) -> PosePipeline:
         c = self.cfg
@@ -120,7 +132,7 @@ class DenseWarperNode(Node):
                 weights=c.weights, outlier_threshold=c.outlier_threshold, backbone=c.backbone,
                 backbone_weights=c.backbone_weights, device=c.device, min_views=c.min_views,
                 max_view_age_s=c.max_view_age, clock_jump_s=c.clock_jump, inference=c.inference,
-                cpu_threads=c.cpu_threads)
+                cpu_threads=c.cpu_threads, people=people_options(c))
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise params.ParameterError(
                 f"cannot build the model from model_config={c.model_config!r}, weights={c.weights!r}, "
@@ -253,25 +265,28 @@ class DenseWarperNode(Node):
         self.tf.clear()
 
     def _publish(self, results) -> None:
+        """One Skeleton3DArray per instant with every person fused at it; markers per track id, and
+        the markers of tracks that ended deleted at once."""
         if self._stop.is_set() or not self.context.ok():
             return                               # shutting down: nothing to publish to
         now_ns = self.get_clock().now().nanoseconds
-        for r in results:
-            self.pub_skeletons.publish(skeletons_to_msg([r], frame_id=self.cfg.world_frame, stamp_ns=r.stamp_ns))
+        frame = self.cfg.world_frame
+        for stamp_ns, group in _by_stamp(results):
+            self.pub_skeletons.publish(skeletons_to_msg(group, frame_id=frame, stamp_ns=stamp_ns))
             if self.pub_markers is not None:
-                self.pub_markers.publish(markers_for([r], frame_id=self.cfg.world_frame, stamp_ns=r.stamp_ns,
+                self.pub_markers.publish(markers_for(group, frame_id=frame, stamp_ns=stamp_ns,
                                                      lifetime_s=self.cfg.marker_lifetime))
-            self.latencies.append((now_ns - r.stamp_ns) * 1e-9)
+            self.latencies.append((now_ns - stamp_ns) * 1e-9)
             self.out_times.append(time.monotonic())
-            self.stats["poses"] += 1
-            if r.rejected is not None:           # a camera often out of line with the others: calibration?
-                for cam, rejected in zip(self.cams, r.rejected):
-                    cam.outlier_joints += int(rejected.sum())
-            self._was_tracking = True
-        if self.pipeline.lost and self._was_tracking:
-            self._was_tracking = False
-            if self.pub_markers is not None:
-                self.pub_markers.publish(markers_for([], frame_id=self.cfg.world_frame, stamp_ns=now_ns, lost=True))
+            self.stats["poses"] += len(group)
+            self.stats["instants"] += 1
+            for r in group:
+                if r.rejected is not None:       # a camera often out of line with the others: calibration?
+                    for cam, rejected in zip(self.cams, r.rejected):
+                        cam.outlier_joints += int(rejected.sum())
+        ended, self.pipeline.ended[:] = list(self.pipeline.ended), []
+        if ended and self.pub_markers is not None:
+            self.pub_markers.publish(delete_markers_for(ended, frame_id=frame, stamp_ns=now_ns))
 
     # --- accounting ------------------------------------------------------------------------------
     # rclpy fixes a call site's severity at its first call and raises if one site logs at two
@@ -344,7 +359,9 @@ class DenseWarperNode(Node):
 
     def _inference_status(self, now: float) -> DiagnosticStatus:
         lat = np.array(self.latencies) if self.latencies else np.zeros(1)
-        values = {"device": str(self.pipeline.device), "inference": self.pipeline.backbone.inference,
+        backbone = self.pipeline.backbone
+        values = {"device": str(self.pipeline.device),
+                  "inference": backbone.inference if backbone is not None else "none (2D people in)",
                   "mode": self.cfg.mode, "timing": self.cfg.timing,
                   "output_rate_hz": f"{_rate(self.out_times, now):.2f}",
                   "queue_depth": str(len(self._sched) + self._handoff.qsize()), "held_for_order": str(self._sched.held),
@@ -355,6 +372,7 @@ class DenseWarperNode(Node):
                   "fusion_p50_s": f"{_p50(self.fusion_times):.4f}",
                   "extrinsics": self.tf.kind}
         values.update({f"buffer_{k}": str(v) for k, v in sorted(self.pipeline.buffer.stats.items())})
+        values.update({k: str(v) for k, v in self.pipeline.people_counts().items()})
         values.update({k: str(v) for k, v in sorted(self.stats.items()) if k != "poses"})
         level, msg = DiagnosticStatus.OK, "running"
         if self.stats["errors"]:
@@ -371,6 +389,19 @@ class DenseWarperNode(Node):
         self._sched.close()
         for w in self._workers:
             w.join(timeout=5.0)
+
+
+def _by_stamp(results) -> list[tuple[int, list]]:
+    """Results grouped by their instant, in order of first appearance."""
+    groups: dict[int, list] = {}
+    for r in results:
+        groups.setdefault(r.stamp_ns, []).append(r)
+    return list(groups.items())
+
+
+def people_options(c: params.NodeConfig) -> PeopleOptions:
+    return PeopleOptions(max_people=c.max_people, keypoints_input=c.input == "keypoints", gate=c.association_gate,
+                         track_timeout_s=c.track_timeout, detector_period=c.detector_period)
 
 
 def _rate(times, now: float, span_s: float = 5.0) -> float:

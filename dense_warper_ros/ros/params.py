@@ -20,6 +20,7 @@ MODES = ("live", "offline")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 BACKBONES = ("movenet_lightning", "movenet_thunder", "simple_baseline")
+INPUTS = ("images", "keypoints")
 
 
 class ParameterError(ValueError):
@@ -54,6 +55,11 @@ class NodeConfig:
     marker_lifetime: float          # s
     flush_after: float              # offline: s without frames before held-back frames are flushed
     clock_jump: float               # s: a stamp this far back resets the buffer (looped bag)
+    input: str                      # images (Image/CompressedImage) or keypoints (People2D per camera)
+    max_people: int                 # people tracked at once (1: the single-person pipeline)
+    association_gate: float         # mean joint distance / person size for a 2D person to join a track
+    track_timeout: float            # s without a pose before a track ends
+    detector_period: int            # frames of a camera between person-detector runs
 
 
 def _d(description: str, **kw) -> ParameterDescriptor:
@@ -117,6 +123,19 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                            "dropped (clock_behind); when most cameras jump back together (a looped bag) the buffer "
                            "and TF history reset. A frame more than max_view_age ahead of the others is dropped "
                            "(clock_ahead)", **_frange(0.001, 3600.0))),
+    "input": ("images", _d(f"one of {INPUTS}: images on <ns>/image_raw[/compressed], or 2D people "
+                           "(dense_warper_ros/People2D from your own detector or the people_node) on <ns>/people")),
+    "max_people": (1, _d("people tracked at once. 1 = the single-person pipeline (no person detector, fastest); "
+                         "more runs the MoveNet MultiPose detector and one backbone crop per person",
+                         **_irange(1, 32))),
+    "association_gate": (0.25, _d("a 2D person joins a track when its mean joint distance to the track's "
+                                  "projection, over the person's size in the image, is below this",
+                                  **_frange(0.01, 2.0))),
+    "track_timeout": (0.5, _d("s without a pose before a track ends (its markers are deleted; the same person "
+                              "back near there within 3 s gets the id back)", **_frange(0.01, 60.0))),
+    "detector_period": (5, _d("max_people > 1: run the person detector every this many frames of a camera "
+                              "(tracked people are cropped from their tracks in between; every frame while a "
+                              "camera sees nobody)", **_irange(1, 1000))),
 }
 
 
@@ -186,4 +205,7 @@ def read(node: Node) -> NodeConfig:
         qos_depth=int(p["qos_depth"]), tf_timeout=float(p["tf_timeout"]),
         extrinsics_file=p["extrinsics_file"], publish_markers=bool(p["publish_markers"]),
         publish_diagnostics=bool(p["publish_diagnostics"]), marker_lifetime=float(p["marker_lifetime"]),
-        flush_after=float(p["flush_after"]), clock_jump=float(p["clock_jump"]))
+        flush_after=float(p["flush_after"]), clock_jump=float(p["clock_jump"]),
+        input=_one_of("input", p["input"], INPUTS), max_people=int(p["max_people"]),
+        association_gate=float(p["association_gate"]), track_timeout=float(p["track_timeout"]),
+        detector_period=int(p["detector_period"]))

@@ -1,0 +1,380 @@
+"""Every person in view: 2D people per frame in, one tracked 3D pose per person and instant out.
+
+The single-person `PosePipeline` fuses "the" heatmaps of each frame; here a frame holds several
+people, each with its own heatmaps (a top-down crop through the backbone, or rendered from a user's
+2D keypoints). The interleaved buffer is the same; what changes is per window:
+1. tracks without a pose for `timeout` end;
+2. each frame of the window (and its history) matches its still-unassigned people to the live tracks
+   predicted to *that frame's* stamp (`association`, Hungarian with a gate); a frame remembers its
+   assignment, so it is matched once per track;
+3. unmatched people of the window's frames that agree across cameras start a track (or get back the
+   id of one that ended nearby moments ago);
+4. every live track seen in at least `min_views` views is fused at the target instant, all tracks in
+   one batched `pose_at` call; two tracks that fuse to one person become one.
+
+Images in (`process`): each live track's predicted pose, projected into the frame, gives its crop;
+the person detector (`detector`, MoveNet MultiPose) runs every `detector_period` frames of a camera,
+or on every frame while a camera sees no track, and its people not covered by a track crop get
+crops of their own; all crops of a frame go through the backbone in one batch.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from dense_warper_ros import association as assoc
+from dense_warper_ros.buffer import BufferConfig, Frame, InterleavedBuffer, Window
+from dense_warper_ros.cameras import Camera, undistorter
+from dense_warper_ros.model import PreviousFrames
+from dense_warper_ros.people import Person2D, render_person
+from dense_warper_ros.people_detection import Detector, crop_people, detection_boxes, iou, square_box
+from dense_warper_ros.pipeline import PoseResult
+from dense_warper_ros.skeleton import NUM_JOINTS
+from dense_warper_ros.tracks import TrackingConfig, TrackRegistry, mean_distance
+
+
+@dataclass(frozen=True)
+class MultiPersonConfig:
+    buffer: BufferConfig
+    tracking: TrackingConfig = TrackingConfig()
+    gate: float = 0.25                 # association: mean joint distance / person size
+    birth_gate: float = 0.12           # births: the same, in every view of the new person
+    birth_views: int = 3               # views that must agree on a new person (fewer when the rig has fewer)
+    min_score: float = 0.3             # 2D joints below this confidence are not used to associate
+    min_joints: int = 8                # fewer fused joints: no pose
+    detector_period: int = 5           # frames of a camera between detector runs (1: every frame)
+    crop_margin: float = 1.3           # crop box = box of the projected track x this
+    max_jump_m: float = 0.5            # a fused pose further than this (mean joint) from its track's
+                                       # prediction is dropped
+    sigma: float = 2.5                 # heatmap px, for people given as keypoints
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not (0 < self.gate and 0 < self.birth_gate):
+            raise ValueError("association gates must be > 0")
+        if self.detector_period < 1:
+            raise ValueError(f"detector_period must be >= 1, got {self.detector_period}")
+
+
+@dataclass
+class PeopleFrame:
+    """What the buffer keeps per frame: its people and which track each is (once matched)."""
+    camera: Camera
+    frame_id: str
+    people: list[Person2D]
+    assigned: dict[int, int] = field(default_factory=dict)    # track id -> person index
+    tried: set[int] = field(default_factory=set)              # track ids already matched against
+
+    def unassigned(self) -> list[int]:
+        taken = set(self.assigned.values())
+        return [i for i in range(len(self.people)) if i not in taken]
+
+
+class MultiPersonPipeline:
+    """Interleaved buffer + association + tracks + batched DenseWarper fusion."""
+
+    def __init__(self, *, model, config: MultiPersonConfig, backbone=None, detector: Detector | None = None):
+        self.model = model
+        self.backbone = backbone
+        self.detector = detector
+        self.config = config
+        self.buffer = InterleavedBuffer(config.buffer)
+        self.tracks = TrackRegistry(config.tracking)
+        self.device = torch.device(config.device)
+        self.stats: Counter[str] = Counter()
+        self.ended: list[int] = []          # ids of tracks that ended since the caller last cleared it
+        self._since_detection: dict[int, int] = {}
+        self.weights_source = ""
+
+    @property
+    def heatmap_size(self) -> int:
+        return self.model.heatmap_size
+
+    # --- frames in -----------------------------------------------------------------------------
+    def people_frame(self, people: Sequence[Person2D], camera: Camera, frame_id: str = "") -> PeopleFrame:
+        """A frame's people ready for the buffer: people without heatmaps (given as keypoints) get
+        them rendered; duplicates (overlapping crops of one person) go."""
+        ready = []
+        for p in people:
+            if p.heatmaps is None:
+                r = render_person(p, self.heatmap_size, self.config.sigma, min_score=self.config.min_score)
+                if r is None:
+                    self.stats["people_too_few_joints"] += 1
+                    continue
+                p = Person2D(keypoints=p.keypoints, scores=p.scores, score=p.score, heatmaps=r[0], affine=r[1],
+                             extra=p.extra)
+            ready.append(p)
+        return PeopleFrame(camera=camera, frame_id=frame_id,
+                           people=assoc.deduplicate(ready, self.config.min_score))
+
+    def push_people(self, camera_index: int, stamp_ns: int, people: Sequence[Person2D], camera: Camera,
+                    frame_id: str = "") -> list[PoseResult]:
+        """A frame given as 2D people (a user's detector, the 2D node, the benchmark)."""
+        return self.push_heatmaps(camera_index, stamp_ns, self.people_frame(people, camera, frame_id))
+
+    def push_heatmaps(self, camera_index: int, stamp_ns: int, data: PeopleFrame) -> list[PoseResult]:
+        """A prepared frame (`people_frame`, `frame_heatmaps`) into the buffer -> the poses it completes."""
+        return self._solve_all(self.buffer.push(Frame(camera=camera_index, stamp_ns=stamp_ns, data=data)))
+
+    def frame_heatmaps(self, stamp_ns: int, image_rgb: np.ndarray, camera: Camera, frame_id: str = "", *,
+                       track: bool = True, camera_index: int = 0) -> PeopleFrame:
+        """The backbone's part of an image frame (the node runs it on its own thread). `track=False`
+        (after a reset) crops nobody from the tracks."""
+        people = self.frame_people(camera_index, stamp_ns, image_rgb, camera, track=track)
+        return self.people_frame(people, camera, frame_id)
+
+    def process(self, camera_index: int, stamp_ns: int, image_rgb: np.ndarray, camera: Camera,
+                frame_id: str = "") -> list[PoseResult]:
+        data = self.frame_heatmaps(stamp_ns, image_rgb, camera, frame_id, camera_index=camera_index)
+        return self.push_heatmaps(camera_index, stamp_ns, data)
+
+    def frame_people(self, camera_index: int, stamp_ns: int, image_rgb: np.ndarray, camera: Camera, *,
+                     track: bool = True) -> list[Person2D]:
+        """One crop per tracked person and per newcomer the detector found, all in one batch. The
+        detector runs on its schedule, on every frame while no track is in view, and again on a
+        frame where a track's crop did not find its person (people crossing: the crop locked onto
+        the other one)."""
+        tracks = list(self.tracks.live.values()) if track else []
+        boxed = [(t, b) for t in tracks if (b := self._track_box(t, camera, stamp_ns)) is not None]
+        since = self._since_detection.get(camera_index, self.config.detector_period)
+        if self.detector is None or (since < self.config.detector_period and boxed):
+            self._since_detection[camera_index] = since + 1
+            people = crop_people(self.backbone, image_rgb, [b for _, b in boxed], self.device)
+            if self.detector is None or self._crops_found_their_tracks(boxed, people, camera, stamp_ns):
+                if people or tracks or self.detector is not None:
+                    return people
+                return crop_people(self.backbone, image_rgb, [np.full(4, np.nan)], self.device)   # whole frame
+            self.stats["detector_reruns"] += 1
+        self._since_detection[camera_index] = 1
+        detected = self._detected_boxes(image_rgb)
+        # the detector's boxes first; a track's predicted box only where the detector saw nobody
+        boxes = detected + [b for _, b in boxed if all(iou(b, d) <= 0.3 for d in detected)]
+        return crop_people(self.backbone, image_rgb, boxes, self.device)
+
+    def _crops_found_their_tracks(self, boxed: list, people: list[Person2D], camera: Camera, stamp_ns: int) -> bool:
+        """Each track crop's person lies where its track predicts, and no two crops found one person."""
+        if len(assoc.deduplicate(people, self.config.min_score)) < len(people):
+            return False
+        return all(assoc.reprojection_error(t.predict(stamp_ns), camera, p, self.config.min_score) <= self.config.gate
+                   for (t, _), p in zip(boxed, people))
+
+    def _track_box(self, track, camera: Camera, stamp_ns: int) -> np.ndarray | None:
+        pts = track.predict(stamp_ns)
+        pts = pts[np.isfinite(pts).all(1)]
+        if len(pts) < self.config.min_joints or np.any(camera.to_camera(pts)[:, 2] <= 0.05):
+            return None
+        uv = camera.project(pts)
+        box = square_box(uv.min(0), uv.max(0), self.config.crop_margin)
+        c = (box[:2] + box[2:]) / 2
+        if box[2] - box[0] < 16 or not (0 <= c[0] < camera.width and 0 <= c[1] < camera.height):
+            return None
+        return box
+
+    def _detected_boxes(self, image_rgb: np.ndarray) -> list[np.ndarray]:
+        self.stats["detector_runs"] += 1
+        return detection_boxes(self.detector(image_rgb), min_score=self.config.min_score,
+                               margin=self.config.crop_margin)
+
+    def flush(self) -> list[PoseResult]:
+        return self._solve_all(self.buffer.flush())
+
+    def reset(self) -> None:
+        self.buffer.reset()
+        self.ended += list(self.tracks.live)
+        self.tracks.reset()
+
+    def people_counts(self) -> dict[str, int]:
+        """For /diagnostics: people tracked now; births, deaths, re-identifications, merges, association
+        rejections, detector runs."""
+        return {"people_tracked": len(self.tracks.live), **self.tracks.stats, **self.stats}
+
+    # --- per window ----------------------------------------------------------------------------
+    def _solve_all(self, windows: list[Window]) -> list[PoseResult]:
+        out: list[PoseResult] = []
+        for w in windows:
+            out += self._solve(w)
+        return out
+
+    @torch.no_grad()
+    def _solve(self, w: Window) -> list[PoseResult]:
+        t0 = time.perf_counter()
+        self.ended += self.tracks.expire(w.target_ns)
+        frames = sorted({id(f): f for f in _window_frames(w)}.values(), key=lambda f: f.stamp_ns)
+        for f in frames:
+            self._associate(f)
+        self._extend_tracks(w)
+        self._births(w)
+        ids = self._fusable(w)
+        if not ids:
+            return []
+        results = self._fuse(w, ids, t0)
+        gone = self.tracks.merge_duplicates({r.track_id: r.points for r in results}, w.target_ns)
+        self.ended += gone
+        self.stats["poses"] += len(results) - len(gone)
+        return [r for r in results if r.track_id not in gone]
+
+    def _associate(self, f: Frame) -> None:
+        data: PeopleFrame = f.data
+        ids = [i for i in self.tracks.live if i not in data.tried and i not in data.assigned]
+        free = data.unassigned()
+        data.tried.update(ids)
+        if not ids or not free:
+            return
+        preds = [self.tracks.live[i].predict(f.stamp_ns) for i in ids]
+        costs = assoc.cost_matrix(preds, data.camera, [data.people[k] for k in free], self.config.min_score)
+        pairs, refused = assoc.match(costs, self.config.gate)
+        self.stats["association_rejections"] += refused
+        for r, c in pairs:
+            data.assigned[ids[r]] = free[c]
+
+    def _candidates(self, w: Window) -> list[assoc.Candidate]:
+        """The window's unassigned people."""
+        return [assoc.Candidate(view=v, person=k, camera=f.data.camera, observed=f.data.people[k])
+                for v, f in enumerate(w.frames) if f is not None for k in f.data.unassigned()]
+
+    def _extend_tracks(self, w: Window) -> None:
+        """Unassigned people of the window that agree, by triangulation, with a track's people in the
+        other views join that track (best-seen tracks first)."""
+        free = self._candidates(w)
+        if not free:
+            return
+        groups = []
+        for i in self.tracks.live:
+            g = [assoc.Candidate(view=v, person=f.data.assigned[i], camera=f.data.camera,
+                                 observed=f.data.people[f.data.assigned[i]])
+                 for v, f in enumerate(w.frames) if f is not None and i in f.data.assigned]
+            if g and len(g) < len(w.frames):
+                groups.append((i, g))
+        for i, g in sorted(groups, key=lambda x: -len(x[1])):
+            for c in assoc.best_extensions(g, free, gate=self.config.birth_gate, min_score=self.config.min_score,
+                                           min_joints=self.config.min_joints):
+                w.frames[c.view].data.assigned[i] = c.person
+                free.remove(c)
+                self.stats["joined_by_triangulation"] += 1
+
+    def _births(self, w: Window) -> None:
+        if self.tracks.full():
+            return
+        cands = self._candidates(w)
+        target = w.frames[w.target_camera]
+        must = {(w.target_camera, k) for k in target.data.unassigned()}
+        if not must or len({c.view for c in cands}) < 2:
+            return
+        groups = assoc.propose_births(cands, gate=self.config.birth_gate, min_score=self.config.min_score,
+                                      min_joints=self.config.min_joints, must_include=must)
+        need = min(self.config.birth_views, len(w.frames))
+        for group, X in groups:
+            if len(group) < need:
+                self.stats["births_too_few_views"] += 1
+                continue
+            if self.tracks.full():
+                break
+            track = self.tracks.birth(w.target_ns, X)
+            for c in group:
+                data = w.frames[c.view].data
+                data.assigned[track.id] = c.person
+                data.tried.add(track.id)
+
+    def _fusable(self, w: Window) -> list[int]:
+        """Live tracks with enough views in the window (and, for pairwise models, the target's)."""
+        out = []
+        for i in sorted(self.tracks.live):
+            seen = [v for v, f in enumerate(w.frames) if f is not None and i in f.data.assigned]
+            if len(seen) >= self.config.buffer.min_views and (
+                    self.model.time_conditioned or w.target_camera in seen):
+                out.append(i)
+        return out
+
+    def _fuse(self, w: Window, ids: list[int], t0: float) -> list[PoseResult]:
+        """All tracks of a window in one `pose_at` call: batch axis = track."""
+        per_track = [self._stack(w.frames, i, w.target_ns) for i in ids]
+        hm, A, times, valid = (torch.stack(x) for x in zip(*per_track))            # (T, V, ...)
+        cams: list[Camera | None] = [None if f is None else f.data.camera for f in w.frames]
+        P = torch.eye(3, 4, dtype=torch.float64).repeat(len(ids), len(cams), 1, 1)  # (T, V, 3, 4)
+        for v, cam in enumerate(cams):
+            if cam is not None:
+                P[:, v] = torch.from_numpy(cam.P)
+        dev = self.device
+        out = self.model.pose_at(hm, P.to(dev), A.to(dev), times.to(dev), valid.to(dev),
+                                 torch.zeros(len(ids), dtype=torch.float64, device=dev),
+                                 undistort=undistorter(cams), previous=self._previous(w, ids))
+        latency = time.perf_counter() - t0
+        results = []
+        for b, i in enumerate(ids):
+            points = assoc.body_joints(out.points[b].double().cpu().numpy())
+            used = [f for f in w.frames if f is not None and i in f.data.assigned]
+            if int(np.isfinite(points).all(1).sum()) < self.config.min_joints:
+                self.stats["fusion_failed"] += 1
+                continue
+            track = self.tracks.live[i]
+            if not self._believable(points, track.predict(w.target_ns)):
+                self.stats["implausible_poses"] += 1
+                continue
+            track.update(w.target_ns, points)
+            results.append(PoseResult(
+                stamp_ns=w.target_ns, points=points, confidence=out.confidence[b].double().cpu().numpy(),
+                covariance=out.covariance[b].double().cpu().numpy(),
+                num_views=out.num_views[b].cpu().numpy().astype(np.int64),
+                view_stamps_ns=tuple(f.stamp_ns for f in used), view_frame_ids=tuple(f.data.frame_id for f in used),
+                track_id=i, latency_s=latency, rejected=out.rejected[b].cpu().numpy(),
+                reprojection_px=self._reprojection(points, w.frames[w.target_camera], i)))
+        return results
+
+    def _reprojection(self, points: np.ndarray, target: Frame, track_id: int) -> float:
+        """Median px between `points` projected into the target frame and the track's person there."""
+        k = target.data.assigned.get(track_id)
+        if k is None:
+            return float("nan")
+        person = target.data.people[k]
+        ok = np.isfinite(points).all(1) & person.confident(self.config.min_score)
+        if not ok.any():
+            return float("nan")
+        return float(np.median(np.linalg.norm(target.data.camera.project(points[ok]) - person.keypoints[ok], axis=1)))
+
+    def _believable(self, points: np.ndarray, predicted: np.ndarray) -> bool:
+        """A body (extent check) near where its track predicts: a pose from two views far apart in
+        time or angle can land metres off, and must neither be published nor move the track."""
+        return assoc.plausible(points, self.config.min_joints) and \
+            mean_distance(points, predicted) <= self.config.max_jump_m
+
+    def _previous(self, w: Window, ids: list[int]) -> PreviousFrames | None:
+        K = self.model.config.temporal_context
+        if not K:
+            return None
+        per_track = []
+        for i in ids:
+            per_view = [self._stack((tuple(e[:K]) + (None,) * K)[:K], i, w.target_ns) for e in w.previous]
+            per_track.append([torch.stack(x) for x in zip(*per_view)])              # (V, K, ...)
+        hm, A, times, valid = (torch.stack(x) for x in zip(*per_track))           # (T, V, K, ...)
+        dev = self.device
+        return PreviousFrames(heatmaps=hm, affines=A.to(dev), times=times.to(dev), valid=valid.to(dev))
+
+    def _stack(self, frames: Sequence[Frame | None], track_id: int, target_ns: int):
+        """One track's person in each of `frames` -> heatmaps (n, J, h, w), affines (n, 2, 3),
+        times (n,) s from the target, valid (n,); a frame without the person is invalid."""
+        n, s = len(frames), self.heatmap_size
+        hm = torch.zeros((n, NUM_JOINTS, s, s), dtype=torch.float32, device=self.device)
+        A = torch.eye(2, 3, dtype=torch.float64).repeat(n, 1, 1)
+        times = torch.zeros(n, dtype=torch.float64)
+        valid = torch.zeros(n, dtype=torch.bool)
+        for k, f in enumerate(frames):
+            if f is None or track_id not in f.data.assigned:
+                continue
+            p = f.data.people[f.data.assigned[track_id]]
+            hm[k] = p.heatmaps
+            A[k] = torch.from_numpy(np.asarray(p.affine))
+            times[k] = (f.stamp_ns - target_ns) * 1e-9
+            valid[k] = True
+        return hm, A, times, valid
+
+
+def _window_frames(w: Window) -> list[Frame]:
+    out = [f for f in w.frames if f is not None]
+    for earlier in w.previous:
+        out += list(earlier)
+    return out
