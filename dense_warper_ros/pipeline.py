@@ -272,20 +272,22 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
                        reorder=offline, history=model.config.temporal_context,
                        windowed_pick="later" if model.config.temporal_context else "nearest")
     if people.multi:
-        pipe = _multi_pipeline(model, bb, buf, people, dev)
+        pipe = _multi_pipeline(model, bb, buf, people, dev, inference=inference, cpu_threads=cpu_threads)
     else:
         pipe = PosePipeline(model=model, backbone=bb, config=PipelineConfig(buffer=buf, device=dev))
     pipe.weights_source = str(w) if w is not None else "untrained (identity warps)"
     return pipe
 
 
-def _multi_pipeline(model: DenseWarper, backbone, buf: BufferConfig, people: PeopleOptions, dev: str):
+def _multi_pipeline(model: DenseWarper, backbone, buf: BufferConfig, people: PeopleOptions, dev: str, *,
+                    inference: str, cpu_threads: int):
     from dense_warper_ros.multi_pipeline import MultiPersonConfig, MultiPersonPipeline
     from dense_warper_ros.tracks import TrackingConfig
     detector = None
     if backbone is not None and people.max_people > 1:
         from dense_warper_ros.backbones.movenet_multipose import MultiPoseDetector, load_multipose
-        detector = MultiPoseDetector(load_multipose(device=dev), max_people=people.max_people)
+        detector = MultiPoseDetector(load_multipose(device=dev), max_people=people.max_people + 2,
+                                     inference=inference, cpu_threads=cpu_threads)
     cfg = MultiPersonConfig(
         buffer=buf, tracking=TrackingConfig(max_people=people.max_people,
                                             timeout_ns=int(people.track_timeout_s * 1e9)),

@@ -76,10 +76,12 @@ for fetch in scripts/fetch_movenet.py scripts/fetch_pose2sim.py; do
   fi
 done
 
-step "ONNX export of MoveNet for ONNX Runtime (scripts/export_onnx.py)"
-# keyed on the weights, the exported files and the export code: deleting or altering a file reruns it
+step "ONNX export of MoveNet (thunder, lightning, multipose) for ONNX Runtime (scripts/export_onnx.py)"
+# keyed on the weights, the exported files and the export code (the modules exported included): deleting
+# or altering a file reruns it (the globs take movenet_multipose.* too)
 onnx_key() {
   digest scripts/export_onnx.py dense_warper_ros/backbones/onnx_runtime.py dense_warper_ros/backbones/movenet.py \
+    dense_warper_ros/backbones/movenet_multipose.py \
     $(ls models/movenet_*.safetensors models/movenet_*.onnx models/movenet_*.onnx.json 2>/dev/null || true)
 }
 if ! fresh onnx "$(onnx_key)"; then

@@ -50,3 +50,13 @@ def recording():
         return pose2sim_recording(num_frames=12, scale=0.25, with_truth=False)
     except FileNotFoundError as e:
         pytest.fail(f"pose2sim demo not fetched ({e}); run `make setup` (scripts/fetch_pose2sim.py)")
+
+
+@pytest.fixture(scope="module")
+def two_person_recording():
+    """20 interleaved real frames of pose2sim's two-person recording (4 cameras) at 0.35 size."""
+    from dense_warper_ros.data.pose2sim_recording import pose2sim_recording
+    try:
+        return pose2sim_recording(num_frames=20, scale=0.35, with_truth=False, root=REPO / "data" / "pose2sim_multi")
+    except FileNotFoundError as e:
+        pytest.fail(f"pose2sim two-person demo not fetched ({e}); run `make setup` (scripts/fetch_pose2sim.py)")

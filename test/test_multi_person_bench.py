@@ -49,6 +49,7 @@ def test_failure_modes_counts_misses_ghosts_and_switches():
     f = mpb.failure_modes(scene, run, 100.0, 500.0)
     assert f["missed"] == 10 and f["missed_by_person"] == [0, 10]       # person 1 never predicted
     assert f["ghost_predictions"] == 10 and len(f["switch_nearest_other_m"]) == 1
+    assert f["no_pose"] == 10 and f["nan_joint_fraction"] == 0.0
     m = mpb.score(scene, run, mpb.MultiBenchConfig())
     assert m.recall[100.0] == pytest.approx(0.5) and m.id_switches == 1
 
@@ -66,7 +67,8 @@ def test_quick_run_writes_a_sane_report(tmp_path):
         assert isinstance(r["id_switches"], int) and 0 <= r["id_switches"] < 10
         assert len(r["person_mpjpe_mm"]) == 2 and 0 < r["mpjpe_mm"] < 150
         assert r["counts"]["births"] + r["counts"].get("reidentified", 0) >= 2 and r["counts"]["poses"] > 0
-        assert {"missed", "ghost_predictions", "switch_nearest_other_m"} <= set(r["failures"])
+        assert {"missed", "no_pose", "ghost_predictions", "switch_nearest_other_m"} <= set(r["failures"])
+        assert r["failures"]["no_pose"] <= r["failures"]["missed"] <= r["num_truth"]
         if r["method"] == "d+":                                           # the one-at-a-time reference
             assert len(r["single_person_mpjpe_mm"]) == 2 and 0 < r["single_mpjpe_mm"] < 150
             assert math.isfinite(r["ratio"]) and 0.5 < r["ratio"] < 3

@@ -193,7 +193,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_detector_finds_the_two_people(model: mp.MoveNetMultiPose, frame: np.ndarray) -> None:
     """The two people on the treadmill: 2 detections, boxes apart, each well observed, keypoints in
     its own box and in the frame."""
-    people = mp.MultiPoseDetector(model)(frame)
+    people = mp.MultiPoseDetector(model, inference="torch")(frame)   # the port (ONNX Runtime: test_onnx_backend)
     assert len(people) == 2, [p.score for p in people]
     a, b = people
     assert _iou(a.box, b.box) < 0.2, _iou(a.box, b.box)
@@ -208,8 +208,8 @@ def test_detector_finds_the_two_people(model: mp.MoveNetMultiPose, frame: np.nda
         assert np.all((k >= p.box[:2] - pad) & (k <= p.box[2:] + pad))
     assert people[0].score >= people[1].score
     # the limits
-    assert len(mp.MultiPoseDetector(model, max_people=1)(frame)) == 1
-    assert mp.MultiPoseDetector(model, min_score=0.99)(frame) == []
+    assert len(mp.MultiPoseDetector(model, max_people=1, inference="torch")(frame)) == 1
+    assert mp.MultiPoseDetector(model, min_score=0.99, inference="torch")(frame) == []
 
 
 def test_detector_maps_to_image_pixels(model: mp.MoveNetMultiPose, frame: np.ndarray) -> None:

@@ -24,6 +24,9 @@ Decoder (`decode`), the graph's step for step (P = 6 people, J = 17 joints, h x 
  5. (B, 6, 56) per person: 17 x (y, x, score) with y, x normalised by (h, w), box (ymin, xmin,
     ymax, xmax) in [0, 1], score. Normalised n is input coordinate n * S with pixel edges at
     integers, i.e. pixel-centre input pixel n * S - 0.5 (cameras.py convention, as movenet.py).
+
+`MultiPoseDetector(inference=...)` runs the network (the six heads) with torch or ONNX Runtime
+(models/movenet_multipose.onnx, `onnx_runtime`); the decoder runs in torch either way.
 """
 from __future__ import annotations
 
@@ -221,17 +224,40 @@ class Detection:
 
 class MultiPoseDetector:
     """RGB frame -> people: letterbox the whole frame into S x S, MoveNetMultiPose + its decoder,
-    back to image pixels; people scoring >= `min_score`, best first, at most `max_people`."""
+    back to image pixels; people scoring >= `min_score`, best first, at most `max_people`.
+
+    `inference` ("auto" | "torch" | "onnxruntime", `onnx_runtime.movenet_runner`'s rules): what runs
+    the network; the decoder always runs in torch, so both share every step after the heads. ONNX
+    Runtime runs models/movenet_multipose.onnx (made by `make setup`, the graph's input side 256 only)
+    with `cpu_threads` intra-op threads on the CPU (0 = its default; torch's are set process-wide), on
+    the device of `model`. `.inference` says what runs it ("torch", "torch (auto: <why not>)",
+    "onnxruntime (CPUExecutionProvider, 1 thread(s))").
+
+    A `model` given by the caller runs through ONNX Runtime only when its weights are those of
+    `models_dir`'s movenet_multipose.safetensors (the file the ONNX export came from).
+    """
 
     def __init__(self, model: MoveNetMultiPose | None = None, *, input_size: int = 256,
                  min_score: float = 0.2, max_people: int = NUM_PEOPLE,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", inference: str = "auto", cpu_threads: int = 1,
+                 models_dir: Path | str | None = None) -> None:
         if input_size <= 0 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
-        self.model = (model if model is not None else load_multipose(device=device)).eval()
+        d = None if models_dir is None else Path(models_dir)
+        given = model is not None
+        self.model = (model if given else load_multipose(d, device=device)).eval()
         self.input_size = int(input_size)
         self.min_score = float(min_score)
         self.max_people = int(max_people)
+        self.runner, self.inference = _network_runner(self.model, inference, self.input_size, cpu_threads, d,
+                                                      check_weights=given)
+
+    def network(self, x: torch.Tensor) -> MultiPoseOutput:
+        """The heads on prepared inputs (B, 3, S, S) float RGB [0, 255]: the ONNX Runtime runner when
+        one is set and gradients are off, else the module."""
+        if self.runner is not None and not torch.is_grad_enabled():
+            return self.runner(x)
+        return self.model(x)
 
     def __call__(self, image_rgb: np.ndarray) -> list[Detection]:
         """image_rgb (H, W, 3) uint8 RGB -> detections in image pixels."""
@@ -245,8 +271,43 @@ class MultiPoseDetector:
         device = next(self.model.parameters()).device
         x = torch.from_numpy(crop).to(device).permute(2, 0, 1)[None].float()  # (1, 3, S, S)
         with torch.inference_mode():
-            people = self.model.decode(self.model(x))[0].cpu().double().numpy()  # (P, 56)
+            people = self.model.decode(self.network(x))[0].cpu().double().numpy()  # (P, 56)
         return people_to_detections(people, invert_affine(A), S, self.min_score, self.max_people)
+
+
+def _network_runner(model: MoveNetMultiPose, inference: str, input_size: int, threads: int,
+                    models_dir: Path | None, *, check_weights: bool) -> tuple[object | None, str]:
+    """(ONNX Runtime runner or None for the module, what runs the network) for the detector: the
+    rules of `movenet_runner`, plus two of its own: the file's input side must be the detector's,
+    and a caller's module must hold the weights the file was exported from (auto: torch, saying why;
+    onnxruntime: ValueError)."""
+    from .onnx_runtime import movenet_runner, onnx_paths   # here: onnx_runtime imports this module
+    device = next(model.parameters()).device
+    runner, what = movenet_runner(inference, variant=NAME, device=device, threads=threads, models_dir=models_dir)
+    if runner is None:
+        return None, what
+    problem = None
+    if runner.input_size != input_size:
+        problem = (f"{onnx_paths(NAME, models_dir)[0].name} takes {runner.input_size} x {runner.input_size} inputs, "
+                   f"the detector's input_size is {input_size}")
+    elif check_weights and not _holds_file_weights(model, models_dir):
+        problem = (f"the model's weights are not those of {weights_paths(models_dir)[0]} (the ONNX file's "
+                   f"source)")
+    if problem is None:
+        return runner, what
+    if inference == "onnxruntime":
+        raise ValueError(f"inference 'onnxruntime': {problem}: set inference to 'auto' or 'torch'")
+    return None, f"torch (auto: {problem})"
+
+
+def _holds_file_weights(model: MoveNetMultiPose, models_dir: Path | None) -> bool:
+    """Whether `model`'s tensors equal the safetensors' (compared on the CPU, float32 as stored)."""
+    from safetensors import safe_open
+    ours = model.state_dict()
+    with safe_open(str(weights_paths(models_dir)[0]), framework="pt") as f:
+        if set(f.keys()) != set(ours):
+            return False
+        return all(torch.equal(ours[k].detach().cpu(), f.get_tensor(k)) for k in f.keys())  # noqa: SIM118
 
 
 def people_to_detections(people: np.ndarray, input_to_image: np.ndarray, size: int,

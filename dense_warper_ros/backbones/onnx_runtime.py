@@ -1,62 +1,128 @@
-"""MoveNet through ONNX Runtime: the ONNX export, its freshness check, and the runner `Backbone2D` calls.
+"""MoveNet through ONNX Runtime: the ONNX export, its freshness check, and the runner `Backbone2D` and
+`MultiPoseDetector` call.
 
 Why: on a small CPU the 2D network is most of the per-frame cost, and ONNX Runtime's fused kernels run
 MoveNet faster than eager torch at the same thread count (`bench/backbone_speed.py --inference torch
 onnxruntime` measures both in one run). Only the network moves: cropping, decoding and the COCO ->
 H36M mapping stay in torch, so both backends share every line after the heads.
 
+The models (`ONNX_MODELS`): the single-pose variants (thunder, lightning; `MoveNet`, 4 heads) and
+`multipose` (`MoveNetMultiPose`, 6 heads: the 4 + box_scale, box_offset; its decoder stays in torch).
+One code path serves all: a model's `OnnxSpec` names its safetensors, its loader and its heads.
+
 The setting `inference` (node parameter, `build_pipeline(inference=...)`):
   torch        the PyTorch module;
-  onnxruntime  ONNX Runtime on `models/movenet_<variant>.onnx`: CPUExecutionProvider on the CPU,
+  onnxruntime  ONNX Runtime on `models/movenet_<name>.onnx`: CPUExecutionProvider on the CPU,
                CUDAExecutionProvider on CUDA (when that onnxruntime build has it; else torch on CUDA,
                with a warning). A missing package, a missing file or a file exported from other
                weights is an error that says what to run;
   auto         onnxruntime when it imports, has the device's provider and the ONNX file matches the
-               weights' digest; torch otherwise (the reason is in `Backbone2D.inference`).
+               weights' digest; torch otherwise (the reason is in `Backbone2D.inference`,
+               `MultiPoseDetector.inference`).
 
-The file (`export_movenet_onnx`, run by `make setup` through scripts/export_onnx.py): the four heads of
-`MoveNet.forward` (what `MoveNet.decode` consumes), opset 17, dynamic batch, exported by the TorchScript
-exporter (`dynamo=False`: the torch.export-based one has no opset-17 form of Pad and writes opset 18).
-The same weights give the same bytes. Beside it `movenet_<variant>.onnx.json` records the file's sha256
-and the sha256 of the safetensors it came from: a re-converted MoveNet makes the file stale.
+The file (`export_movenet_onnx`, run by `make setup` through scripts/export_onnx.py): the heads of the
+module's `forward` (what its `decode` consumes), opset 17, dynamic batch, the graph's own input side,
+exported by the TorchScript exporter (`dynamo=False`: the torch.export-based one has no opset-17 form of
+Pad and writes opset 18). The same weights give the same bytes. Beside it `movenet_<name>.onnx.json`
+records the file's sha256 and the sha256 of the safetensors it came from: a re-converted MoveNet makes
+the file stale.
 An ONNX file is data: ONNX Runtime loads its graph and weights and runs no code from it.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..provenance import file_sha256
-from .movenet import MoveNet, MoveNetOutput, load_movenet, weights_paths
+from .movenet import VARIANTS, MoveNet, MoveNetOutput, load_movenet, weights_paths
+
+if TYPE_CHECKING:
+    from .movenet_multipose import MoveNetMultiPose
 
 INFERENCE_CHOICES = ("auto", "torch", "onnxruntime")
 OPSET = 17
 ONNX_FORMAT = "dense_warper_ros.movenet_onnx/1"   # bumped when the export changes: files are redone
 INPUT_NAME = "images"
-OUTPUT_NAMES = MoveNetOutput._fields               # heatmaps, centre, regress, offsets
+OUTPUT_NAMES = MoveNetOutput._fields               # single-pose: heatmaps, centre, regress, offsets
 EXPORT_COMMAND = "`make setup` (or `python scripts/export_onnx.py`)"
+# what each head holds, for the metadata json (beside its shape (B, C, h, h))
+_HEAD_DOC = {
+    "heatmaps": "sigmoid, COCO-17",
+    "centre": "sigmoid",
+    "regress": "cells (dy, dx) per joint",
+    "offsets": "cells (dy, dx) per joint",
+    "box_scale": "cells (height, width)",
+    "box_offset": "cells (dy, dx)",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OnnxSpec:
+    """What the export, the freshness check and the runner need to know of one model."""
+
+    name: str                                             # movenet_<name>.onnx
+    safetensors: Callable[[Path | None], Path]            # models_dir -> the weights file
+    load: Callable[[Path | None], nn.Module]              # models_dir -> the float32 CPU module
+    outputs: type                                         # the NamedTuple its forward returns
+
+
+def _single_pose(variant: str) -> OnnxSpec:
+    return OnnxSpec(variant, lambda d: weights_paths(variant, d)[0],
+                    lambda d: load_movenet(variant, models_dir=d), MoveNetOutput)
+
+
+MULTIPOSE = "multipose"                             # movenet_multipose.NAME
+ONNX_MODELS = (*VARIANTS, MULTIPOSE)                # what scripts/export_onnx.py exports
+
+
+@functools.cache
+def _specs() -> dict[str, OnnxSpec]:
+    # imported here, not at the top: movenet_multipose imports adapter, which imports this module
+    from . import movenet_multipose as mp
+    multi = OnnxSpec(MULTIPOSE, lambda d: mp.weights_paths(d)[0], mp.load_multipose,
+                     mp.MultiPoseOutput)
+    return {**{v: _single_pose(v) for v in VARIANTS}, MULTIPOSE: multi}
+
+
+def onnx_spec(name: str) -> OnnxSpec:
+    """The `OnnxSpec` of a model in `ONNX_MODELS`."""
+    if name not in ONNX_MODELS:
+        raise ValueError(f"no ONNX export for {name!r}, expected one of {ONNX_MODELS}")
+    return _specs()[name]
+
+
+def output_names(name: str) -> tuple[str, ...]:
+    """The heads of a model's ONNX file, in order (its forward's NamedTuple fields)."""
+    return onnx_spec(name).outputs._fields
 
 
 # --------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------
 def onnx_paths(variant: str, models_dir: Path | None = None) -> tuple[Path, Path]:
-    """(onnx, metadata json) of a variant, beside its safetensors."""
-    st, _ = weights_paths(variant, models_dir)
+    """(onnx, metadata json) of a model (`ONNX_MODELS`), beside its safetensors."""
+    st = onnx_spec(variant).safetensors(models_dir)
     return st.with_suffix(".onnx"), st.with_suffix(".onnx.json")
 
 
 def onnx_problem(variant: str, models_dir: Path | None = None) -> str | None:
-    """None when the variant's ONNX file is usable, else why not (missing, stale, altered)."""
-    st, _ = weights_paths(variant, models_dir)
+    """None when the model's ONNX file is usable, else why not (missing, stale, altered)."""
+    st = onnx_spec(variant).safetensors(models_dir)
     path, meta_path = onnx_paths(variant, models_dir)
     if not path.exists() or not meta_path.exists():
         missing = path if not path.exists() else meta_path
@@ -82,9 +148,9 @@ def onnx_problem(variant: str, models_dir: Path | None = None) -> str | None:
 # Export
 # --------------------------------------------------------------------------------------------
 class _Heads(nn.Module):
-    """MoveNet with its output as a plain tuple (the exporter names tuple entries)."""
+    """The module with its output as a plain tuple (the exporter names tuple entries)."""
 
-    def __init__(self, model: MoveNet) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
@@ -92,9 +158,11 @@ class _Heads(nn.Module):
         return tuple(self.model(images))
 
 
-def export_bytes(model: MoveNet) -> bytes:
-    """The ONNX file of `model` (float32, CPU): input `images` (B, 3, S, S) RGB in [0, 255]; outputs
-    heatmaps (B, 17, h, w), centre (B, 1, h, w), regress and offsets (B, 34, h, w); B dynamic."""
+def export_bytes(model: MoveNet | MoveNetMultiPose) -> bytes:
+    """The ONNX file of `model` (float32, CPU): input `images` (B, 3, S, S) RGB in [0, 255], S the
+    graph's input side; outputs the heads of its forward, named as its fields (`output_names`), each
+    (B, C, S/4, S/4); B dynamic."""
+    names = output_names(model.config.name)
     model = _cpu_float32_copy(model)
     S = model.input_size
     buf = io.BytesIO()
@@ -103,21 +171,22 @@ def export_bytes(model: MoveNet) -> bytes:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _Heads(model), (torch.zeros(1, 3, S, S),), buf, dynamo=False, opset_version=OPSET,
-            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), do_constant_folding=True,
-            dynamic_axes={n: {0: "batch"} for n in (INPUT_NAME, *OUTPUT_NAMES)},
+            input_names=[INPUT_NAME], output_names=list(names), do_constant_folding=True,
+            dynamic_axes={n: {0: "batch"} for n in (INPUT_NAME, *names)},
             training=torch.onnx.TrainingMode.EVAL)
     return buf.getvalue()
 
 
-def _cpu_float32_copy(model: MoveNet) -> MoveNet:
+def _cpu_float32_copy(model: nn.Module) -> nn.Module:
     """A float32 CPU copy in eval mode: the export must not depend on where the caller's model runs."""
-    copy = MoveNet(model.config)
+    copy = type(model)(model.config)
     copy.load_state_dict({k: v.detach().float().cpu() for k, v in model.state_dict().items()})
     return copy.eval()
 
 
 def export_movenet_onnx(variant: str, models_dir: Path | None = None) -> Path:
-    """Export models/movenet_<variant>.onnx from its safetensors and write the metadata json beside it.
+    """Export models/movenet_<name>.onnx (`ONNX_MODELS`) from its safetensors and write the metadata
+    json beside it.
 
     Checks before writing: the graph passes `onnx.checker`, declares opset 17, and ONNX Runtime's heads
     equal torch's within 1e-4 on a fixed input. Returns the ONNX path.
@@ -125,8 +194,9 @@ def export_movenet_onnx(variant: str, models_dir: Path | None = None) -> Path:
     import onnx
 
     from dense_warper_ros.weights import written_atomically
-    st, _ = weights_paths(variant, models_dir)
-    model = load_movenet(variant, models_dir=models_dir)
+    spec = onnx_spec(variant)
+    st = spec.safetensors(models_dir)
+    model = spec.load(models_dir)
     data = export_bytes(model)
     _check_graph(data)
     _check_parity(model, data)
@@ -134,7 +204,9 @@ def export_movenet_onnx(variant: str, models_dir: Path | None = None) -> Path:
     with written_atomically(path) as tmp:
         tmp.write_bytes(data)
     path.chmod(0o644)
-    S, h = model.input_size, model.heatmap_size
+    S, h = model.input_size, model.config.heatmap_size
+    with torch.no_grad():
+        channels = [int(o.shape[1]) for o in model(torch.zeros(1, 3, S, S))]
     meta = {
         "format": ONNX_FORMAT,
         "variant": variant,
@@ -143,9 +215,7 @@ def export_movenet_onnx(variant: str, models_dir: Path | None = None) -> Path:
         "opset": OPSET,
         "batch": "dynamic",
         "input": {INPUT_NAME: f"(B, 3, {S}, {S}) float32 RGB in [0, 255]"},
-        "outputs": {"heatmaps": f"(B, 17, {h}, {h}) sigmoid, COCO-17", "centre": f"(B, 1, {h}, {h}) sigmoid",
-                    "regress": f"(B, 34, {h}, {h}) cells (dy, dx) per joint",
-                    "offsets": f"(B, 34, {h}, {h}) cells (dy, dx) per joint"},
+        "outputs": {n: f"(B, {c}, {h}, {h}) {_HEAD_DOC[n]}" for n, c in zip(spec.outputs._fields, channels)},
         "source": {"file": st.name, "sha256": file_sha256(st)},
         "exporter": f"torch.onnx.export (TorchScript exporter) torch {torch.__version__}, onnx {onnx.__version__}",
         "made_by": "scripts/export_onnx.py -> dense_warper_ros.backbones.onnx_runtime.export_movenet_onnx",
@@ -164,7 +234,7 @@ def _check_graph(data: bytes) -> None:
         raise ValueError(f"exported graph declares opsets {opsets}, expected ai.onnx {OPSET}")
 
 
-def _check_parity(model: MoveNet, data: bytes, tol: float = 1e-4) -> None:
+def _check_parity(model: nn.Module, data: bytes, tol: float = 1e-4) -> None:
     """ONNX Runtime on the exported bytes vs the torch module, on a fixed pseudo-random image batch:
     max abs difference <= tol x max(1, max |torch|) per head (the sigmoid heads are within [0, 1]; the
     regression heads reach tens of cells, where float32 sums differ in the 6th digit)."""
@@ -173,7 +243,9 @@ def _check_parity(model: MoveNet, data: bytes, tol: float = 1e-4) -> None:
     runner = OrtMoveNet(data, device=torch.device("cpu"), threads=1)
     with torch.inference_mode():
         ours, ref = runner(x), _cpu_float32_copy(model)(x)   # the module that was exported
-    for name, a, b in zip(OUTPUT_NAMES, ours, ref):
+    if type(ours) is not type(ref):
+        raise ValueError(f"exported {model.config.name}: heads {ours._fields}, torch gives {ref._fields}")
+    for name, a, b in zip(ref._fields, ours, ref):
         err, scale = float((a - b).abs().max()), max(1.0, float(b.abs().max()))
         if not err <= tol * scale:
             raise ValueError(f"exported {model.config.name} {name}: ONNX Runtime differs from torch by {err:.2e} "
@@ -193,7 +265,8 @@ def import_onnxruntime() -> tuple[ModuleType | None, str]:
 
 
 class OrtMoveNet:
-    """Calls like `MoveNet`: (B, 3, S, S) float32 tensor -> `MoveNetOutput` on the input's device.
+    """Calls like the exported module: (B, 3, S, S) float32 tensor -> its output NamedTuple
+    (`MoveNetOutput`, `MultiPoseOutput`: chosen by the file's output names) on the input's device.
 
     CPU: intra-op threads = `threads` (0 = ONNX Runtime's default, one per core), inter-op 1 (the
     graph is a chain), every graph optimisation. CUDA: IO binding on the torch tensors' memory,
@@ -227,30 +300,37 @@ class OrtMoveNet:
         self.threads = int(threads)
         shape = self.session.get_inputs()[0].shape                  # ['batch', 3, S, S]
         self.input_size = int(shape[-1])
+        outputs = self.session.get_outputs()                        # ['batch', C, h, w] each
+        self.output_names = tuple(o.name for o in outputs)
+        self._output_shapes = [tuple(int(d) for d in o.shape[1:]) for o in outputs]
+        types = {s.outputs._fields: s.outputs for s in _specs().values()}
+        if self.output_names not in types:
+            raise ValueError(f"ONNX file outputs {self.output_names}: not a MoveNet export "
+                             f"(expected one of {list(types)})")
+        self.output_type = types[self.output_names]
 
-    def __call__(self, images: torch.Tensor) -> MoveNetOutput:
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         S = self.input_size
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, S, S):
             raise ValueError(f"ONNX MoveNet expects (B, 3, {S}, {S}), got {tuple(images.shape)}")
         x = images.detach().float().contiguous()
         if self.device.type == "cuda":
             return self._run_cuda(x)
-        outs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: x.cpu().numpy()})
-        return MoveNetOutput(*(torch.from_numpy(o) for o in outs))
+        outs = self.session.run(list(self.output_names), {INPUT_NAME: x.cpu().numpy()})
+        return self.output_type(*(torch.from_numpy(o) for o in outs))
 
-    def _run_cuda(self, x: torch.Tensor) -> MoveNetOutput:
+    def _run_cuda(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = x.to(self.device)
         B, idx = x.shape[0], self.device.index or 0
-        h = self.input_size // 4
-        outs = [torch.empty((B, c, h, h), device=self.device) for c in (17, 1, 34, 34)]
+        outs = [torch.empty((B, *shape), device=self.device) for shape in self._output_shapes]
         binding = self.session.io_binding()
         binding.bind_input(INPUT_NAME, "cuda", idx, np.float32, tuple(x.shape), x.data_ptr())
-        for name, o in zip(OUTPUT_NAMES, outs):
+        for name, o in zip(self.output_names, outs):
             binding.bind_output(name, "cuda", idx, np.float32, tuple(o.shape), o.data_ptr())
         torch.cuda.current_stream(self.device).synchronize()      # the input is written
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()
-        return MoveNetOutput(*outs)
+        return self.output_type(*outs)
 
     def describe(self) -> str:
         threads = "" if self.provider != "CPUExecutionProvider" else (
@@ -260,7 +340,8 @@ class OrtMoveNet:
 
 def movenet_runner(inference: str, *, variant: str, device: torch.device, threads: int = 1,
                    models_dir: Path | None = None) -> tuple[OrtMoveNet | None, str]:
-    """(runner, what runs) for the `inference` setting; runner None means the torch module.
+    """(runner, what runs) for the `inference` setting and a model of `ONNX_MODELS` (`variant`: thunder,
+    lightning or multipose); runner None means the torch module.
 
     Rules (module doc): `torch` -> torch. `onnxruntime` -> ONNX Runtime, or an error naming what is
     missing (the package: ImportError; the file: FileNotFoundError; a stale file: ValueError); on CUDA

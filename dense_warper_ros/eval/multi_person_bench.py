@@ -196,20 +196,23 @@ def nearest_other_m(truth: np.ndarray) -> np.ndarray:
 
 def failure_modes(scene: mp.MultiPersonScene, run: Run, gate_mm: float, match_mm: float) -> dict[str, Any]:
     """Missed person-instants at `gate_mm` (per person; near another person, i.e. within the scene's
-    min_separation_m; early, within EARLY_S of the first instant), predictions matching nobody at
-    `match_mm` (ghosts), and each id switch's distance (m) to the person's nearest other."""
+    min_separation_m; early, within EARLY_S of the first instant; with no pose at all within
+    `match_mm`), predictions matching nobody at `match_mm` (ghosts), the fraction of predicted joints
+    left NaN, and each id switch's distance (m) to the person's nearest other."""
     times = run.stamps_ns * 1e-9
     truth = scene.truth(times)
     near = nearest_other_m(truth)
-    missed = np.zeros(near.shape, bool)
-    ghosts, last, switch_near = 0, {}, []
+    missed, no_pose = np.zeros(near.shape, bool), np.zeros(near.shape, bool)
+    ghosts, nan_joints, last, switch_near = 0, 0, {}, []
     for t, preds in enumerate(run.predictions):
         poses = np.stack([p for _, p in preds]) if preds else np.zeros((0, 17, 3))
         cost = cost_matrix(poses, truth[:, t])
-        missed[:, t] = True
+        missed[:, t] = no_pose[:, t] = True
         missed[[p for _, p in gated_assignment(cost, gate_mm)], t] = False
         pairs = gated_assignment(cost, match_mm)
+        no_pose[[p for _, p in pairs], t] = False
         ghosts += len(preds) - len(pairs)
+        nan_joints += int((~np.isfinite(poses).all(-1)).sum())
         for r, p in pairs:
             if p in last and last[p] != preds[r][0]:
                 switch_near.append(round(float(near[p, t]), 2))
@@ -218,7 +221,9 @@ def failure_modes(scene: mp.MultiPersonScene, run: Run, gate_mm: float, match_mm
     return {"gate_mm": gate_mm, "missed": int(missed.sum()), "missed_by_person": missed.sum(1).tolist(),
             "missed_near_other": int((missed & close).sum()), "near_other_instants": int(close.sum()),
             "missed_early": int(missed[:, times < times[0] + EARLY_S].sum()) if len(times) else 0,
-            "ghost_predictions": ghosts, "switch_nearest_other_m": switch_near}
+            "no_pose": int(no_pose.sum()), "ghost_predictions": ghosts,
+            "nan_joint_fraction": nan_joints / max(1, 17 * sum(len(p) for p in run.predictions)),
+            "switch_nearest_other_m": switch_near}
 
 
 # --- rows ----------------------------------------------------------------------------------------
@@ -261,7 +266,8 @@ def pooled(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         truth, preds = sum(r["num_truth"] for r in rs), sum(r["num_predictions"] for r in rs)
         person = sum((r["person_mpjpe_mm"] for r in rs), [])
         single = sum((r["single_person_mpjpe_mm"] or [] for r in rs), []) or None
-        out.append({"scene": f"{key[0]}p, {len(rs)} seed{'s' if len(rs) > 1 else ''}", "people": key[0], "method": key[1], "timing": key[2],
+        seeds = f"{len(rs)} seed{'s' if len(rs) > 1 else ''}"
+        out.append({"scene": f"{key[0]}p, {seeds}", "people": key[0], "method": key[1], "timing": key[2],
                     "recall": {t: sum(r["hits"][t] for r in rs) / max(truth, 1) for t in rs[0]["hits"]},
                     "precision": {t: sum(r["hits"][t] for r in rs) / max(preds, 1) for t in rs[0]["hits"]},
                     "mpjpe_mm": _mean(person), "single_mpjpe_mm": _mean(single or []),

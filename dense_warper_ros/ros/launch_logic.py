@@ -78,8 +78,7 @@ def split_layout(node_params: dict) -> tuple[dict, list[dict]]:
     cams = list(node_params.get("cameras", PARAMETERS["cameras"][0]))
     topics = list(node_params.get("camera_topics") or cams)
     shared = {k: node_params[k] for k in ("image_transport", "backbone", "inference", "device") if k in node_params}
-    people = [dict(shared, camera=c, topic=t, max_people=max(int(node_params.get("max_people", 1)), 1))
-              for c, t in zip(cams, topics)]
+    people = [dict(shared, camera=c, topic=t) for c, t in zip(cams, topics)]
     return {"input": "keypoints"}, people
 
 

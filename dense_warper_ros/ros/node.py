@@ -114,7 +114,9 @@ class DenseWarperNode(Node):
         people = f"max_people={c.max_people}"
         if c.input == "keypoints":
             return f"input=2D people on <camera>/people, {people}"
-        return f"backbone={c.backbone} on {self.pipeline.backbone.inference}, {people}"
+        detector = getattr(self.pipeline, "detector", None)
+        found = f", person detector MoveNet MultiPose on {detector.inference}" if detector is not None else ""
+        return f"backbone={c.backbone} on {self.pipeline.backbone.inference}, {people}{found}"
 
     def _frame_topic(self) -> tuple[type, str]:
         """What a camera's frames arrive as: People2D, CompressedImage or Image, and the topic suffix."""

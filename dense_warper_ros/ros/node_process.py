@@ -20,14 +20,15 @@ from dense_warper_ros.ros.launch_logic import ros_args
 
 
 class NodeProcess:
-    """`python -m dense_warper_ros.ros.node --ros-args ...` as a subprocess; `params` override
-    those of `params_file`, as `-p` does after `--params-file`. Its output is read as it comes (a
-    full pipe would block the node's logging, and with it the worker that logs); `stop()` ends it
-    with SIGINT (as Ctrl-C does) and returns what it printed."""
+    """`python -m dense_warper_ros.ros.node --ros-args ...` (or another node's `module`) as a
+    subprocess; `params` override those of `params_file`, as `-p` does after `--params-file`. Its
+    output is read as it comes (a full pipe would block the node's logging, and with it the worker
+    that logs); `stop()` ends it with SIGINT (as Ctrl-C does) and returns what it printed."""
 
-    def __init__(self, params: dict, *, params_file: str | Path | None = None, keep_lines: int = 20000):
+    def __init__(self, params: dict, *, params_file: str | Path | None = None, keep_lines: int = 20000,
+                 module: str = "dense_warper_ros.ros.node"):
         args = ros_args({"parameters": params}, params_file=params_file)
-        self.proc = subprocess.Popen([sys.executable, "-m", "dense_warper_ros.ros.node", *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", module, *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=os.environ.copy())
         self._lines: deque[str] = deque(maxlen=keep_lines)

@@ -29,12 +29,14 @@ from dense_warper_ros.msg import People2D
 from dense_warper_ros.people_detection import PeopleDetector
 from dense_warper_ros.ros.conversions import people_to_msg
 from dense_warper_ros.ros.frame_processor import image_to_rgb, stamp_to_ns
-from dense_warper_ros.ros.params import BACKBONES, TRANSPORTS, ParameterError
+from dense_warper_ros.ros.params import BACKBONES, RELIABILITIES, TRANSPORTS, ParameterError
 
 PARAMETERS = {
     "camera": ("cam0", "camera name (logs, /diagnostics)"),
     "topic": ("", "namespace of <ns>/image_raw[/compressed]; <ns>/people is published ('' = the camera name)"),
     "image_transport": ("raw", f"one of {TRANSPORTS}"),
+    "qos_reliability": ("best_effort", f"image subscription, one of {RELIABILITIES} (sensor data default)"),
+    "qos_depth": (1, "image subscription queue depth (1: always the newest image)"),
     "backbone": ("movenet_lightning", f"single-person backbone per detected person, one of {BACKBONES[:2]}"),
     "inference": ("auto", f"one of {INFERENCE_CHOICES}: what runs the backbone"),
     "device": ("auto", "auto, cpu, cuda or cuda:N"),
@@ -50,15 +52,18 @@ class PeopleNode(Node):
             self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True))
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self.camera = p["camera"]
-        if p["image_transport"] not in TRANSPORTS or p["backbone"] not in BACKBONES[:2]:
-            raise ParameterError(f"image_transport {p['image_transport']!r} or backbone {p['backbone']!r} "
-                                 f"not one of {TRANSPORTS} / {BACKBONES[:2]}")
+        for name, allowed in (("image_transport", TRANSPORTS), ("backbone", BACKBONES[:2]),
+                              ("qos_reliability", RELIABILITIES)):
+            if p[name] not in allowed:
+                raise ParameterError(f"parameter {name!r}: {p[name]!r} is not one of {allowed}")
         self.detect = _people_detector(p)
         self.drops: Counter = Counter()
         self.frames = 0
         ns = (p["topic"] or self.camera).rstrip("/")
         compressed = p["image_transport"] == "compressed"
-        qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+        qos = QoSProfile(depth=max(int(p["qos_depth"]), 1), history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE if p["qos_reliability"] == "reliable"
+                         else ReliabilityPolicy.BEST_EFFORT)
         self.pub = self.create_publisher(People2D, f"{ns}/people", 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(CompressedImage if compressed else Image,
@@ -107,9 +112,10 @@ def _people_detector(p: dict) -> PeopleDetector:
     from dense_warper_ros.pipeline import load_backbone
     dev = str(resolve_device(p["device"]))
     try:
-        backbone = load_backbone(p["backbone"], device=dev, inference=p["inference"])
-        detector = MultiPoseDetector(load_multipose(device=dev), max_people=int(p["max_people"]))
-    except (OSError, ValueError) as e:
+        backbone = load_backbone(p["backbone"], device=dev, inference=p["inference"])   # ONNX Runtime: 1 thread
+        detector = MultiPoseDetector(load_multipose(device=dev), max_people=int(p["max_people"]),
+                                     inference=p["inference"])
+    except (OSError, ValueError, ImportError) as e:
         raise ParameterError(f"cannot load the 2D models: {type(e).__name__}: {e}") from e
     return PeopleDetector(detector, backbone, min_score=float(p["min_score"]))
 
