@@ -29,13 +29,16 @@ import torch
 
 from dense_warper_ros import association as assoc
 from dense_warper_ros.buffer import BufferConfig, Frame, InterleavedBuffer, Window
-from dense_warper_ros.cameras import Camera, undistorter
+from dense_warper_ros.cameras import Camera, root_crop_affine, undistorter
 from dense_warper_ros.model import PreviousFrames
-from dense_warper_ros.people import Person2D, render_person
+from dense_warper_ros.people import Person2D, render_keypoints, render_person
 from dense_warper_ros.people_detection import Detector, crop_people, detection_boxes, iou, square_box
 from dense_warper_ros.pipeline import PoseResult
-from dense_warper_ros.skeleton import NUM_JOINTS
-from dense_warper_ros.tracks import TrackingConfig, TrackRegistry, mean_distance
+from dense_warper_ros.skeleton import NUM_JOINTS, PELVIS
+from dense_warper_ros.tracks import TrackingConfig, TrackRegistry, centre, mean_distance
+
+
+ROOT_BOX_M = 2.0      # the model's crop: a box this wide around the root (HeatmapConfig.box_m of training)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class PeopleFrame:
     people: list[Person2D]
     assigned: dict[int, int] = field(default_factory=dict)    # track id -> person index
     tried: set[int] = field(default_factory=set)              # track ids already matched against
+    rendered: dict = field(default_factory=dict)              # person index -> (heatmaps, affine) from keypoints
 
     def unassigned(self) -> list[int]:
         taken = set(self.assigned.values())
@@ -97,18 +101,11 @@ class MultiPersonPipeline:
 
     # --- frames in -----------------------------------------------------------------------------
     def people_frame(self, people: Sequence[Person2D], camera: Camera, frame_id: str = "") -> PeopleFrame:
-        """A frame's people ready for the buffer: people without heatmaps (given as keypoints) get
-        them rendered; duplicates (overlapping crops of one person) go."""
-        ready = []
-        for p in people:
-            if p.heatmaps is None:
-                r = render_person(p, self.heatmap_size, self.config.sigma, min_score=self.config.min_score)
-                if r is None:
-                    self.stats["people_too_few_joints"] += 1
-                    continue
-                p = Person2D(keypoints=p.keypoints, scores=p.scores, score=p.score, heatmaps=r[0], affine=r[1],
-                             extra=p.extra)
-            ready.append(p)
+        """A frame's people ready for the buffer: people given as keypoints need two confident
+        joints (their heatmaps are rendered when a track first uses them); duplicates (overlapping
+        crops of one person) go."""
+        ready = [p for p in people if p.heatmaps is not None or p.box(self.config.min_score) is not None]
+        self.stats["people_too_few_joints"] += len(people) - len(ready)
         return PeopleFrame(camera=camera, frame_id=frame_id,
                            people=assoc.deduplicate(ready, self.config.min_score))
 
@@ -141,14 +138,15 @@ class MultiPersonPipeline:
         the other one)."""
         tracks = list(self.tracks.live.values()) if track else []
         boxed = [(t, b) for t in tracks if (b := self._track_box(t, camera, stamp_ns)) is not None]
+        if self.detector is None:                 # crops from the tracks; the whole frame while nobody is tracked
+            boxes = [b for _, b in boxed] or ([] if tracks else [np.full(4, np.nan)])
+            return crop_people(self.backbone, image_rgb, boxes, self.device)
         since = self._since_detection.get(camera_index, self.config.detector_period)
-        if self.detector is None or (since < self.config.detector_period and boxed):
+        if since < self.config.detector_period and boxed:
             self._since_detection[camera_index] = since + 1
             people = crop_people(self.backbone, image_rgb, [b for _, b in boxed], self.device)
-            if self.detector is None or self._crops_found_their_tracks(boxed, people, camera, stamp_ns):
-                if people or tracks or self.detector is not None:
-                    return people
-                return crop_people(self.backbone, image_rgb, [np.full(4, np.nan)], self.device)   # whole frame
+            if self._crops_found_their_tracks(boxed, people, camera, stamp_ns):
+                return people
             self.stats["detector_reruns"] += 1
         self._since_detection[camera_index] = 1
         detected = self._detected_boxes(image_rgb)
@@ -156,11 +154,13 @@ class MultiPersonPipeline:
         boxes = detected + [b for _, b in boxed if all(iou(b, d) <= 0.3 for d in detected)]
         return crop_people(self.backbone, image_rgb, boxes, self.device)
 
-    def _crops_found_their_tracks(self, boxed: list, people: list[Person2D], camera: Camera, stamp_ns: int) -> bool:
+    def _crops_found_their_tracks(self, boxed: list, people: list[Person2D], camera: Camera,
+                                  stamp_ns: int) -> bool:
         """Each track crop's person lies where its track predicts, and no two crops found one person."""
-        if len(assoc.deduplicate(people, self.config.min_score)) < len(people):
+        c = self.config
+        if len(assoc.deduplicate(people, c.min_score)) < len(people):
             return False
-        return all(assoc.reprojection_error(t.predict(stamp_ns), camera, p, self.config.min_score) <= self.config.gate
+        return all(assoc.reprojection_error(t.predict(stamp_ns), camera, p, c.min_score) <= c.gate
                    for (t, _), p in zip(boxed, people))
 
     def _track_box(self, track, camera: Camera, stamp_ns: int) -> np.ndarray | None:
@@ -354,6 +354,29 @@ class MultiPersonPipeline:
         dev = self.device
         return PreviousFrames(heatmaps=hm, affines=A.to(dev), times=times.to(dev), valid=valid.to(dev))
 
+    def _heatmaps(self, f: Frame, track_id: int) -> tuple[torch.Tensor, np.ndarray]:
+        """The heatmaps (17, h, w) and (2, 3) affine of the track's person in frame `f`: the
+        backbone's, or rendered from its keypoints in the model's crop, a 2 m box around the track's
+        root at that frame's stamp (the crop the warps were trained in), once per frame and person."""
+        k = f.data.assigned[track_id]
+        p = f.data.people[k]
+        if p.heatmaps is not None:
+            return p.heatmaps, np.asarray(p.affine)
+        if k not in f.data.rendered:
+            A = self._root_crop(f.data.camera, self.tracks.live[track_id].predict(f.stamp_ns))
+            if A is None:
+                hm, A = render_person(p, self.heatmap_size, self.config.sigma, min_score=self.config.min_score)
+            else:
+                hm = render_keypoints(p, A, self.heatmap_size, self.config.sigma, min_score=self.config.min_score)
+            f.data.rendered[k] = (hm.to(self.device), A)
+        return f.data.rendered[k]
+
+    def _root_crop(self, camera: Camera, points: np.ndarray) -> np.ndarray | None:
+        root = points[PELVIS] if np.isfinite(points[PELVIS]).all() else centre(points)
+        if root is None or camera.to_camera(root[None])[0, 2] <= 0.3:
+            return None
+        return root_crop_affine(camera, root, box_mm=1000 * ROOT_BOX_M, out_size=self.heatmap_size)
+
     def _stack(self, frames: Sequence[Frame | None], track_id: int, target_ns: int):
         """One track's person in each of `frames` -> heatmaps (n, J, h, w), affines (n, 2, 3),
         times (n,) s from the target, valid (n,); a frame without the person is invalid."""
@@ -365,9 +388,9 @@ class MultiPersonPipeline:
         for k, f in enumerate(frames):
             if f is None or track_id not in f.data.assigned:
                 continue
-            p = f.data.people[f.data.assigned[track_id]]
-            hm[k] = p.heatmaps
-            A[k] = torch.from_numpy(np.asarray(p.affine))
+            heatmaps, affine = self._heatmaps(f, track_id)
+            hm[k] = heatmaps
+            A[k] = torch.from_numpy(affine)
             times[k] = (f.stamp_ns - target_ns) * 1e-9
             valid[k] = True
         return hm, A, times, valid

@@ -5,10 +5,11 @@ captured, distorted) with a confidence per joint. Detectors that speak COCO-17 (
 OpenPose's body-17 subset) convert with `from_coco`; the derived H36M joints (pelvis, spine, thorax,
 head top) are built the way the MoveNet adapter builds them.
 
-Keypoints become heatmaps the way the synthetic benchmark renders them (`render_person`): a square
-crop around the person's confident keypoints (about the 2 m root box the model was trained with),
-unit-peak Gaussians of `sigma` heatmap px scaled by each joint's confidence; a joint below
-`min_score` is an all-zero channel.
+Keypoints become heatmaps the way the synthetic benchmark renders them (`render_keypoints`):
+Gaussians of `sigma` heatmap px, peak = each joint's confidence, in a crop; a joint below
+`min_score` is an all-zero channel. The crop is the model's own (a 2 m box around the person's 3D
+root, `cameras.root_crop_affine`) once the person belongs to a track; without one, the square
+around its keypoints (`render_person`), which shrinks when joints are hidden.
 """
 from __future__ import annotations
 
@@ -81,14 +82,21 @@ def person_affine(person: Person2D, size: int, *, margin: float = 1.15, min_scor
     return crop_affine(((b[0] + b[2]) / 2, (b[1] + b[3]) / 2), side, size)
 
 
-def render_person(person: Person2D, size: int, sigma: float, *, min_score: float = 0.2,
-                  margin: float = 1.15) -> tuple[torch.Tensor, np.ndarray] | None:
-    """Heatmaps (17, size, size) and their (2, 3) affine rendered from the keypoints; None when the
-    person has fewer than two confident joints."""
-    A = person_affine(person, size, margin=margin, min_score=min_score)
-    if A is None:
-        return None
+def render_keypoints(person: Person2D, A: np.ndarray, size: int, sigma: float, *,
+                     min_score: float = 0.2) -> torch.Tensor:
+    """Heatmaps (17, size, size) of the keypoints in the crop of affine A (image -> heatmap px):
+    Gaussians of `sigma` px, peak = the joint's confidence, zero for joints below `min_score`."""
     uv = torch.from_numpy(apply_affine(A, person.keypoints)).float()      # (17, 2) heatmap px
     ok = torch.from_numpy(person.confident(min_score))
     hm = render_gaussians(uv, size, sigma, valid=ok)                       # (17, size, size)
-    return hm * torch.from_numpy(person.scores).float()[:, None, None], A
+    return hm * torch.from_numpy(person.scores).float()[:, None, None]
+
+
+def render_person(person: Person2D, size: int, sigma: float, *, min_score: float = 0.2,
+                  margin: float = 1.15) -> tuple[torch.Tensor, np.ndarray] | None:
+    """Heatmaps (17, size, size) and their (2, 3) affine in the square crop around the person's
+    keypoints; None when the person has fewer than two confident joints."""
+    A = person_affine(person, size, margin=margin, min_score=min_score)
+    if A is None:
+        return None
+    return render_keypoints(person, A, size, sigma, min_score=min_score), A

@@ -24,7 +24,8 @@ from multi_person_rig import nearest_truth, two_person_frames  # noqa: E402
 from torch_threads import one_torch_thread  # noqa: E402,F401
 
 PARAMS = dict(mode="offline", timing="windowed", qos_reliability="reliable", qos_depth=200, tf_timeout=2.0,
-              flush_after=0.5, device="cpu", max_view_age=0.2, cpu_threads=1, input="keypoints", max_people=4)
+              flush_after=3.0, device="cpu", max_view_age=0.2, cpu_threads=1, input="keypoints", max_people=4)
+# flush_after: a load hiccup in the publishing test process must not flush held frames mid-stream
 
 
 def _reference(rec, msgs) -> list:
