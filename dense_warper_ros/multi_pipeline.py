@@ -105,7 +105,8 @@ class MultiPersonPipeline:
         joints (their heatmaps are rendered when a track first uses them); duplicates (overlapping
         crops of one person) go."""
         ready = [p for p in people if p.heatmaps is not None or p.box(self.config.min_score) is not None]
-        self.stats["people_too_few_joints"] += len(people) - len(ready)
+        if len(ready) < len(people):
+            self.stats["people_too_few_joints"] += len(people) - len(ready)
         return PeopleFrame(camera=camera, frame_id=frame_id,
                            people=assoc.deduplicate(ready, self.config.min_score))
 

@@ -22,6 +22,7 @@ from dense_warper_ros.backbones import movenet as mv
 from dense_warper_ros.backbones import tfjs_convert as tfjs
 from dense_warper_ros.cameras import affine_to_3x3, apply_affine, invert_affine
 from dense_warper_ros.data import pose2sim
+from tfjs_runner import run_graph
 
 REPO = Path(__file__).resolve().parents[1]
 TFJS_DIR = REPO / ".cache" / "tfjs"
@@ -58,23 +59,7 @@ def photos() -> list[np.ndarray]:
 
 def run_tfjs(variant: str, inputs: np.ndarray, tmp: Path) -> list[dict[str, np.ndarray]]:
     """inputs (N, S, S, 3) uint8 -> per input, {node name: array} from scripts/tfjs_reference.js."""
-    files = []
-    for i, x in enumerate(inputs):
-        f = tmp / f"in{i}.bin"
-        x.astype("<i4").tofile(f)
-        files.append({"file": str(f), "shape": [1, *x.shape]})
-    job = {"tfjs_dir": str(TFJS_DIR), "model": str(GRAPHS / f"movenet-{variant}.json"),
-           "outputs": list(tfjs.TF_OUTPUTS.values()), "inputs": files, "out_dir": str(tmp / "out")}
-    (tmp / "job.json").write_text(json.dumps(job))
-    r = subprocess.run(["node", str(REPO / "scripts" / "tfjs_reference.js"), str(tmp / "job.json")],
-                       check=False, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    result = json.loads((tmp / "out" / "result.json").read_text())
-    assert result["backend"] == "cpu"
-    out: list[dict[str, np.ndarray]] = [{} for _ in inputs]
-    for f in result["files"]:
-        out[f["input"]][f["node"]] = np.fromfile(f["file"], "<f4").reshape(f["shape"])
-    return out
+    return run_graph(GRAPHS / f"movenet-{variant}.json", list(tfjs.TF_OUTPUTS.values()), inputs, tmp)
 
 
 @pytest.mark.parametrize("variant", mv.VARIANTS)

@@ -23,6 +23,7 @@ from dense_warper_ros.backbones import movenet_multipose as mp
 from dense_warper_ros.backbones.adapter import letterbox_affine, warp_to_input
 from dense_warper_ros.cameras import invert_affine
 from dense_warper_ros.data.pose2sim import read_frames
+from tfjs_runner import run_graph
 
 REPO = Path(__file__).resolve().parents[1]
 TFJS_DIR = REPO / ".cache" / "tfjs"
@@ -81,24 +82,8 @@ def _ensure_reference() -> None:
 
 def run_tfjs(inputs: np.ndarray, tmp: Path) -> list[dict[str, np.ndarray]]:
     """inputs (N, S, S, 3) uint8 -> per input {head name: array} from scripts/tfjs_reference.js."""
-    files = []
-    for i, x in enumerate(inputs):
-        f = tmp / f"in{i}.bin"
-        x.astype("<i4").tofile(f)
-        files.append({"file": str(f), "shape": [1, *x.shape]})
-    nodes = {v: k for k, v in mp.TF_OUTPUTS.items()}
-    job = {"tfjs_dir": str(TFJS_DIR), "model": str(GRAPH), "outputs": list(nodes),
-           "inputs": files, "out_dir": str(tmp / "out")}
-    (tmp / "job.json").write_text(json.dumps(job))
-    r = subprocess.run(["node", str(REPO / "scripts" / "tfjs_reference.js"), str(tmp / "job.json")],
-                       check=False, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    result = json.loads((tmp / "out" / "result.json").read_text())
-    assert result["backend"] == "cpu"
-    out: list[dict[str, np.ndarray]] = [{} for _ in inputs]
-    for f in result["files"]:
-        out[f["input"]][nodes[f["node"]]] = np.fromfile(f["file"], "<f4").reshape(f["shape"])
-    return out
+    names = {node: head for head, node in mp.TF_OUTPUTS.items()}
+    return [{names[k]: v for k, v in out.items()} for out in run_graph(GRAPH, list(names), inputs, tmp)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ input can stop the node.
 from __future__ import annotations
 
 import queue
-import signal
 import sys
 import threading
 import time
@@ -20,18 +19,16 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from dense_warper_ros.msg import People2D, Skeleton3DArray
 from dense_warper_ros.pipeline import PeopleOptions, PosePipeline, build_pipeline
 from dense_warper_ros.ros import params
+from dense_warper_ros.ros.spin import run_node
 from dense_warper_ros.ros.conversions import delete_markers_for, markers_for, skeletons_to_msg
 from dense_warper_ros.ros.frame_processor import INFO_CAUSES, FrameDropped, FrameProcessor, PreparedFrame, stamp_to_ns
 from dense_warper_ros.ros.tf_source import make_tf_source
@@ -416,32 +413,9 @@ def _p50(x) -> float:
     return float(np.percentile(np.array(x), 50)) if x else float("nan")
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(args=None) -> int:
-    """Spin until SIGINT or SIGTERM. rclpy's own signal handler would shut the context down under
-    the workers' feet (a publish mid-pose then fails); here the interrupt reaches the main thread,
-    the workers are joined first, and only then the node and the context go."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    node = None
-    try:
-        node = DenseWarperNode()
-        rclpy.spin(node)
-    except params.ParameterError as e:              # a start-up error: one line, exit code 2
-        print(f"dense_warper: {e}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.stop()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Spin until SIGINT or SIGTERM (`spin.run_node`)."""
+    return run_node(DenseWarperNode, "dense_warper", args)
 
 
 if __name__ == "__main__":

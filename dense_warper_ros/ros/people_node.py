@@ -9,18 +9,14 @@ nobody in it (so "nobody here" differs from "camera silent").
 """
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections import Counter
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from dense_warper_ros.backbones.onnx_runtime import INFERENCE_CHOICES
@@ -30,6 +26,7 @@ from dense_warper_ros.people_detection import PeopleDetector
 from dense_warper_ros.ros.conversions import people_to_msg
 from dense_warper_ros.ros.frame_processor import image_to_rgb, stamp_to_ns
 from dense_warper_ros.ros.params import BACKBONES, RELIABILITIES, TRANSPORTS, ParameterError
+from dense_warper_ros.ros.spin import run_node
 
 PARAMETERS = {
     "camera": ("cam0", "camera name (logs, /diagnostics)"),
@@ -120,28 +117,9 @@ def _people_detector(p: dict) -> PeopleDetector:
     return PeopleDetector(detector, backbone, min_score=float(p["min_score"]))
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(args=None) -> int:
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    node = None
-    try:
-        node = PeopleNode()
-        rclpy.spin(node)
-    except ParameterError as e:
-        print(f"people: {e}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Spin until SIGINT or SIGTERM (`spin.run_node`)."""
+    return run_node(PeopleNode, "people", args)
 
 
 if __name__ == "__main__":
