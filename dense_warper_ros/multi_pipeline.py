@@ -7,15 +7,22 @@ people, each with its own heatmaps (a top-down crop through the backbone, or ren
 2. each frame of the window (and its history) matches its still-unassigned people to the live tracks
    predicted to *that frame's* stamp (`association`, Hungarian with a gate); a frame remembers its
    assignment, so it is matched once per track;
-3. unmatched people of the window's frames that agree across cameras start a track (or get back the
+3. a still-unassigned person that triangulates with a track's people in the window's other views
+   joins that track (the views agree even where the track's own few-view pose is poor);
+4. unmatched people of the window's frames that agree across cameras start a track (or get back the
    id of one that ended nearby moments ago);
-4. every live track seen in at least `min_views` views is fused at the target instant, all tracks in
-   one batched `pose_at` call; two tracks that fuse to one person become one.
+5. every live track seen in at least `min_views` views is fused at the target instant, all tracks in
+   one batched `pose_at` call; joints out of a body's reach are dropped, a pose far from its track's
+   prediction is refused, and two tracks that fuse to one person become one.
 
 Images in (`process`): each live track's predicted pose, projected into the frame, gives its crop;
 the person detector (`detector`, MoveNet MultiPose) runs every `detector_period` frames of a camera,
-or on every frame while a camera sees no track, and its people not covered by a track crop get
-crops of their own; all crops of a frame go through the backbone in one batch.
+on every frame while a camera sees no track, and where a track's crop did not find its person; its
+people not covered by a track crop get crops of their own; all crops of a frame go through the
+backbone in one batch. People given as keypoints get heatmaps rendered in the model's own crop.
+
+In the node, `frame_heatmaps` runs on the backbone thread and reads the tracks the fusion thread
+updates: it only takes a snapshot of the live tracks and their last poses.
 """
 from __future__ import annotations
 

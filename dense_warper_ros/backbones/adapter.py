@@ -93,6 +93,21 @@ def boxes_from_keypoints(keypoints: np.ndarray, *, min_score: float = 0.2, margi
     return out
 
 
+def shrink_whole(image: np.ndarray, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A large downscale of a whole frame (the detector's letterbox: 1920 px -> 256) in two steps:
+    first an integer factor k by pixel averaging (OpenCV's fast integer INTER_AREA path: about 2 ms
+    instead of 14 for a 1920x1088 frame), then `warp_to_input` on the small image with the
+    returned affine. The last k - 1 rows and columns at most are dropped."""
+    k = int(1.0 / float(A[0, 0]))
+    if k < 2:
+        return image, A
+    h, w = image.shape[0] // k, image.shape[1] // k
+    small = cv2.resize(image[:h * k, :w * k], (w, h), interpolation=cv2.INTER_AREA)
+    # small pixel x' covers image pixels k x' .. k x' + k - 1: x = k x' + (k - 1) / 2
+    up = np.array([[k, 0.0, (k - 1) / 2], [0.0, k, (k - 1) / 2], [0.0, 0.0, 1.0]])
+    return small, (affine_to_3x3(A) @ up)[:2]
+
+
 def warp_to_input(image: np.ndarray, A: np.ndarray, size: int) -> np.ndarray:
     """Resample the square crop of `image` (H, W, C) under A (image -> input, scale + shift) to
     (size, size, C), zeros outside the image. Downscaling goes through INTER_AREA (no aliasing at

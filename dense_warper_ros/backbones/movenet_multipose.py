@@ -43,7 +43,7 @@ from torch import nn
 
 from ..cameras import apply_affine, invert_affine
 from . import tfjs_convert as tfjs
-from .adapter import letterbox_affine, warp_to_input
+from .adapter import letterbox_affine, shrink_whole, warp_to_input
 from .movenet import (NUM_KEYPOINTS, Head, InvertedResidual, MoveNetConfig, SeparableConv, _conv,
                       default_models_dir)
 
@@ -267,7 +267,7 @@ class MultiPoseDetector:
                              f"{getattr(image_rgb, 'shape', type(image_rgb))} {getattr(image_rgb, 'dtype', '')}")
         S = self.input_size
         A = letterbox_affine(image_rgb.shape[1], image_rgb.shape[0], S)   # image -> input pixels
-        crop = warp_to_input(image_rgb, A, S)                               # (S, S, 3) uint8
+        crop = warp_to_input(*shrink_whole(image_rgb, A), S)                # (S, S, 3) uint8
         device = next(self.model.parameters()).device
         x = torch.from_numpy(crop).to(device).permute(2, 0, 1)[None].float()  # (1, 3, S, S)
         with torch.inference_mode():
