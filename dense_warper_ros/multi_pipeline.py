@@ -46,6 +46,8 @@ from dense_warper_ros.tracks import TrackingConfig, TrackRegistry, centre, mean_
 
 
 ROOT_BOX_M = 2.0      # the model's crop: a box this wide around the root (HeatmapConfig.box_m of training)
+CLOCK_REFRESH_NS = 1_000_000_000    # clock offsets re-estimated this often (stream time)
+CLOCK_MAX_SIGMA_S = 0.003           # an offset is applied once its standard error is below this
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class PeopleFrame:
     assigned: dict[int, int] = field(default_factory=dict)    # track id -> person index
     tried: set[int] = field(default_factory=set)              # track ids already matched against
     rendered: dict = field(default_factory=dict)              # person index -> (heatmaps, affine) from keypoints
+    reported: set[int] = field(default_factory=set)           # track ids handed to the clock-offset estimator
+    stamp_ns: int = 0                                         # the frame's own stamp (the buffer's may be corrected)
 
     def unassigned(self) -> list[int]:
         taken = set(self.assigned.values())
@@ -101,6 +105,11 @@ class MultiPersonPipeline:
         self.ended: list[int] = []          # ids of tracks that ended since the caller last cleared it
         self._since_detection: dict[int, int] = {}
         self.weights_source = ""
+        self.clock = None                   # a `clock_offsets.ClockOffsetEstimator` to feed, or None
+        self.apply_clock = False            # correct each camera's stamps by the clock's estimate
+        self.clock_estimate: dict = {}      # camera -> OffsetEstimate, as last refreshed
+        self._corrections: dict[int, int] = {}
+        self._clock_refreshed = -CLOCK_REFRESH_NS
 
     @property
     def heatmap_size(self) -> int:
@@ -123,8 +132,24 @@ class MultiPersonPipeline:
         return self.push_heatmaps(camera_index, stamp_ns, self.people_frame(people, camera, frame_id))
 
     def push_heatmaps(self, camera_index: int, stamp_ns: int, data: PeopleFrame) -> list[PoseResult]:
-        """A prepared frame (`people_frame`, `frame_heatmaps`) into the buffer -> the poses it completes."""
-        return self._solve_all(self.buffer.push(Frame(camera=camera_index, stamp_ns=stamp_ns, data=data)))
+        """A prepared frame (`people_frame`, `frame_heatmaps`) into the buffer -> the poses it completes.
+        With `apply_clock`, the buffer and the model see the stamp corrected by the camera's
+        estimated clock offset; poses and their view stamps keep the frames' own stamps."""
+        data.stamp_ns = stamp_ns
+        stamp = stamp_ns - self._clock_correction(camera_index, stamp_ns)
+        return self._solve_all(self.buffer.push(Frame(camera=camera_index, stamp_ns=stamp, data=data)))
+
+    def _clock_correction(self, camera_index: int, stamp_ns: int) -> int:
+        """ns to subtract from a camera's stamps: its estimated offset once the estimate is good to
+        CLOCK_MAX_SIGMA_S (refreshed every CLOCK_REFRESH_NS of stream time); 0 until then."""
+        if self.clock is None or not self.apply_clock:
+            return 0
+        if stamp_ns - self._clock_refreshed >= CLOCK_REFRESH_NS:
+            self._clock_refreshed = stamp_ns
+            self.clock_estimate = self.clock.estimate()
+            self._corrections = {c: int(round(e.offset_s * 1e9)) for c, e in self.clock_estimate.items()
+                                 if e.sigma_s <= CLOCK_MAX_SIGMA_S}
+        return self._corrections.get(camera_index, 0)
 
     def frame_heatmaps(self, stamp_ns: int, image_rgb: np.ndarray, camera: Camera, frame_id: str = "", *,
                        track: bool = True, camera_index: int = 0) -> PeopleFrame:
@@ -145,6 +170,7 @@ class MultiPersonPipeline:
         frame where a track's crop did not find its person (people crossing: the crop locked onto
         the other one)."""
         tracks = list(self.tracks.live.values()) if track else []
+        stamp_ns -= self._corrections.get(camera_index, 0)      # the tracks' time base
         boxed = [(t, b) for t in tracks if (b := self._track_box(t, camera, stamp_ns)) is not None]
         if self.detector is None:                 # crops from the tracks; the whole frame while nobody is tracked
             boxes = [b for _, b in boxed] or ([] if tracks else [np.full(4, np.nan)])
@@ -324,14 +350,27 @@ class MultiPersonPipeline:
                 self.stats["implausible_poses"] += 1
                 continue
             track.update(w.target_ns, points)
+            self._report_views(w, i)
             results.append(PoseResult(
-                stamp_ns=w.target_ns, points=points, confidence=out.confidence[b].double().cpu().numpy(),
+                stamp_ns=w.frames[w.target_camera].data.stamp_ns, points=points,
+                confidence=out.confidence[b].double().cpu().numpy(),
                 covariance=out.covariance[b].double().cpu().numpy(),
                 num_views=out.num_views[b].cpu().numpy().astype(np.int64),
-                view_stamps_ns=tuple(f.stamp_ns for f in used), view_frame_ids=tuple(f.data.frame_id for f in used),
+                view_stamps_ns=tuple(f.data.stamp_ns for f in used),
+                view_frame_ids=tuple(f.data.frame_id for f in used),
                 track_id=i, latency_s=latency, rejected=out.rejected[b].cpu().numpy(),
                 reprojection_px=self._reprojection(points, w.frames[w.target_camera], i)))
         return results
+
+    def _report_views(self, w: Window, track_id: int) -> None:
+        """Each frame's person of a fused track, once, to the clock-offset estimator (when set)."""
+        if self.clock is None:
+            return
+        for v, f in enumerate(w.frames):
+            if f is not None and track_id in f.data.assigned and track_id not in f.data.reported:
+                f.data.reported.add(track_id)
+                p = f.data.people[f.data.assigned[track_id]]
+                self.clock.observe(v, f.data.stamp_ns, track_id, p.keypoints, p.scores, f.data.camera)
 
     def _reprojection(self, points: np.ndarray, target: Frame, track_id: int) -> float:
         """Median px between `points` projected into the target frame and the track's person there."""

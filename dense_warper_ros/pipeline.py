@@ -221,10 +221,14 @@ class PeopleOptions:
     gate: float = 0.25                   # association gate: mean joint distance / person size
     track_timeout_s: float = 0.5         # a track without a pose for this long ends
     detector_period: int = 5             # frames of a camera between person-detector runs
+    clock_offsets: bool = False          # estimate each camera's clock offset from the tracked people
+    apply_clock_offsets: bool = False    # ... and correct the stamps with it (implies clock_offsets)
 
     @property
     def multi(self) -> bool:
-        return self.max_people > 1 or self.keypoints_input
+        """The multi-person pipeline: several people, 2D people in, or clock offsets (they need
+        each frame's people matched to tracks)."""
+        return self.max_people > 1 or self.keypoints_input or self.clock_offsets or self.apply_clock_offsets
 
 
 def _load_model(model_config: str, weights: str | Path, dev: str, num_cameras: int,
@@ -292,4 +296,9 @@ def _multi_pipeline(model: DenseWarper, backbone, buf: BufferConfig, people: Peo
         buffer=buf, tracking=TrackingConfig(max_people=people.max_people,
                                             timeout_ns=int(people.track_timeout_s * 1e9)),
         gate=people.gate, detector_period=people.detector_period, device=dev)
-    return MultiPersonPipeline(model=model, backbone=backbone, detector=detector, config=cfg)
+    pipe = MultiPersonPipeline(model=model, backbone=backbone, detector=detector, config=cfg)
+    if people.clock_offsets or people.apply_clock_offsets:
+        from dense_warper_ros.clock_offsets import ClockOffsetEstimator
+        pipe.clock = ClockOffsetEstimator(buf.num_cameras)
+        pipe.apply_clock = people.apply_clock_offsets
+    return pipe

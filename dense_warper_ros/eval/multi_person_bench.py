@@ -40,7 +40,7 @@ from dense_warper_ros.buffer import TIMINGS, BufferConfig
 from dense_warper_ros.cameras import Camera
 from dense_warper_ros.data import multi_person as mp
 from dense_warper_ros.data.rigs import config_from_dict, make_rig, read_yaml
-from dense_warper_ros.data.schedules import Schedule, interleaved
+from dense_warper_ros.data.schedules import Schedule, interleaved, synchronized
 from dense_warper_ros.eval.bench_config import AccuracyConfig, config_from_mapping
 from dense_warper_ros.eval.multi_metrics import (MultiPersonMetrics, Prediction, cost_matrix, evaluate_multi,
                                                  gated_assignment)
@@ -52,9 +52,10 @@ from dense_warper_ros.skeleton import PELVIS
 from dense_warper_ros.tracks import TrackingConfig, TrackRegistry
 
 DEFAULT_CONFIG = Path("config") / "bench" / "multi_person.yaml"
-MULTI_METHODS = ("b", "d+")
+MULTI_METHODS = ("b", "d+", "e")
 METHOD_LABELS = {"b": "naive interleaving (lite, identity warps)",
-                 "d+": "DenseWarper + temporal context (lite_tc)"}
+                 "d+": "DenseWarper + temporal context (lite_tc)",
+                 "e": "every camera at every instant (N x images, synchronous)"}
 SECTIONS = ("multi_person", "multi_bench", "multi_pipeline", "tracking")   # besides default.yaml's
 _SET_BY_BENCH = {"multi_pipeline": ("buffer", "tracking", "device"), "tracking": ("max_people",)}
 EARLY_S = 0.25            # failure modes: misses this soon after the first output instant are "early"
@@ -142,9 +143,10 @@ class Run:
 
 def make_pipeline(cfg: MultiAccuracyConfig, method: str, timing: str, num_cameras: int, max_people: int,
                   weights_tc: str = ""):
-    """(b): the faithful `lite` with identity warps; (d+): `lite_tc` with the shipped (or given)
-    weights; either with the config's pipeline and tracking overrides."""
-    model, weights = (cfg.base.bench.model, "none") if method == "b" else (cfg.base.bench.model_tc, weights_tc)
+    """(b) and (e): the faithful `lite` with identity warps (for (e) every view is at the instant:
+    plain triangulation); (d+): `lite_tc` with the shipped (or given) weights; each with the config's
+    pipeline and tracking overrides."""
+    model, weights = (cfg.base.bench.model_tc, weights_tc) if method == "d+" else (cfg.base.bench.model, "none")
     pipe = build_pipeline(num_cameras=num_cameras, timing=timing, offline=True, device="cpu", weights=weights,
                           model_config=model, people=PeopleOptions(max_people=max_people, keypoints_input=True))
     tracking = override(pipe.config.tracking, cfg.tracking, "tracking")
@@ -156,6 +158,14 @@ def make_pipeline(cfg: MultiAccuracyConfig, method: str, timing: str, num_camera
 def capture_schedule(cfg: MultiAccuracyConfig, num_cameras: int, duration: float) -> Schedule:
     pad = 3 * cfg.base.schedule.jitter_s + 1e-6
     return interleaved(cfg.base.schedule, num_cameras, pad, duration - pad).received()
+
+
+def synchronous_frames(scene: mp.MultiPersonScene, cams: Sequence[Camera],
+                       frames: Sequence[mp.Frame]) -> list[mp.Frame]:
+    """(e): every camera at each instant the interleaved rig captured (N times the images); the
+    windowed buffer waits for all of them, so each pose has every view of its instant."""
+    instants = np.unique([f.stamp_ns for f in frames]) * 1e-9
+    return scene.observations(cams, synchronized(instants, len(cams)))
 
 
 def scored_stamps(frames: Sequence[mp.Frame], margin_s: float) -> np.ndarray:
@@ -326,11 +336,16 @@ def bench_scene(cfg: MultiAccuracyConfig, num_people: int, seed: int, cams: Sequ
         single = {m: single_reference(cfg, scene, cams, schedule, m, timing, weights_tc)
                   for m in cfg.bench.single_person_methods}
         for method in cfg.bench.methods:
-            pipe = make_pipeline(cfg, method, timing, len(cams), cfg.bench.max_people or num_people, weights_tc)
-            run = run_frames(pipe, frames, cams, stamps)
+            if method == "e" and timing != cfg.bench.timings[-1]:
+                continue                          # synchronous: one row, whatever the timing
+            pipe = make_pipeline(cfg, method, "windowed" if method == "e" else timing, len(cams),
+                                 cfg.bench.max_people or num_people, weights_tc)
+            run = run_frames(pipe, synchronous_frames(scene, cams, frames) if method == "e" else frames, cams,
+                             stamps)
             m = score(scene, run, cfg.bench)
             failures = failure_modes(scene, run, max(cfg.bench.thresholds_mm), cfg.bench.match_mm)
-            rows.append(make_row(scene, method, timing, run, m, single.get(method), failures))
+            rows.append(make_row(scene, method, "synchronous" if method == "e" else timing, run, m,
+                                 single.get(method), failures))
             log(f"[multi] {rows[-1]['scene']} ({method}) {timing}: recall@{failures['gate_mm']:g} "
                 f"{rows[-1]['recall'][f'{max(cfg.bench.thresholds_mm):g}']:.3f}, MPJPE {rows[-1]['mpjpe_mm']:.1f} mm, "
                 f"{m.id_switches} id switches, {run.seconds:.1f} s")

@@ -5,7 +5,8 @@
    `dense_pipeline_truth` (the same pipeline on all 4 views at every frame), named in the bag;
 2. replays it through the node's per-frame path offline with the shipped weights;
 3. the same for pose2sim's two-person recording (same rig, no ground truth) with up to 4 people:
-   how often each person is tracked, id changes, reprojection against each person's own detections;
+   how often each person is tracked, id changes, reprojection against each person's own detections,
+   and each camera's clock offset estimated from the people (reported, not applied);
 4. prints the summary tables and where the pictures are.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> int:
     rc = evaluate([str(bag), "--out", str(OUT / "eval"), "--timing", "windowed", "--compare-untrained"])
     multi = two_person_bag()
     rc = rc or evaluate([str(multi), "--out", str(OUT / "eval_multi"), "--timing", "windowed", "--max-people", "4",
-                         "--expect-people", "2"])
+                         "--expect-people", "2", "--estimate-clock-offsets"])
     print(f"[demo] done in {time.time() - t0:.0f} s. Reports: {OUT / 'eval' / 'summary.md'} (one person), "
           f"{OUT / 'eval_multi' / 'summary.md'} (two people); report.json and pictures beside them")
     return rc

@@ -25,7 +25,7 @@ from dense_warper_ros.eval import metrics, pictures
 from dense_warper_ros.eval.people_report import by_instant, people_report, tracked_share
 from dense_warper_ros.pipeline import PeopleOptions, build_pipeline
 from dense_warper_ros.ros.bags import BagWriter, notes_of, read_messages, topics_of
-from dense_warper_ros.ros.conversions import markers_for, skeletons_to_msg
+from dense_warper_ros.ros.conversions import markers_for, ns_to_stamp, skeletons_to_msg
 from dense_warper_ros.ros.frame_processor import image_to_rgb, stamp_to_ns
 from dense_warper_ros.ros.offline_replay import OfflineReplay, camera_name_of, match_ground_truth
 from dense_warper_ros.ros.recording_msgs import GROUND_TRUTH_NOTE, GROUND_TRUTH_TOPIC
@@ -57,6 +57,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="--max-people > 1: frames of a camera between person-detector runs")
     ap.add_argument("--expect-people", type=int, default=0,
                     help="people in the scene, for the report's share of instants with all of them tracked")
+    ap.add_argument("--estimate-clock-offsets", action="store_true",
+                    help="estimate each camera's clock offset from the tracked people (reported, not applied)")
+    ap.add_argument("--apply-clock-offsets", action="store_true",
+                    help="estimate them and correct the stamps (the node's estimate_clock_offsets)")
+    ap.add_argument("--stamp-offset", action="append", default=[], metavar="CAMERA=SECONDS",
+                    help="add SECONDS to every stamp of CAMERA's images and CameraInfo (a camera whose clock "
+                         "is off, to check the estimate); repeatable")
     ap.add_argument("--no-pictures", action="store_true")
     return ap.parse_args(argv)
 
@@ -73,8 +80,11 @@ def replay(bag: Path, cams: list[str], args, *, weights: str, keep_images: bool,
                           model_config=model_config or args.model_config, weights=weights, backbone=args.backbone,
                           device=args.device, max_view_age_s=args.max_view_age,
                           outlier_threshold=args.outlier_threshold,
-                          people=PeopleOptions(max_people=args.max_people, detector_period=args.detector_period))
+                          people=PeopleOptions(max_people=args.max_people, detector_period=args.detector_period,
+                                               clock_offsets=args.estimate_clock_offsets,
+                                               apply_clock_offsets=args.apply_clock_offsets))
     rep = OfflineReplay(pipeline=pipe, cameras=cams, world_frame=args.world_frame)
+    offsets = stamp_offsets(args.stamp_offset, cams)
     truth: dict[int, np.ndarray] = {}
     thumbs: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)   # camera -> (stamp, small RGB)
     tf_static = []
@@ -86,6 +96,7 @@ def replay(bag: Path, cams: list[str], args, *, weights: str, keep_images: bool,
             continue
         if topic == "/tf_static":
             tf_static.append(msg)
+        shift_stamp(msg, topic, offsets)
         rep.feed(topic, msg, arrival_ns=log_ns)
         parsed = camera_name_of(topic)
         if keep_images and parsed and parsed[1] == "image" and parsed[0] in cams:
@@ -97,6 +108,24 @@ def replay(bag: Path, cams: list[str], args, *, weights: str, keep_images: bool,
     wall = time.perf_counter() - t0
     cameras = {i: c for i, c in enumerate(rep.processor.last_camera) if c is not None}
     return res, truth, thumbs, cameras, tf_static, wall, pipe
+
+
+def stamp_offsets(specs: list[str], cams: list[str]) -> dict[str, int]:
+    """['cam02=0.015', ...] -> {camera: ns}."""
+    out = {}
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        if name not in cams:
+            raise SystemExit(f"--stamp-offset {spec!r}: camera {name!r} is not one of {cams}")
+        out[name] = int(round(float(value) * 1e9))
+    return out
+
+
+def shift_stamp(msg, topic: str, offsets: dict[str, int]) -> None:
+    """Move a camera's message stamp by its offset (images and CameraInfo)."""
+    parsed = camera_name_of(topic)
+    if parsed and parsed[0] in offsets:
+        msg.header.stamp = ns_to_stamp(stamp_to_ns(msg.header.stamp) + offsets[parsed[0]])
 
 
 def cv2_resize(rgb: np.ndarray, scale: float) -> np.ndarray:
@@ -146,6 +175,12 @@ def main(argv=None) -> int:
         "ground_truth": notes_of(bag).get(GROUND_TRUTH_NOTE, "not named in the bag") if truth else None,
         "accuracy": {k: v for k, v in sc.items() if not k.startswith("_")},
     }
+    clock = getattr(pipe, "clock", None)
+    if clock is not None:
+        report["clock_offsets_ms"] = {cams[c]: {"offset": 1000 * e.offset_s, "sigma": 1000 * e.sigma_s,
+                                                "pairs": e.pairs} for c, e in clock.estimate().items()}
+        report["stamp_offsets_added_ms"] = {k: v * 1e-6 for k, v in stamp_offsets(args.stamp_offset, cams).items()}
+        report["clock_offsets_applied"] = bool(args.apply_clock_offsets)
     if args.max_people > 1 and res.poses:
         cycle_ns = int(len(cams) / report["sum_camera_rate_hz"] * 1e9) if report["sum_camera_rate_hz"] else 0
         report["people"] = people_report(res.poses, scored_from_ns=min(p.stamp_ns for p in res.poses) + cycle_ns)
@@ -254,6 +289,12 @@ def summary_markdown(r: dict) -> str:
                          f"`{r['ground_truth_topic']}`: {r['ground_truth']}) |")
     if r.get("people"):
         lines += ["", people_markdown(r["people"])]
+    if r.get("clock_offsets_ms"):
+        est = ", ".join(f"{c} {v['offset']:+.1f} +- {v['sigma']:.1f}" for c, v in r["clock_offsets_ms"].items())
+        applied = "applied" if r.get("clock_offsets_applied") else "not applied"
+        lines += ["", f"Clock offsets estimated from the people (ms, against the first camera; {applied}): {est}"
+                  + (f"; stamps shifted on purpose: {r['stamp_offsets_added_ms']}" if r["stamp_offsets_added_ms"]
+                     else "")]
     if r.get("pictures"):
         lines += ["", "Pictures: " + ", ".join(f"`{v}`" for v in r["pictures"].values())]
     lines.append(f"\nOutput bag: `{r['output_bag']}`")

@@ -353,8 +353,23 @@ class DenseWarperNode(Node):
                   "tf": "ok" if tf_ok else "missing", "outlier_joints": str(cam.outlier_joints),
                   "clock": f"off by {self.processor.clock.offset_s(k):+.3f} s" if clock_off else "ok"}
         values.update({f"drops_{cause}": str(n) for cause, n in sorted(cam.drops.items())})
+        flagged = self._clock_offset_values(k, values)
+        if flagged and level == DiagnosticStatus.OK:
+            level, msg = DiagnosticStatus.WARN, flagged
         return DiagnosticStatus(level=level, name=f"dense_warper: camera {cam.name}", message=msg, hardware_id=cam.name,
                                 values=[KeyValue(key=key, value=v) for key, v in values.items()])
+
+    def _clock_offset_values(self, k: int, values: dict) -> str:
+        """This camera's clock-offset estimate (estimate_clock_offsets) into `values`; a message when
+        the offset is surely beyond max_clock_offset, else ''."""
+        e = getattr(self.pipeline, "clock_estimate", {}).get(k)
+        if e is None:
+            return ""
+        values["clock_offset_ms"] = f"{1000 * e.offset_s:+.1f}"
+        values["clock_offset_sigma_ms"] = f"{1000 * e.sigma_s:.1f}"
+        if abs(e.offset_s) > self.cfg.max_clock_offset and e.sigma_s < abs(e.offset_s) / 3:
+            return f"stamps {1000 * e.offset_s:+.0f} ms off the reference camera's (estimated from the people seen)"
+        return ""
 
     def _inference_status(self, now: float) -> DiagnosticStatus:
         lat = np.array(self.latencies) if self.latencies else np.zeros(1)
@@ -400,7 +415,8 @@ def _by_stamp(results) -> list[tuple[int, list]]:
 
 def people_options(c: params.NodeConfig) -> PeopleOptions:
     return PeopleOptions(max_people=c.max_people, keypoints_input=c.input == "keypoints", gate=c.association_gate,
-                         track_timeout_s=c.track_timeout, detector_period=c.detector_period)
+                         track_timeout_s=c.track_timeout, detector_period=c.detector_period,
+                         apply_clock_offsets=c.estimate_clock_offsets)
 
 
 def _rate(times, now: float, span_s: float = 5.0) -> float:

@@ -60,6 +60,8 @@ class NodeConfig:
     association_gate: float         # mean joint distance / person size for a 2D person to join a track
     track_timeout: float            # s without a pose before a track ends
     detector_period: int            # frames of a camera between person-detector runs
+    estimate_clock_offsets: bool    # estimate each camera's clock offset from the people and correct its stamps
+    max_clock_offset: float         # s: a camera whose estimated offset is larger is flagged in /diagnostics
 
 
 def _d(description: str, **kw) -> ParameterDescriptor:
@@ -136,6 +138,12 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "detector_period": (5, _d("max_people > 1: run the person detector every this many frames of a camera "
                               "(tracked people are cropped from their tracks in between; every frame while a "
                               "camera sees nobody)", **_irange(1, 1000))),
+    "estimate_clock_offsets": (False, _d("estimate each camera's clock offset from the people it sees (epipolar "
+                                         "agreement of the tracked people's keypoints over the last 10 s) and "
+                                         "correct its stamps by it once known to 3 ms; /diagnostics shows each "
+                                         "estimate. Off by default: see docs/clock_offsets.md")),
+    "max_clock_offset": (0.05, _d("s; with estimate_clock_offsets, a camera whose estimated offset is larger is "
+                                  "flagged (WARN) in /diagnostics", **_frange(0.0, 10.0))),
 }
 
 
@@ -208,4 +216,5 @@ def read(node: Node) -> NodeConfig:
         flush_after=float(p["flush_after"]), clock_jump=float(p["clock_jump"]),
         input=_one_of("input", p["input"], INPUTS), max_people=int(p["max_people"]),
         association_gate=float(p["association_gate"]), track_timeout=float(p["track_timeout"]),
-        detector_period=int(p["detector_period"]))
+        detector_period=int(p["detector_period"]), estimate_clock_offsets=bool(p["estimate_clock_offsets"]),
+        max_clock_offset=float(p["max_clock_offset"]))

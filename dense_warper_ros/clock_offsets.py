@@ -1,0 +1,189 @@
+"""Each camera's clock offset, estimated from the people it sees: the stamps say when, the epipolar
+geometry says whether two views are simultaneous.
+
+Stamps are capture time plus an unknown per-camera offset o_c (a camera that stamps on arrival,
+a latency of its own). A joint that camera a sees at stamp s_a lies, in camera b's image, on the
+epipolar line of that 2D point only at b's stamp s_b = s_a + (o_b - o_a), when both saw the same
+instant. For every pair of cameras and every tracked person the estimator interpolates camera b's
+2D keypoints of that person in time (b's own frames, linear) and finds the shift d_ab = o_b - o_a
+that puts them on the epipolar lines of camera a's keypoints: a few Gauss-Newton steps on the
+signed epipolar distances, Huber-weighted (misdetections, swaps). The pairwise shifts then give the
+per-camera offsets relative to a reference camera by weighted least squares, with a standard error
+from the same normal equations. Only 2D keypoints, their track ids and the calibration are used,
+not the fused 3D poses (which the offsets themselves would bias).
+
+The window is sliding (`window_s` of observations per camera), so a slow drift is followed; a
+joint moving along the epipolar line carries no timing information and gets no weight (its
+Jacobian is zero). A constant epipolar distance of one joint of one person (the detector's own
+bias between two views, a calibration error) is removed before the fit: it is not a timing error.
+The standard error grows with the disagreement of the pairs around loops of three cameras.
+"""
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from dense_warper_ros.cameras import Camera, fundamental_matrix
+
+HUBER_PX = 3.0            # epipolar distances beyond this are down-weighted
+MAX_GAP_S = 0.25          # b's frames further apart give no interpolation
+
+
+@dataclass(frozen=True)
+class OffsetEstimate:
+    offset_s: float          # this camera's stamp minus the reference camera's, for one instant
+    sigma_s: float           # standard error (inf: not observable from the data in the window)
+    pairs: int               # camera pairs with enough common motion
+
+
+@dataclass
+class _Track2D:
+    """One camera's view of one tracked person: stamps (s) and keypoints over the window."""
+    stamps: deque
+    points: deque            # (J, 2) undistorted px, NaN where not confident
+
+
+class ClockOffsetEstimator:
+    def __init__(self, num_cameras: int, *, reference: int = 0, window_s: float = 10.0,
+                 min_score: float = 0.3, max_offset_s: float = 0.2, iterations: int = 6):
+        self.num_cameras = num_cameras
+        self.reference = reference
+        self.window_s = window_s
+        self.min_score = min_score
+        self.max_offset_s = max_offset_s
+        self.iterations = iterations
+        self.cameras: dict[int, Camera] = {}
+        self._tracks: dict[tuple[int, int], _Track2D] = defaultdict(
+            lambda: _Track2D(deque(maxlen=4096), deque(maxlen=4096)))
+
+    # --- input ----------------------------------------------------------------------------------
+    def observe(self, camera_index: int, stamp_ns: int, track_id: int, keypoints: np.ndarray,
+                scores: np.ndarray, camera: Camera) -> None:
+        """A tracked person's 2D keypoints (J, 2) image px in one frame."""
+        self.cameras[camera_index] = camera
+        pts = camera.undistort_points(np.nan_to_num(np.asarray(keypoints, np.float64)))
+        pts[~(np.asarray(scores) >= self.min_score)] = np.nan
+        tr = self._tracks[(camera_index, track_id)]
+        t = stamp_ns * 1e-9
+        if tr.stamps and t <= tr.stamps[-1]:
+            return
+        tr.stamps.append(t)
+        tr.points.append(pts)
+        while tr.stamps and t - tr.stamps[0] > self.window_s:
+            tr.stamps.popleft()
+            tr.points.popleft()
+
+    # --- estimate -------------------------------------------------------------------------------
+    def estimate(self) -> dict[int, OffsetEstimate]:
+        """Per camera, its offset relative to the reference camera (the reference: 0)."""
+        rows = []
+        for a in range(self.num_cameras):
+            for b in range(a + 1, self.num_cameras):
+                d, w = self.pair_shift(a, b)
+                if w > 0:
+                    rows.append((a, b, d, w))
+        return self._solve(rows)
+
+    def pair_shift(self, a: int, b: int) -> tuple[float, float]:
+        """(d_ab = o_b - o_a in s, its weight 1 / variance); weight 0 when nothing constrains it."""
+        if a not in self.cameras or b not in self.cameras:
+            return 0.0, 0.0
+        F = fundamental_matrix(self.cameras[a], self.cameras[b])
+        tracks = [(ta, self._tracks[(b, k)]) for (c, k), ta in list(self._tracks.items())
+                  if c == a and (b, k) in self._tracks and len(self._tracks[(b, k)].stamps) >= 2]
+        if not tracks:
+            return 0.0, 0.0
+        d = 0.0
+        info = 0.0
+        for _ in range(self.iterations):
+            e, J, g = self._residuals(F, tracks, d)
+            if len(e) < 10:
+                return 0.0, 0.0
+            e, J = _centred(e, g), _centred(J, g)
+            w = np.minimum(1.0, HUBER_PX / np.maximum(np.abs(e), 1e-9))
+            info = float(np.sum(w * J * J))
+            if info <= 0:
+                return 0.0, 0.0
+            step = -float(np.sum(w * J * e)) / info
+            d = float(np.clip(d + step, -self.max_offset_s, self.max_offset_s))
+            if abs(step) < 1e-5:
+                break
+        e, J, g = self._residuals(F, tracks, d)
+        e = _centred(e, g)
+        sigma2 = float(np.sum(np.minimum(e * e, HUBER_PX ** 2)) / max(len(e) - 1, 1))
+        return d, info / max(sigma2, 1e-6)
+
+    def _residuals(self, F: np.ndarray, tracks, d: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Signed epipolar distances of b's interpolated keypoints at each of a's stamps + d, their
+        derivative in d, and a group id per (track, joint), over every joint of every shared track."""
+        es, Js, gs = [], [], []
+        for k, (ta, tb) in enumerate(tracks):
+            sb = np.asarray(tb.stamps)
+            pb = np.stack(tb.points)                                # (Nb, J, 2)
+            for s, pa in zip(ta.stamps, ta.points):
+                q, v = _interpolate(sb, pb, s + d)
+                if q is None:
+                    continue
+                line = np.concatenate([pa, np.ones((len(pa), 1))], 1) @ F.T   # (J, 3): l = F x_a
+                n = np.linalg.norm(line[:, :2], axis=1)
+                e = (np.sum(line[:, :2] * q, axis=1) + line[:, 2]) / n
+                J = np.sum(line[:, :2] * v, axis=1) / n
+                ok = np.isfinite(e) & np.isfinite(J)
+                es.append(e[ok])
+                Js.append(J[ok])
+                gs.append(k * len(pa) + np.flatnonzero(ok))
+        if not es:
+            return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
+        return np.concatenate(es), np.concatenate(Js), np.concatenate(gs)
+
+    def _solve(self, rows: list[tuple[int, int, float, float]]) -> dict[int, OffsetEstimate]:
+        """Weighted least squares o_b - o_a = d_ab with o_reference = 0."""
+        n, ref = self.num_cameras, self.reference
+        free = [c for c in range(n) if c != ref]
+        col = {c: i for i, c in enumerate(free)}
+        A = np.zeros((len(rows), len(free)))
+        y = np.zeros(len(rows))
+        w = np.zeros(len(rows))
+        for r, (a, b, d, wt) in enumerate(rows):
+            if b in col:
+                A[r, col[b]] += 1.0
+            if a in col:
+                A[r, col[a]] -= 1.0
+            y[r], w[r] = d, wt
+        N = A.T @ (A * w[:, None])
+        out = {ref: OffsetEstimate(0.0, 0.0, sum(ref in (a, b) for a, b, _, _ in rows))}
+        if not rows or np.linalg.matrix_rank(N) < len(free):
+            out.update({c: OffsetEstimate(0.0, float("inf"), 0) for c in free})
+            return out
+        cov = np.linalg.inv(N)
+        o = cov @ (A.T @ (w * y))
+        dof = len(rows) - len(free)
+        if dof > 0:   # pairs that disagree around a loop: the per-pair errors are larger than stated
+            chi2 = float(np.sum(w * (A @ o - y) ** 2)) / dof
+            cov = cov * max(1.0, chi2)
+        for c, i in col.items():
+            out[c] = OffsetEstimate(float(o[i]), float(np.sqrt(cov[i, i])),
+                                    sum(c in (a, b) for a, b, _, _ in rows))
+        return dict(sorted(out.items()))
+
+
+def _centred(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """x minus its mean per group: a constant epipolar distance of one joint of one person (the
+    detector's own bias between two views, a calibration error) says nothing about timing."""
+    _, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    return x - (np.bincount(inv, weights=x) / counts)[inv]
+
+
+def _interpolate(stamps: np.ndarray, points: np.ndarray, t: float):
+    """Linear interpolation of (N, J, 2) keypoints at time t -> (J, 2) and its velocity (J, 2) px/s,
+    or (None, None) outside the frames or across a gap longer than MAX_GAP_S."""
+    i = int(np.searchsorted(stamps, t))
+    if i == 0 or i >= len(stamps):
+        return None, None
+    t0, t1 = stamps[i - 1], stamps[i]
+    if t1 - t0 > MAX_GAP_S:
+        return None, None
+    v = (points[i] - points[i - 1]) / (t1 - t0)
+    return points[i - 1] + v * (t - t0), v
