@@ -60,7 +60,8 @@ def test_quick_run_writes_a_sane_report(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert "| scene | method | timing |" in (out / "summary.md").read_text()
     rows = report["rows"]
-    assert {(r["method"], r["timing"]) for r in rows} == {(m, t) for m in ("b", "d+") for t in ("causal", "windowed")}
+    assert {(r["method"], r["timing"]) for r in rows} == \
+        {(m, t) for m in ("b", "d+") for t in ("causal", "windowed")} | {("e", "synchronous")}
     for r in rows:
         assert r["people"] == 2 and r["num_truth"] > 100                 # 2 people x ~80 instants
         assert r["recall"]["100"] > 0.5 and 0 < r["precision"]["100"] <= 1, r
@@ -77,7 +78,9 @@ def test_quick_run_writes_a_sane_report(tmp_path):
     dplus = {r["timing"]: r for r in rows if r["method"] == "d+"}
     naive = {r["timing"]: r for r in rows if r["method"] == "b"}
     assert dplus["causal"]["mpjpe_mm"] < naive["causal"]["mpjpe_mm"]     # the warps help in a crowd too
-    assert [s["scene"] for s in report["summary"]] == ["2p, 1 seed"] * 4
+    sync = next(r for r in rows if r["method"] == "e")                    # 4x the images: every view at once
+    assert sync["mpjpe_mm"] < naive["windowed"]["mpjpe_mm"]
+    assert [s["scene"] for s in report["summary"]] == ["2p, 1 seed"] * 5
 
 
 def test_quick_never_lengthens_the_scene():
