@@ -171,21 +171,7 @@ def _break(mut: Mutator, feed: Feed, info, msg) -> tuple:
     """A hostile camera's (CameraInfo, frame): one of the two broken."""
     if mut.rng.random() < 0.2:
         return mut.info(info), msg
-    if feed.suffix != "people":
-        return info, mut.image(msg)
-    kind = mut.pick(["stamp", "layout", "ragged", "inf", "score"])
-    p = msg.people[0] if msg.people else None
-    if kind == "stamp" or p is None:
-        mut.stamp(msg)
-    elif kind == "layout":
-        msg.layout = mut.pick(["", "coco18", "h36m17 "])
-    elif kind == "ragged":
-        p.x = list(p.x)[:-1]
-    elif kind == "inf":
-        p.y = [float("inf")] + list(p.y)[1:]
-    else:
-        p.score = [2.0] * len(p.score)
-    return info, msg
+    return info, (mut.people(msg) if feed.suffix == "people" else mut.image(msg))
 
 
 # --- one run ---------------------------------------------------------------------------------------

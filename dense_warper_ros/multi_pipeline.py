@@ -123,6 +123,10 @@ class MultiPersonPipeline:
         ready = [p for p in people if p.heatmaps is not None or p.box(self.config.min_score) is not None]
         if len(ready) < len(people):
             self.stats["people_too_few_joints"] += len(people) - len(ready)
+        cap = 2 * self.config.tracking.max_people + 4     # a flood (a broken detector) must not stall births
+        if len(ready) > cap:
+            self.stats["people_over_limit"] += len(ready) - cap
+            ready = sorted(ready, key=lambda p: -p.score)[:cap]
         return PeopleFrame(camera=camera, frame_id=frame_id,
                            people=assoc.deduplicate(ready, self.config.min_score))
 

@@ -149,3 +149,11 @@ def test_a_person_who_leaves_ends_the_track_and_comes_back_under_the_same_id():
     b_id = min(first, key=lambda i: np.nanmean(np.linalg.norm(first[i] - b, axis=1)))
     assert pipe.ended == [b_id] and {r.track_id for r in out[-8:]} == {0, 1}
     assert pipe.people_counts()["reidentified"] == 1 and pipe.people_counts()["births"] == 2
+
+
+def test_a_flood_of_people_in_one_frame_is_capped_and_counted():
+    rng = np.random.default_rng(0)
+    flood = [Person2D(keypoints=rng.uniform(0, 1000, (17, 2)), scores=np.full(17, 0.9), score=float(rng.random()))
+             for _ in range(50)]
+    pipe, _ = _run([flood], max_people=3)
+    assert pipe.people_counts()["people_over_limit"] == 50 - (2 * 3 + 4)

@@ -1,6 +1,6 @@
-"""Seeded random breakage of valid camera messages, for the fuzz test and the soak benchmark:
-what a hostile or broken camera driver can send (sizes, encodings, steps, bytes, calibration
-values, stamps, frame ids)."""
+"""Seeded random breakage of valid camera messages, for the fuzz tests and the soak benchmark:
+what a hostile or broken camera driver (or 2D detector) can send (sizes, encodings, steps, bytes,
+calibration values, stamps, frame ids, 2D people)."""
 from __future__ import annotations
 
 import math
@@ -83,6 +83,35 @@ class Mutator:
             m.data = self.data(png.tobytes())
         elif field == "format":
             m.format = self.pick(["png", "", "tiff", "rgb8; jpeg compressed bgr8"])
+        else:
+            self.stamp(m)
+        return m
+
+    def people(self, msg):
+        """A broken copy of a People2D: stamp, layout, image size, ragged or non-finite arrays,
+        scores out of range, a huge number of people."""
+        m = type(msg)(header=msg.header, layout=msg.layout, image_width=msg.image_width,
+                      image_height=msg.image_height, people=[type(p)(x=list(p.x), y=list(p.y), score=list(p.score),
+                                                                     detection_score=p.detection_score, box=p.box)
+                                                             for p in msg.people])
+        field = self.pick(["stamp", "layout", "size", "ragged", "inf", "score", "box", "many", "frame_id"])
+        p = m.people[0] if m.people else None
+        if field == "layout":
+            m.layout = self.pick(["", "coco18", "h36m17 ", "openpose25"])
+        elif field == "size":
+            m.image_width, m.image_height = self.pick([(1, 1), (m.image_width * 2, m.image_height), (2**31, 7)])
+        elif field == "ragged" and p is not None:
+            p.x = list(p.x)[:-int(self.rng.integers(1, 17))]
+        elif field == "inf" and p is not None:
+            p.y = [self.pick([math.inf, -math.inf, 1e38])] + list(p.y)[1:]
+        elif field == "score" and p is not None:
+            p.score = [self.pick([2.0, -1.0, math.inf])] * len(p.score)
+        elif field == "box" and p is not None:
+            p.box = [math.nan, 0.0, 1.0, 1.0]
+        elif field == "many" and p is not None:
+            m.people = [p] * int(self.rng.integers(50, 400))
+        elif field == "frame_id":
+            m.header.frame_id = self.pick(["", "elsewhere"])
         else:
             self.stamp(m)
         return m
