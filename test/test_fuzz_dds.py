@@ -23,6 +23,7 @@ MUTATIONS = 2000                  # mutated messages per transport
 HOSTILE = 3
 GOOD_RATE = 18.0                  # good frames per second in all (6 per good camera)
 HOSTILE_RATE = 150.0              # mutated messages per second
+PEOPLE_GOOD_RATE = 9.0            # 2D people: two people fused per instant, within a loaded 2-core CPU's reach
 
 
 def good_image(rec, c, k, compressed):
@@ -139,11 +140,11 @@ def test_a_fuzzed_people_camera_costs_only_itself(ros_node):
                 pubs[k % 3].publish(m)
                 good_sent.add(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)
                 k += 1
-                next_good += 1.0 / GOOD_RATE
+                next_good += 1.0 / PEOPLE_GOOD_RATE
             if mut.rng.random() < 0.2:
                 pub.info_pubs[HOSTILE].publish(mut.info(rm.camera_info(rec, HOSTILE, time.time_ns())))
             else:
-                pubs[HOSTILE].publish(mut.people(msg(HOSTILE, sent)))
+                pubs[HOSTILE].publish(mut.people(msg(HOSTILE, k // 3)))   # broken copies of a consistent view
                 hostile += 1
             sent += 1
             rclpy.spin_once(ros_node, timeout_sec=1.0 / HOSTILE_RATE)
@@ -158,5 +159,5 @@ def test_a_fuzzed_people_camera_costs_only_itself(ros_node):
     print(f"people: {sent} mutations; good cameras {got}/{len(good_sent)} instants; hostile drops {drops}")
     assert int(cam["received"]) == hostile and int(cam["frames"]) + sum(drops.values()) == hostile, (cam, drops)
     assert len(drops) >= 4, drops
-    assert got >= 0.6 * len(good_sent), f"{got} instants for {len(good_sent)} good frames; {log[-2000:]}"
+    assert got >= 0.75 * len(good_sent), f"{got} instants for {len(good_sent)} good frames; {log[-2000:]}"
     assert "Traceback" not in log and "worker_restarts" not in d["dense_warper"], log[-3000:]
