@@ -91,14 +91,14 @@ class ClockOffsetEstimator:
         if a not in self.cameras or b not in self.cameras:
             return 0.0, 0.0
         F = fundamental_matrix(self.cameras[a], self.cameras[b])
-        tracks = [(ta, self._tracks[(b, k)]) for (c, k), ta in list(self._tracks.items())
+        tracks = [_PairTrack.of(ta, self._tracks[(b, k)], F) for (c, k), ta in list(self._tracks.items())
                   if c == a and (b, k) in self._tracks and len(self._tracks[(b, k)].stamps) >= 2]
         if not tracks:
             return 0.0, 0.0
         d = 0.0
         info = 0.0
         for _ in range(self.iterations):
-            e, J, g = self._residuals(F, tracks, d)
+            e, J, g = _residuals(tracks, d)
             if len(e) < 10:
                 return 0.0, 0.0
             e, J = _centred(e, g), _centred(J, g)
@@ -110,33 +110,10 @@ class ClockOffsetEstimator:
             d = float(np.clip(d + step, -self.max_offset_s, self.max_offset_s))
             if abs(step) < 1e-5:
                 break
-        e, J, g = self._residuals(F, tracks, d)
+        e, J, g = _residuals(tracks, d)
         e = _centred(e, g)
         sigma2 = float(np.sum(np.minimum(e * e, HUBER_PX ** 2)) / max(len(e) - 1, 1))
         return d, info / max(sigma2, 1e-6)
-
-    def _residuals(self, F: np.ndarray, tracks, d: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Signed epipolar distances of b's interpolated keypoints at each of a's stamps + d, their
-        derivative in d, and a group id per (track, joint), over every joint of every shared track."""
-        es, Js, gs = [], [], []
-        for k, (ta, tb) in enumerate(tracks):
-            sb = np.asarray(tb.stamps)
-            pb = np.stack(tb.points)                                # (Nb, J, 2)
-            for s, pa in zip(ta.stamps, ta.points):
-                q, v = _interpolate(sb, pb, s + d)
-                if q is None:
-                    continue
-                line = np.concatenate([pa, np.ones((len(pa), 1))], 1) @ F.T   # (J, 3): l = F x_a
-                n = np.linalg.norm(line[:, :2], axis=1)
-                e = (np.sum(line[:, :2] * q, axis=1) + line[:, 2]) / n
-                J = np.sum(line[:, :2] * v, axis=1) / n
-                ok = np.isfinite(e) & np.isfinite(J)
-                es.append(e[ok])
-                Js.append(J[ok])
-                gs.append(k * len(pa) + np.flatnonzero(ok))
-        if not es:
-            return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
-        return np.concatenate(es), np.concatenate(Js), np.concatenate(gs)
 
     def _solve(self, rows: list[tuple[int, int, float, float]]) -> dict[int, OffsetEstimate]:
         """Weighted least squares o_b - o_a = d_ab with o_reference = 0."""
@@ -176,14 +153,52 @@ def _centred(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return x - (np.bincount(inv, weights=x) / counts)[inv]
 
 
-def _interpolate(stamps: np.ndarray, points: np.ndarray, t: float):
-    """Linear interpolation of (N, J, 2) keypoints at time t -> (J, 2) and its velocity (J, 2) px/s,
-    or (None, None) outside the frames or across a gap longer than MAX_GAP_S."""
-    i = int(np.searchsorted(stamps, t))
-    if i == 0 or i >= len(stamps):
-        return None, None
+@dataclass(frozen=True)
+class _PairTrack:
+    """One person seen by cameras a and b, as arrays: a's stamps (Na,) and epipolar lines in b of
+    its keypoints (Na, J, 3), normalised so a point's distance to its line is a dot product; b's
+    stamps (Nb,) and keypoints (Nb, J, 2)."""
+    stamps_a: np.ndarray
+    lines: np.ndarray
+    stamps_b: np.ndarray
+    points_b: np.ndarray
+
+    @classmethod
+    def of(cls, ta: _Track2D, tb: _Track2D, F: np.ndarray) -> "_PairTrack":
+        pa = np.stack(ta.points)                                            # (Na, J, 2)
+        lines = np.concatenate([pa, np.ones(pa.shape[:2] + (1,))], -1) @ F.T   # (Na, J, 3): l = F x_a
+        lines = lines / np.linalg.norm(lines[..., :2], axis=-1, keepdims=True)
+        return cls(np.asarray(ta.stamps), lines, np.asarray(tb.stamps), np.stack(tb.points))
+
+
+def _residuals(tracks: list[_PairTrack], d: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signed epipolar distances of b's keypoints, interpolated to each of a's stamps + d, their
+    derivative in d, and a group id per (track, joint), over every joint of every shared track."""
+    es, Js, gs = [], [], []
+    for k, tr in enumerate(tracks):
+        q, v, ok_t = _interpolate(tr.stamps_b, tr.points_b, tr.stamps_a + d)      # (Na, J, 2) x 2, (Na,)
+        lines = tr.lines[ok_t]
+        e = np.sum(lines[..., :2] * q, axis=-1) + lines[..., 2]               # (n, J)
+        J = np.sum(lines[..., :2] * v, axis=-1)
+        ok = np.isfinite(e) & np.isfinite(J)
+        es.append(e[ok])
+        Js.append(J[ok])
+        gs.append(k * lines.shape[1] + np.nonzero(ok)[1])
+    if not es:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.concatenate(es), np.concatenate(Js), np.concatenate(gs)
+
+
+def _interpolate(stamps: np.ndarray, points: np.ndarray, t: np.ndarray):
+    """Linear interpolation of (N, J, 2) keypoints at times t (M,) -> keypoints (m, J, 2), their
+    velocity (m, J, 2) px/s, and which of the M times were inside the frames, with no gap longer
+    than MAX_GAP_S around them (m of them)."""
+    i = np.searchsorted(stamps, t)
+    ok = (i > 0) & (i < len(stamps))
+    i = i[ok]
     t0, t1 = stamps[i - 1], stamps[i]
-    if t1 - t0 > MAX_GAP_S:
-        return None, None
-    v = (points[i] - points[i - 1]) / (t1 - t0)
-    return points[i - 1] + v * (t - t0), v
+    near = t1 - t0 <= MAX_GAP_S
+    ok[np.flatnonzero(ok)[~near]] = False
+    i, t0, t1 = i[near], t0[near], t1[near]
+    v = (points[i] - points[i - 1]) / (t1 - t0)[:, None, None]
+    return points[i - 1] + v * (t[ok] - t0)[:, None, None], v, ok

@@ -39,10 +39,11 @@ from dense_warper_ros.buffer import BufferConfig, Frame, InterleavedBuffer, Wind
 from dense_warper_ros.cameras import Camera, root_crop_affine, undistorter
 from dense_warper_ros.model import PreviousFrames
 from dense_warper_ros.people import Person2D, render_keypoints, render_person
-from dense_warper_ros.people_detection import Detector, crop_people, detection_boxes, iou, square_box
+from dense_warper_ros.people_detection import Detector, crop_people, detection_boxes, iou
 from dense_warper_ros.pipeline import PoseResult
 from dense_warper_ros.skeleton import NUM_JOINTS, PELVIS
 from dense_warper_ros.tracks import TrackingConfig, TrackRegistry, centre, mean_distance
+from dense_warper_ros.window_tensors import projected_box, projections, stack_previous, stack_views
 
 
 ROOT_BOX_M = 2.0      # the model's crop: a box this wide around the root (HeatmapConfig.box_m of training)
@@ -202,16 +203,8 @@ class MultiPersonPipeline:
                    for (t, _), p in zip(boxed, people))
 
     def _track_box(self, track, camera: Camera, stamp_ns: int) -> np.ndarray | None:
-        pts = track.predict(stamp_ns)
-        pts = pts[np.isfinite(pts).all(1)]
-        if len(pts) < self.config.min_joints or np.any(camera.to_camera(pts)[:, 2] <= 0.05):
-            return None
-        uv = camera.project(pts)
-        box = square_box(uv.min(0), uv.max(0), self.config.crop_margin)
-        c = (box[:2] + box[2:]) / 2
-        if box[2] - box[0] < 16 or not (0 <= c[0] < camera.width and 0 <= c[1] < camera.height):
-            return None
-        return box
+        return projected_box(camera, track.predict(stamp_ns), margin=self.config.crop_margin,
+                             min_joints=self.config.min_joints, min_depth=0.05)
 
     def _detected_boxes(self, image_rgb: np.ndarray) -> list[np.ndarray]:
         self.stats["detector_runs"] += 1
@@ -330,13 +323,10 @@ class MultiPersonPipeline:
 
     def _fuse(self, w: Window, ids: list[int], t0: float) -> list[PoseResult]:
         """All tracks of a window in one `pose_at` call: batch axis = track."""
-        per_track = [self._stack(w.frames, i, w.target_ns) for i in ids]
+        per_track = [stack_views(w.frames, w.target_ns, self._view_of(i), *self._hm_spec) for i in ids]
         hm, A, times, valid = (torch.stack(x) for x in zip(*per_track))            # (T, V, ...)
         cams: list[Camera | None] = [None if f is None else f.data.camera for f in w.frames]
-        P = torch.eye(3, 4, dtype=torch.float64).repeat(len(ids), len(cams), 1, 1)  # (T, V, 3, 4)
-        for v, cam in enumerate(cams):
-            if cam is not None:
-                P[:, v] = torch.from_numpy(cam.P)
+        P = projections(cams, len(ids))                                             # (T, V, 3, 4)
         dev = self.device
         out = self.model.pose_at(hm, P.to(dev), A.to(dev), times.to(dev), valid.to(dev),
                                  torch.zeros(len(ids), dtype=torch.float64, device=dev),
@@ -397,13 +387,20 @@ class MultiPersonPipeline:
         K = self.model.config.temporal_context
         if not K:
             return None
-        per_track = []
-        for i in ids:
-            per_view = [self._stack((tuple(e[:K]) + (None,) * K)[:K], i, w.target_ns) for e in w.previous]
-            per_track.append([torch.stack(x) for x in zip(*per_view)])              # (V, K, ...)
+        per_track = [stack_previous(w.previous, K, w.target_ns, self._view_of(i), *self._hm_spec) for i in ids]
         hm, A, times, valid = (torch.stack(x) for x in zip(*per_track))           # (T, V, K, ...)
         dev = self.device
         return PreviousFrames(heatmaps=hm, affines=A.to(dev), times=times.to(dev), valid=valid.to(dev))
+
+    @property
+    def _hm_spec(self) -> tuple:
+        """Shape, dtype and device of one person's heatmaps in a frame."""
+        s = self.heatmap_size
+        return (NUM_JOINTS, s, s), torch.float32, self.device
+
+    def _view_of(self, track_id: int):
+        """frame -> the track's person's (heatmaps, affine) there, or None."""
+        return lambda f: self._heatmaps(f, track_id) if track_id in f.data.assigned else None
 
     def _heatmaps(self, f: Frame, track_id: int) -> tuple[torch.Tensor, np.ndarray]:
         """The heatmaps (17, h, w) and (2, 3) affine of the track's person in frame `f`: the
@@ -427,24 +424,6 @@ class MultiPersonPipeline:
         if root is None or camera.to_camera(root[None])[0, 2] <= 0.3:
             return None
         return root_crop_affine(camera, root, box_mm=1000 * ROOT_BOX_M, out_size=self.heatmap_size)
-
-    def _stack(self, frames: Sequence[Frame | None], track_id: int, target_ns: int):
-        """One track's person in each of `frames` -> heatmaps (n, J, h, w), affines (n, 2, 3),
-        times (n,) s from the target, valid (n,); a frame without the person is invalid."""
-        n, s = len(frames), self.heatmap_size
-        hm = torch.zeros((n, NUM_JOINTS, s, s), dtype=torch.float32, device=self.device)
-        A = torch.eye(2, 3, dtype=torch.float64).repeat(n, 1, 1)
-        times = torch.zeros(n, dtype=torch.float64)
-        valid = torch.zeros(n, dtype=torch.bool)
-        for k, f in enumerate(frames):
-            if f is None or track_id not in f.data.assigned:
-                continue
-            heatmaps, affine = self._heatmaps(f, track_id)
-            hm[k] = heatmaps
-            A[k] = torch.from_numpy(affine)
-            times[k] = (f.stamp_ns - target_ns) * 1e-9
-            valid[k] = True
-        return hm, A, times, valid
 
 
 def _window_frames(w: Window) -> list[Frame]:

@@ -20,6 +20,7 @@ from dense_warper_ros.cameras import Camera, undistorter
 from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
 from dense_warper_ros.weights import DEFAULT_MODEL, default_weights
+from dense_warper_ros.window_tensors import projected_box, projections, stack_previous, stack_views
 
 
 @dataclass(frozen=True)
@@ -78,15 +79,7 @@ class PosePipeline:
         last = self._last
         if last is None or abs(stamp_ns - last.stamp_ns) > self.config.track_timeout_ns:
             return None
-        pts = last.points[np.isfinite(last.points).all(axis=1)]
-        if len(pts) < self.config.min_joints or np.any(camera.to_camera(pts)[:, 2] <= 0):
-            return None
-        uv = camera.project(pts)
-        lo, hi = uv.min(0), uv.max(0)
-        centre, side = (lo + hi) / 2, float((hi - lo).max()) * self.config.crop_margin
-        if side < 16 or not (0 <= centre[0] < camera.width and 0 <= centre[1] < camera.height):
-            return None
-        return np.array([centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2])
+        return projected_box(camera, last.points, margin=self.config.crop_margin, min_joints=self.config.min_joints)
 
     def frame_heatmaps(self, stamp_ns: int, image_rgb: np.ndarray, camera: Camera, frame_id: str = "", *,
                        track: bool = True, camera_index: int = 0) -> FrameData:
@@ -143,11 +136,8 @@ class PosePipeline:
         frames = [f for f in w.frames if f is not None]
         ref = frames[0].data.heatmaps
         hm, A, times, valid = (x[None] for x in self._stack(w.frames, w.target_ns, ref))   # (1, V, ...)
-        P = torch.eye(3, 4, dtype=torch.float64).repeat(1, len(w.frames), 1, 1)            # (1, V, 3, 4)
         cams: list[Camera | None] = [None if f is None else f.data.camera for f in w.frames]
-        for v, cam in enumerate(cams):
-            if cam is not None:
-                P[0, v] = torch.from_numpy(cam.P)
+        P = projections(cams, 1)                                                            # (1, V, 3, 4)
         undistort = undistorter(cams)
         out = self.model.pose_at(hm, P.to(self.device), A.to(self.device), times.to(self.device),
                                  valid.to(self.device), torch.zeros(1, dtype=torch.float64, device=self.device),
@@ -175,26 +165,18 @@ class PosePipeline:
         K = self.model.config.temporal_context
         if not K:
             return None
-        per_view = [self._stack((tuple(earlier[:K]) + (None,) * K)[:K], w.target_ns, ref) for earlier in w.previous]
-        hm, A, times, valid = (torch.stack(x)[None] for x in zip(*per_view))        # (1, V, K, ...)
+        hm, A, times, valid = (x[None] for x in stack_previous(w.previous, K, w.target_ns, _frame_view, ref.shape,
+                                                                ref.dtype, self.device))    # (1, V, K, ...)
         return PreviousFrames(heatmaps=hm, affines=A.to(self.device), times=times.to(self.device),
                               valid=valid.to(self.device))
 
     def _stack(self, frames: tuple[Frame | None, ...], target_ns: int, ref: torch.Tensor):
-        """Frames (n,) (None: missing) -> heatmaps (n, J, h, w), affines (n, 2, 3) (identity where
-        missing), times (n,) s relative to the target, valid (n,)."""
-        n = len(frames)
-        hm = torch.zeros((n, *ref.shape), dtype=ref.dtype, device=self.device)
-        A = torch.eye(2, 3, dtype=torch.float64).repeat(n, 1, 1)
-        times = torch.zeros(n, dtype=torch.float64)
-        valid = torch.zeros(n, dtype=torch.bool)
-        for i, f in enumerate(frames):
-            if f is not None:
-                hm[i] = f.data.heatmaps
-                A[i] = torch.from_numpy(f.data.affine)
-                times[i] = (f.stamp_ns - target_ns) * 1e-9
-                valid[i] = True
-        return hm, A, times, valid
+        """Frames (n,) (None: missing) -> heatmaps (n, J, h, w), affines (n, 2, 3), times (n,), valid (n,)."""
+        return stack_views(frames, target_ns, _frame_view, ref.shape, ref.dtype, self.device)
+
+
+def _frame_view(f: Frame) -> tuple[torch.Tensor, np.ndarray]:
+    return f.data.heatmaps, f.data.affine
 
 
 def load_backbone(name: str, *, weights: str | Path | None = None, device: str = "cpu",

@@ -59,11 +59,7 @@ def test_node_offline_one_skeleton_per_frame_equal_to_offline_replay(recording, 
     try:
         pub = RigPublisher(ros_node, rec)
         pub.wait_for_node()
-        pub.publish_static()
-        time.sleep(0.3)
-        for k in range(len(rec.frames)):
-            pub.publish_frame(k)
-            spin_until(ros_node, lambda: False, 0.03)          # ~30 frames/s in all
+        pub.play(pace_s=0.03)                                   # ~30 frames/s in all
         assert spin_until(ros_node, lambda: len(got) >= len(rec.frames), 90), \
             f"{len(got)}/{len(rec.frames)} skeletons arrived"
         spin_until(ros_node, lambda: False, 0.5)

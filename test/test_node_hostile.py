@@ -153,11 +153,7 @@ def test_offline_output_does_not_depend_on_arrival_order(recording, ros_node):
     try:
         pub = RigPublisher(ros_node, rec)
         pub.wait_for_node()
-        pub.publish_static()
-        time.sleep(0.3)
-        for k in [k ^ 1 for k in range(len(rec.frames))]:
-            pub.publish_frame(k)
-            spin_until(ros_node, lambda: False, 0.03)
+        pub.play([k ^ 1 for k in range(len(rec.frames))], pace_s=0.03)
         assert spin_until(ros_node, lambda: len(watch.poses) >= len(ref), 60)
     finally:
         log = proc.stop()

@@ -13,7 +13,7 @@ from tf2_msgs.msg import TFMessage
 
 from dense_warper_ros.data.recording import Recording
 from dense_warper_ros.ros import recording_msgs as rm
-from dense_warper_ros.ros.node_process import wait_for_subscribers
+from dense_warper_ros.ros.node_process import spin_until, wait_for_subscribers
 
 
 class RigPublisher:
@@ -39,6 +39,15 @@ class RigPublisher:
         self.tf_pub.publish(rm.tf_static(self.rec, self.rec.frames[0][1]))
         for i, p in enumerate(self.info_pubs):
             p.publish(rm.camera_info(self.rec, i, self.rec.frames[0][1]))
+
+    def play(self, order=None, *, pace_s: float = 0.03, settle_s: float = 0.3) -> None:
+        """/tf_static and CameraInfo, a pause for them to land, then the frames (in `order`, default
+        all in turn), one every `pace_s` while the node spins."""
+        self.publish_static()
+        time.sleep(settle_s)
+        for k in range(len(self.rec.frames)) if order is None else order:
+            self.publish_frame(k)
+            spin_until(self.node, lambda: False, pace_s)
 
     def publish_frame(self, k: int, *, msg=None) -> None:
         """Frame k of the recording (or `msg` in its place) after its camera's CameraInfo."""
