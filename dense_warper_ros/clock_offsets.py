@@ -27,8 +27,15 @@ import numpy as np
 
 from dense_warper_ros.cameras import Camera, fundamental_matrix
 
-HUBER_PX = 3.0            # epipolar distances beyond this are down-weighted
+HUBER_K = 2.0             # epipolar distances beyond this many robust stds are down-weighted
+MIN_SCALE_PX = 0.5        # floor of that std (noise-free data)
 MAX_GAP_S = 0.25          # b's frames further apart give no interpolation
+NOISE_SLOW = 0.5          # MoveNet's keypoint jitter on the pose2sim video: about half of its variance
+NOISE_TAU_S = 0.15        # is white, half correlated over this time (autocorrelation 0.3-0.6 at
+                          # 17 ms, 0.25 at 67 ms, 0.1-0.2 at 133 ms)
+
+
+APPLY_MAX_SIGMA_S = 0.003   # an estimate corrects stamps only once its standard error is below this
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,16 @@ class OffsetEstimate:
     offset_s: float          # this camera's stamp minus the reference camera's, for one instant
     sigma_s: float           # standard error (inf: not observable from the data in the window)
     pairs: int               # camera pairs with enough common motion
+
+    @property
+    def known(self) -> bool:
+        """Well enough to correct stamps by (a 5 ms error costs as much as the offset it removes)."""
+        return self.sigma_s <= APPLY_MAX_SIGMA_S
+
+    @property
+    def correction_s(self) -> float:
+        """What to subtract from this camera's stamps: the offset once `known`, else 0."""
+        return self.offset_s if self.known else 0.0
 
 
 @dataclass
@@ -47,23 +64,27 @@ class _Track2D:
 
 class ClockOffsetEstimator:
     def __init__(self, num_cameras: int, *, reference: int = 0, window_s: float = 10.0,
-                 min_score: float = 0.3, max_offset_s: float = 0.2, iterations: int = 6):
+                 min_score: float = 0.3, max_offset_s: float = 0.2, iterations: int = 6,
+                 noise_tau_s: float = NOISE_TAU_S):
         self.num_cameras = num_cameras
         self.reference = reference
         self.window_s = window_s
         self.min_score = min_score
         self.max_offset_s = max_offset_s
         self.iterations = iterations
+        self.noise_tau_s = noise_tau_s
         self.cameras: dict[int, Camera] = {}
         self._tracks: dict[tuple[int, int], _Track2D] = defaultdict(
             lambda: _Track2D(deque(maxlen=4096), deque(maxlen=4096)))
 
     # --- input ----------------------------------------------------------------------------------
     def observe(self, camera_index: int, stamp_ns: int, track_id: int, keypoints: np.ndarray,
-                scores: np.ndarray, camera: Camera) -> None:
-        """A tracked person's 2D keypoints (J, 2) image px in one frame."""
+                scores: np.ndarray, camera: Camera, *, pinhole: bool = False) -> None:
+        """A tracked person's 2D keypoints (J, 2) image px in one frame (`pinhole`: already
+        undistorted)."""
         self.cameras[camera_index] = camera
-        pts = camera.undistort_points(np.nan_to_num(np.asarray(keypoints, np.float64)))
+        pts = np.nan_to_num(np.asarray(keypoints, np.float64))
+        pts = pts.copy() if pinhole else camera.undistort_points(pts)
         pts[~(np.asarray(scores) >= self.min_score)] = np.nan
         tr = self._tracks[(camera_index, track_id)]
         t = stamp_ns * 1e-9
@@ -96,24 +117,32 @@ class ClockOffsetEstimator:
         if not tracks:
             return 0.0, 0.0
         d = 0.0
-        info = 0.0
         for _ in range(self.iterations):
-            e, J, g = _residuals(tracks, d)
-            if len(e) < 10:
+            r, J, g = self._centred_residuals(tracks, d)
+            if len(r) < 10:
                 return 0.0, 0.0
-            e, J = _centred(e, g), _centred(J, g)
-            w = np.minimum(1.0, HUBER_PX / np.maximum(np.abs(e), 1e-9))
+            w = _huber_weights(r)
             info = float(np.sum(w * J * J))
             if info <= 0:
                 return 0.0, 0.0
-            step = -float(np.sum(w * J * e)) / info
+            step = -float(np.sum(w * J * r)) / info
             d = float(np.clip(d + step, -self.max_offset_s, self.max_offset_s))
             if abs(step) < 1e-5:
                 break
-        e, J, g = _residuals(tracks, d)
-        e = _centred(e, g)
-        sigma2 = float(np.sum(np.minimum(e * e, HUBER_PX ** 2)) / max(len(e) - 1, 1))
-        return d, info / max(sigma2, 1e-6)
+        r, J, g = self._centred_residuals(tracks, d)
+        w = _huber_weights(r)
+        info = float(np.sum(w * J * J))
+        # Cluster-robust (sandwich) variance over (track, joint): one joint's jitter is correlated
+        # in time, so its residuals are not independent samples.
+        _, groups = np.unique(g, return_inverse=True)
+        score = np.bincount(groups, weights=w * J * r)
+        G = len(score)
+        var = float(np.sum(score ** 2)) * G / max(G - 1, 1) / max(info, 1e-12) ** 2
+        return (d, 1.0 / var) if info > 0 and var > 0 else (0.0, 0.0)
+
+    def _centred_residuals(self, tracks: list["_PairTrack"], d: float):
+        r, J, g = _residuals(tracks, d, self.noise_tau_s)
+        return _centred(r, g), _centred(J, g), g
 
     def _solve(self, rows: list[tuple[int, int, float, float]]) -> dict[int, OffsetEstimate]:
         """Weighted least squares o_b - o_a = d_ab with o_reference = 0."""
@@ -146,6 +175,24 @@ class ClockOffsetEstimator:
         return dict(sorted(out.items()))
 
 
+def estimate_offsets(cameras: list[Camera], camera: np.ndarray, stamps_s: np.ndarray,
+                     keypoints: np.ndarray, scores: np.ndarray, *, pinhole: bool = True,
+                     **kwargs) -> dict[int, OffsetEstimate]:
+    """Offsets from one person's frames of a whole recording: camera (E,), stamps (E,) s,
+    keypoints (E, J, 2) px, scores (E, J); every frame counts (no sliding window)."""
+    est = ClockOffsetEstimator(len(cameras), window_s=float("inf"), **kwargs)
+    for e in np.argsort(stamps_s, kind="stable"):
+        c = int(camera[e])
+        est.observe(c, int(round(stamps_s[e] * 1e9)), 0, keypoints[e], scores[e], cameras[c], pinhole=pinhole)
+    return est.estimate()
+
+
+def _huber_weights(r: np.ndarray) -> np.ndarray:
+    """Huber weights at HUBER_K robust (median absolute) standard deviations of r."""
+    k = HUBER_K * max(1.4826 * float(np.median(np.abs(r))), MIN_SCALE_PX)
+    return np.minimum(1.0, k / np.maximum(np.abs(r), 1e-12))
+
+
 def _centred(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """x minus its mean per group: a constant epipolar distance of one joint of one person (the
     detector's own bias between two views, a calibration error) says nothing about timing."""
@@ -171,28 +218,48 @@ class _PairTrack:
         return cls(np.asarray(ta.stamps), lines, np.asarray(tb.stamps), np.stack(tb.points))
 
 
-def _residuals(tracks: list[_PairTrack], d: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Signed epipolar distances of b's keypoints, interpolated to each of a's stamps + d, their
-    derivative in d, and a group id per (track, joint), over every joint of every shared track."""
-    es, Js, gs = [], [], []
+def _residuals(tracks: list[_PairTrack], d: float,
+               tau_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signed epipolar distances of b's keypoints, interpolated to each of a's stamps + d, in units
+    of their noise (`_noise_scale`), their derivative in d, and a group id per (track, joint), over
+    every joint of every shared track."""
+    rs, Js, gs = [], [], []
     for k, tr in enumerate(tracks):
-        q, v, ok_t = _interpolate(tr.stamps_b, tr.points_b, tr.stamps_a + d)      # (Na, J, 2) x 2, (Na,)
+        q, v, ok_t, frac, gap = _interpolate(tr.stamps_b, tr.points_b, tr.stamps_a + d)
         lines = tr.lines[ok_t]
         e = np.sum(lines[..., :2] * q, axis=-1) + lines[..., 2]               # (n, J)
         J = np.sum(lines[..., :2] * v, axis=-1)
-        ok = np.isfinite(e) & np.isfinite(J)
-        es.append(e[ok])
-        Js.append(J[ok])
+        s, ds = _noise_scale(frac, gap, tau_s)                                 # (n,) x 2
+        r = e / s[:, None]
+        Jr = J / s[:, None] - r * (ds / s)[:, None]
+        ok = np.isfinite(r) & np.isfinite(Jr)
+        rs.append(r[ok])
+        Js.append(Jr[ok])
         gs.append(k * lines.shape[1] + np.nonzero(ok)[1])
-    if not es:
+    if not rs:
         return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
-    return np.concatenate(es), np.concatenate(Js), np.concatenate(gs)
+    return np.concatenate(rs), np.concatenate(Js), np.concatenate(gs)
+
+
+def _noise_scale(frac: np.ndarray, gap: np.ndarray, tau_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Relative std s of an epipolar distance whose b point is interpolated at fraction `frac` (n,)
+    of a gap `gap` (n,) s between b's frames, and ds/dd. Every keypoint carries jitter of one std,
+    correlated rho = NOISE_SLOW exp(-gap / tau) between b's two frames, so
+    var = 1 (a's point) + (1-f)^2 + f^2 + 2 f (1-f) rho (b's). Interpolated jitter is smallest
+    half-way between b's frames: plain squared distances would pull every shift towards putting a's
+    stamps there (synchronised cameras towards half a frame). Dividing by s, with the derivative of
+    s in the Jacobian, makes the expected gradient zero at the true shift."""
+    rho = NOISE_SLOW * np.exp(-gap / tau_s) if tau_s > 0 else np.zeros_like(gap)
+    var = 1.0 + (1 - frac) ** 2 + frac ** 2 + 2 * frac * (1 - frac) * rho
+    dvar = 2 * (2 * frac - 1) * (1 - rho) / gap                  # d var / d d (frac moves at 1/gap)
+    s = np.sqrt(var)
+    return s, dvar / (2 * s)
 
 
 def _interpolate(stamps: np.ndarray, points: np.ndarray, t: np.ndarray):
     """Linear interpolation of (N, J, 2) keypoints at times t (M,) -> keypoints (m, J, 2), their
-    velocity (m, J, 2) px/s, and which of the M times were inside the frames, with no gap longer
-    than MAX_GAP_S around them (m of them)."""
+    velocity (m, J, 2) px/s, which of the M times were inside the frames, with no gap longer than
+    MAX_GAP_S around them (m of them), and for those the fraction of the gap (m,) and the gap (m,) s."""
     i = np.searchsorted(stamps, t)
     ok = (i > 0) & (i < len(stamps))
     i = i[ok]
@@ -200,5 +267,7 @@ def _interpolate(stamps: np.ndarray, points: np.ndarray, t: np.ndarray):
     near = t1 - t0 <= MAX_GAP_S
     ok[np.flatnonzero(ok)[~near]] = False
     i, t0, t1 = i[near], t0[near], t1[near]
-    v = (points[i] - points[i - 1]) / (t1 - t0)[:, None, None]
-    return points[i - 1] + v * (t[ok] - t0)[:, None, None], v, ok
+    gap = t1 - t0
+    v = (points[i] - points[i - 1]) / gap[:, None, None]
+    frac = (t[ok] - t0) / gap
+    return points[i - 1] + v * (t[ok] - t0)[:, None, None], v, ok, frac, gap

@@ -48,7 +48,6 @@ from dense_warper_ros.window_tensors import projected_box, projections, stack_pr
 
 ROOT_BOX_M = 2.0      # the model's crop: a box this wide around the root (HeatmapConfig.box_m of training)
 CLOCK_REFRESH_NS = 1_000_000_000    # clock offsets re-estimated this often (stream time)
-CLOCK_MAX_SIGMA_S = 0.003           # an offset is applied once its standard error is below this
 
 
 @dataclass(frozen=True)
@@ -145,15 +144,14 @@ class MultiPersonPipeline:
         return self._solve_all(self.buffer.push(Frame(camera=camera_index, stamp_ns=stamp, data=data)))
 
     def _clock_correction(self, camera_index: int, stamp_ns: int) -> int:
-        """ns to subtract from a camera's stamps: its estimated offset once the estimate is good to
-        CLOCK_MAX_SIGMA_S (refreshed every CLOCK_REFRESH_NS of stream time); 0 until then."""
+        """ns to subtract from a camera's stamps: its estimate's `correction_s` (refreshed every
+        CLOCK_REFRESH_NS of stream time); 0 until then."""
         if self.clock is None or not self.apply_clock:
             return 0
         if stamp_ns - self._clock_refreshed >= CLOCK_REFRESH_NS:
             self._clock_refreshed = stamp_ns
             self.clock_estimate = self.clock.estimate()
-            self._corrections = {c: int(round(e.offset_s * 1e9)) for c, e in self.clock_estimate.items()
-                                 if e.sigma_s <= CLOCK_MAX_SIGMA_S}
+            self._corrections = {c: int(round(e.correction_s * 1e9)) for c, e in self.clock_estimate.items()}
         return self._corrections.get(camera_index, 0)
 
     def frame_heatmaps(self, stamp_ns: int, image_rgb: np.ndarray, camera: Camera, frame_id: str = "", *,

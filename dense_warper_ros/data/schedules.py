@@ -6,6 +6,10 @@ rate R, camera c triggered at `offset_c + k / rate_c`, by default `rate_c = R / 
 R/N. Any per-camera rates and phase offsets can be given (free-running, unsynchronised cameras have
 arbitrary phases).
 
+Stamp errors are per camera: a constant offset (a camera that stamps on arrival, a latency of its
+own) and a drift in ppm (a free-running clock), stamp = capture time + offset + drift * capture
+time. They change only what the stamps say, never when the frame was taken (`stamp_errors`).
+
 Imperfections are per capture slot (camera, nominal time): Gaussian jitter of the real capture time
 (the stamp carries the real time) and dropped frames. They are drawn from a counter-based hash of
 (seed, camera, nominal time in microseconds), so the same slot gets the same jitter and the same
@@ -32,6 +36,8 @@ class ScheduleConfig:
     jitter_s: float = 0.0                          # std of the real capture time around the trigger
     drop_prob: float = 0.0                         # probability that a frame is lost
     seed: int = 0                                  # seed of jitter and drops
+    stamp_offsets_s: tuple[float, ...] | None = None   # per camera: stamp minus capture time
+    stamp_drift_ppm: tuple[float, ...] | None = None   # per camera: the stamp clock's rate error
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0:
@@ -42,6 +48,22 @@ class ScheduleConfig:
             raise ValueError(f"schedule: drop_prob must be in [0, 1), got {self.drop_prob}")
         if self.camera_rates_hz is not None and any(r <= 0 for r in self.camera_rates_hz):
             raise ValueError(f"schedule: camera_rates_hz must be > 0, got {self.camera_rates_hz}")
+
+    def stamp_errors(self, camera: np.ndarray, time: np.ndarray) -> np.ndarray:
+        """(E,) s: what each frame's stamp adds to its capture time `time` (E,), camera (E,)."""
+        camera = np.asarray(camera, dtype=int)
+        V = int(camera.max()) + 1 if camera.size else 0
+        offsets = self._per_camera(self.stamp_offsets_s, "stamp_offsets_s", V)
+        drift = self._per_camera(self.stamp_drift_ppm, "stamp_drift_ppm", V) * 1e-6
+        return offsets[camera] + drift[camera] * np.asarray(time, dtype=np.float64)
+
+    @staticmethod
+    def _per_camera(values: tuple[float, ...] | None, name: str, V: int) -> np.ndarray:
+        if values is None:
+            return np.zeros(V)
+        if len(values) < V:
+            raise ValueError(f"schedule: {name} has {len(values)} values for {V} cameras: {values}")
+        return np.asarray(values, dtype=np.float64)
 
     def rates(self, num_cameras: int) -> np.ndarray:
         """(V,) per-camera rates in Hz."""

@@ -41,6 +41,7 @@ from dense_warper_ros.eval.densewarper_method import WarperHandle, decoder_of, l
 from dense_warper_ros.eval.report import (jsonable, label_model, markdown_table, per_clip_table, plot, score,
                                           video_title)
 from dense_warper_ros.eval.sequences import run_synthetic, run_video
+from dense_warper_ros.eval.stamps import clock_table
 from dense_warper_ros.provenance import git_hash
 from dense_warper_ros.weights import default_weights
 
@@ -116,8 +117,11 @@ def _synthetic(cfg: AccuracyConfig, warper: WarperHandle | None, warper_tc: Warp
     print(f"\n### {title}\n")
     print(markdown_table(scores))
     print("\n" + per_clip_table(scores))
+    clock = results[0].clock if results else None
+    if clock is not None:
+        print("\n" + clock_table("camera clocks, every clip (stamp - capture time - camera 0's)", clock))
     report["synthetic"] = {"scores": scores, "truth": "ground truth", "heatmap": jsonable(heatmap),
-                           "rig": rig_summary(cfg.rig, make_rig(cfg.rig))}
+                           "rig": rig_summary(cfg.rig, make_rig(cfg.rig)), "clock": jsonable(clock)}
     plot(results, out / "accuracy.png", title)
 
 
@@ -133,7 +137,9 @@ def _video(cfg: AccuracyConfig, warper: WarperHandle | None, warper_tc: WarperHa
     title = video_title(res, report["model"], report["model_tc"])
     print(f"\n### {title}\n")
     print(markdown_table(vscores, truth=res.truth))
-    report["video"] = {"scores": vscores, "truth": res.truth}
+    if res.clock is not None:
+        print("\n" + clock_table("camera clocks (stamp - capture time - camera 0's)", res.clock))
+    report["video"] = {"scores": vscores, "truth": res.truth, "clock": jsonable(res.clock)}
     plot([res], out / "accuracy_video.png", title)
 
 

@@ -51,6 +51,8 @@ class BenchConfig:
                                                  # this frame (earlier frames fine-tuned the weights)
     outlier_threshold: float | None = None       # heatmap px: every method's DLT drops views this far
                                                  # from the others' point (robust.yaml); None: off
+    correct_stamps: bool = False                 # estimate each camera's clock offset from its 2D
+                                                 # keypoints and correct its stamps (clock_offsets)
     oracle_frames: int = 2                       # frames per view (o) averages: (c)'s two, plus
                                                  # each view's earlier ones beyond 2
 

@@ -31,6 +31,7 @@ gives every method the same heatmap and noise draw).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from dense_warper_ros.data.evidence import EvidenceBank
 from dense_warper_ros.data.schedules import Schedule
 from dense_warper_ros.eval import baselines
 from dense_warper_ros.eval.bench_config import BenchConfig
+
+if TYPE_CHECKING:
+    from dense_warper_ros.eval.stamps import ClockReport
 from dense_warper_ros.eval.densewarper_method import WarperHandle, model_poses
 
 
@@ -65,6 +69,7 @@ class SequenceResult:
     truth: str = "ground truth"   # what `gt` is: exact, or which pseudo ground truth (tables say it)
     num_cameras: int = 0          # cameras of the rig
     rate_hz: float = float("nan")   # interleaved frames per second, all cameras together
+    clock: ClockReport | None = None   # when the stamps were off or corrected
 
 
 def method_keys(bench: BenchConfig, have_model: bool, have_tc: bool = False) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,7 @@ from dense_warper_ros.data.video import (TRIANGULATED_DETECTION_TRUTH, load_pose
 from dense_warper_ros.eval.bench_config import AccuracyConfig
 from dense_warper_ros.eval.densewarper_method import WarperHandle, decoder_of
 from dense_warper_ros.eval.methods import MethodOutput, SequenceResult, run_sequence
+from dense_warper_ros.eval.stamps import clock_correction, restamped, stamps_off
 
 
 # --- synthetic clips ---------------------------------------------------------------------------
@@ -34,17 +36,34 @@ def run_synthetic(cfg: AccuracyConfig, warper: WarperHandle | None, log: Callabl
         # The model fixes the heatmap size (sigma stays in heatmap px: the decoder needs >= 2.5).
         heatmap = dataclasses.replace(heatmap, size=sizes.pop())
         log(f"[accuracy] heatmaps resized to the model's {heatmap.size} px (sigma {heatmap.sigma:.2f})")
+    setups = [synthetic_setup(name, cfg, heatmap, warper or warper_tc) for name in cfg.bench.clips]
+    correction, clock = np.zeros(cfg.rig.num_cameras), None
+    if stamps_off(cfg):
+        correction, clock = clock_correction(cfg, [c.bank for c in setups], [c.rig_slots for c in setups])
     results = []
-    for name in cfg.bench.clips:
+    for setup in setups:
         t = time.perf_counter()
-        results.append(synthetic_sequence(name, cfg, warper, heatmap, warper_tc))
-        log(f"[accuracy] {name}: {len(results[-1].targets)} targets in {time.perf_counter() - t:.1f} s")
+        results.append(dataclasses.replace(run_clip(setup, cfg, warper, warper_tc, correction), clock=clock))
+        log(f"[accuracy] {setup.name}: {len(results[-1].targets)} targets in {time.perf_counter() - t:.1f} s")
     return results, heatmap
 
 
-def synthetic_sequence(clip_name: str, cfg: AccuracyConfig, warper: WarperHandle | None,
-                       heatmap: HeatmapConfig, warper_tc: WarperHandle | None = None) -> SequenceResult:
-    """One held-out clip: schedules, one evidence bank for all methods, every method."""
+@dataclass(frozen=True, eq=False)
+class ClipSetup:
+    """One held-out clip ready for the methods: its evidence (at the capture times) and schedules."""
+    name: str
+    bank: EvidenceBank
+    inter: Schedule
+    sync: Schedule
+    dense: Schedule
+    target_slots: np.ndarray       # (T,) scored interleaved frames, in capture order
+    gt: np.ndarray                 # (T, J, 3) the truth at their capture times
+    rig_slots: np.ndarray          # every interleaved frame's slot
+
+
+def synthetic_setup(clip_name: str, cfg: AccuracyConfig, heatmap: HeatmapConfig,
+                    decoder_from: WarperHandle | None) -> ClipSetup:
+    """Schedules and one evidence bank for all methods (decoded as `decoder_from`'s model does)."""
     clip = motion.load_clip(clip_name)
     cams = make_rig(cfg.rig)
     duration = clip.duration if cfg.bench.max_duration_s is None else min(clip.duration, cfg.bench.max_duration_s)
@@ -53,15 +72,31 @@ def synthetic_sequence(clip_name: str, cfg: AccuracyConfig, warper: WarperHandle
     nom = np.concatenate([inter.nominal, sync.nominal, dense.nominal])
     tim = np.concatenate([inter.time, sync.time, dense.time])
     bank = synthetic_bank(cams, cam, nom, tim, clip.at, cfg.noise, heatmap,
-                          soft_argmax_kw=decoder_of(warper or warper_tc))
+                          soft_argmax_kw=decoder_of(decoder_from))
     target_slots = bank.lookup(inter.camera[scored], inter.nominal[scored])
-    order = np.argsort(bank.time[target_slots], kind="stable")
-    target_slots = target_slots[order]
-    gt = clip.at(bank.time[target_slots])
-    cycle = cfg.schedule.cycle_s(len(cams))
+    target_slots = target_slots[np.argsort(bank.time[target_slots], kind="stable")]
+    return ClipSetup(clip_name, bank, inter, sync, dense, target_slots, clip.at(bank.time[target_slots]),
+                     bank.lookup(inter.camera, inter.nominal))
+
+
+def run_clip(setup: ClipSetup, cfg: AccuracyConfig, warper: WarperHandle | None,
+             warper_tc: WarperHandle | None = None, correction_s: np.ndarray | None = None) -> SequenceResult:
+    """Every method on one clip; the methods see the stamps (capture time + the schedule's stamp
+    errors - `correction_s` per camera), the truth stays at the capture times."""
+    V = len(setup.bank.cameras)
+    bank = setup.bank
+    if stamps_off(cfg):
+        bank = restamped(bank, cfg, np.zeros(V) if correction_s is None else correction_s)
+    cycle = cfg.schedule.cycle_s(V)
     delay = cfg.bench.window_delay_s if cfg.bench.window_delay_s is not None else cycle - 1.0 / cfg.schedule.rate_hz
-    return run_sequence(clip_name, bank, inter, sync, dense, target_slots, gt, cfg.bench, delay, warper,
-                        warper_tc=warper_tc)
+    return run_sequence(setup.name, bank, setup.inter, setup.sync, setup.dense, setup.target_slots, setup.gt,
+                        cfg.bench, delay, warper, warper_tc=warper_tc)
+
+
+def synthetic_sequence(clip_name: str, cfg: AccuracyConfig, warper: WarperHandle | None,
+                       heatmap: HeatmapConfig, warper_tc: WarperHandle | None = None) -> SequenceResult:
+    """One held-out clip through every method (stamp errors as the schedule says, uncorrected)."""
+    return run_clip(synthetic_setup(clip_name, cfg, heatmap, warper or warper_tc), cfg, warper, warper_tc)
 
 
 def _capture_schedules(cfg: AccuracyConfig, V: int, duration: float,
@@ -114,6 +149,10 @@ def video_sequence(bank: EvidenceBank, cfg: AccuracyConfig, warper: WarperHandle
     history) lies at or after frame h are scored."""
     V = len(bank.cameras)
     pgt = triangulated_detection_truth(bank)
+    clock = None
+    if stamps_off(cfg):
+        correction, clock = clock_correction(cfg, [bank], [np.flatnonzero(pgt.frame % V == bank.camera)])
+        bank = restamped(bank, cfg, correction)
     F, frame = len(pgt.instants), pgt.frame
     dt = float(np.median(np.diff(pgt.instants)))
 
@@ -134,7 +173,7 @@ def video_sequence(bank: EvidenceBank, cfg: AccuracyConfig, warper: WarperHandle
     for key, out in res.outputs.items():
         if key != "e":
             res.heldout_px[key] = heldout_reprojection(bank, out, target_slots)
-    return res
+    return dataclasses.replace(res, clock=clock)
 
 
 def run_video(cfg: AccuracyConfig, warper: WarperHandle | None, video_dir: Path,
