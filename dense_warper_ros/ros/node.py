@@ -22,6 +22,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
@@ -30,6 +31,8 @@ from dense_warper_ros.pipeline import PeopleOptions, PosePipeline, build_pipelin
 from dense_warper_ros.ros import params
 from dense_warper_ros.ros.spin import run_node
 from dense_warper_ros.ros.conversions import delete_markers_for, markers_for, skeletons_to_msg
+from dense_warper_ros.ros.raw_frames import frame_reader
+from dense_warper_ros.ros.repeated_info import RepeatedInfo
 from dense_warper_ros.ros.frame_processor import INFO_CAUSES, FrameDropped, FrameProcessor, PreparedFrame, stamp_to_ns
 from dense_warper_ros.ros.tf_source import make_tf_source
 from dense_warper_ros.scheduler import FrameScheduler
@@ -61,6 +64,7 @@ class DenseWarperNode(Node):
             torch.set_num_threads(self.cfg.cpu_threads)   # process-wide; each worker thread uses it
         self.pipeline = pipeline or self._build_pipeline()
         self.cams = [CameraState(n) for n in self.cfg.cameras]
+        self._repeated_info = RepeatedInfo(len(self.cams))
         try:
             self.tf = make_tf_source(self, extrinsics_file=self.cfg.extrinsics_file, world_frame=self.cfg.world_frame)
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -92,9 +96,15 @@ class DenseWarperNode(Node):
                          else ReliabilityPolicy.BEST_EFFORT)
         info_qos = QoSProfile(depth=5, reliability=qos.reliability)
         msg_type, suffix = self._frame_topic()
+        read = frame_reader(msg_type)
         for i, ns in enumerate(self.cfg.camera_topics):
-            self.create_subscription(msg_type, f"{ns}/{suffix}", lambda m, i=i: self._on_image(i, m), qos)
-            self.create_subscription(CameraInfo, f"{ns}/camera_info", lambda m, i=i: self._on_info(i, m), info_qos)
+            if read is None:
+                self.create_subscription(msg_type, f"{ns}/{suffix}", lambda m, i=i: self._on_image(i, m), qos)
+            else:
+                self.create_subscription(msg_type, f"{ns}/{suffix}", lambda m, i=i: self._on_image(i, read(m)), qos,
+                                         raw=True)
+            self.create_subscription(CameraInfo, f"{ns}/camera_info", lambda m, i=i: self._on_info_bytes(i, m),
+                                     info_qos, raw=True)
         self.create_timer(1.0, self._publish_diagnostics)
         if self.cfg.mode == "offline":
             self.create_timer(min(0.1, self.cfg.flush_after / 2), self._maybe_flush)
@@ -139,6 +149,14 @@ class DenseWarperNode(Node):
                 f"device={c.device!r}: {type(e).__name__}: {e}".replace("\n", " ")) from e
 
     # --- callbacks: store only --------------------------------------------------------------------
+    def _on_info_bytes(self, i: int, raw: bytes) -> None:
+        """A serialized CameraInfo: the same as the camera's last one (stamp aside) changes nothing."""
+        if self._repeated_info.is_repeat(i, raw):
+            if self.cams[i].info_error:
+                self.stats["camera_info_refused"] += 1
+            return
+        self._on_info(i, deserialize_message(raw, CameraInfo))
+
     def _on_info(self, i: int, msg: CameraInfo) -> None:
         error = self.processor.set_info(i, msg)
         cam = self.cams[i]

@@ -1,0 +1,63 @@
+"""Frames and CameraInfo taken serialized: the node reads the same fields as from rclpy's messages."""
+import numpy as np
+import pytest
+from rclpy.serialization import serialize_message
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from dense_warper_ros.ros import raw_frames
+from dense_warper_ros.ros.frame_processor import image_to_rgb, stamp_to_ns
+from dense_warper_ros.ros.repeated_info import RepeatedInfo
+
+rosbags = pytest.importorskip("rosbags")
+
+
+def _rgb(h=48, w=64) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def _image(rgb: np.ndarray, encoding: str = "rgb8", pad: int = 0) -> Image:
+    h, w = rgb.shape[:2]
+    step = w * 3 + pad
+    rows = np.zeros((h, step), np.uint8)
+    rows[:, :w * 3] = (rgb[..., ::-1] if encoding == "bgr8" else rgb).reshape(h, -1)
+    msg = Image(height=h, width=w, encoding=encoding, step=step, is_bigendian=0, data=rows.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id = 12, 345, "cam0_optical"
+    return msg
+
+
+@pytest.mark.parametrize("encoding,pad", [("rgb8", 0), ("bgr8", 5)])
+def test_a_serialized_image_decodes_as_rclpys_message_does(encoding, pad):
+    msg = _image(_rgb(), encoding, pad)
+    got = raw_frames.frame_reader(Image)(serialize_message(msg))
+    assert stamp_to_ns(got.header.stamp) == stamp_to_ns(msg.header.stamp) and got.header.frame_id == "cam0_optical"
+    np.testing.assert_array_equal(image_to_rgb(got, expected=(64, 48)), image_to_rgb(msg, expected=(64, 48)))
+    np.testing.assert_array_equal(image_to_rgb(got), _rgb())
+
+
+def test_a_serialized_compressed_image_decodes_as_rclpys_message_does():
+    import cv2
+    ok, buf = cv2.imencode(".png", _rgb()[..., ::-1])
+    msg = CompressedImage(format="png", data=buf.tobytes())
+    got = raw_frames.frame_reader(CompressedImage)(serialize_message(msg))
+    np.testing.assert_array_equal(image_to_rgb(got), image_to_rgb(msg))
+    np.testing.assert_array_equal(image_to_rgb(got), _rgb())
+
+
+def test_other_types_are_subscribed_as_usual():
+    assert raw_frames.frame_reader(CameraInfo) is None
+
+
+def test_a_camera_info_that_differs_only_in_its_stamp_is_a_repeat():
+    info = CameraInfo(width=64, height=48, distortion_model="plumb_bob")
+    info.k = [500.0, 0, 32, 0, 500.0, 24, 0, 0, 1]
+    info.header.frame_id = "cam0_optical"
+    seen = RepeatedInfo(2)
+    assert not seen.is_repeat(0, serialize_message(info))
+    info.header.stamp.sec, info.header.stamp.nanosec = 99, 7
+    assert seen.is_repeat(0, serialize_message(info))
+    assert not seen.is_repeat(1, serialize_message(info))          # per camera
+    info.k[0] = 501.0
+    assert not seen.is_repeat(0, serialize_message(info))          # a new calibration is not
+    assert seen.is_repeat(0, serialize_message(info))
+    info.header.frame_id = "other"
+    assert not seen.is_repeat(0, serialize_message(info))
