@@ -7,16 +7,19 @@ epipolar line of that 2D point only at b's stamp s_b = s_a + (o_b - o_a), when b
 instant. For every pair of cameras and every tracked person the estimator interpolates camera b's
 2D keypoints of that person in time (b's own frames, linear) and finds the shift d_ab = o_b - o_a
 that puts them on the epipolar lines of camera a's keypoints: a few Gauss-Newton steps on the
-signed epipolar distances, Huber-weighted (misdetections, swaps). The pairwise shifts then give the
-per-camera offsets relative to a reference camera by weighted least squares, with a standard error
-from the same normal equations. Only 2D keypoints, their track ids and the calibration are used,
-not the fused 3D poses (which the offsets themselves would bias).
+signed epipolar distances, each divided by its expected jitter (an interpolated keypoint carries
+less of it half-way between two frames than on one: unscaled, the fit would pull every shift there),
+Huber-weighted at two robust standard deviations (misdetections, swaps). The pairwise shifts then
+give the per-camera offsets relative to a reference camera by weighted least squares. Only 2D
+keypoints, their track ids and the calibration are used, not the fused 3D poses (which the offsets
+themselves would bias).
 
 The window is sliding (`window_s` of observations per camera), so a slow drift is followed; a
 joint moving along the epipolar line carries no timing information and gets no weight (its
 Jacobian is zero). A constant epipolar distance of one joint of one person (the detector's own
 bias between two views, a calibration error) is removed before the fit: it is not a timing error.
-The standard error grows with the disagreement of the pairs around loops of three cameras.
+A pair's standard error is cluster-robust over (person, joint), whose distances are correlated in
+time, and grows with the disagreement of the pairs around loops of three cameras.
 """
 from __future__ import annotations
 
@@ -33,8 +36,6 @@ MAX_GAP_S = 0.25          # b's frames further apart give no interpolation
 NOISE_SLOW = 0.5          # MoveNet's keypoint jitter on the pose2sim video: about half of its variance
 NOISE_TAU_S = 0.15        # is white, half correlated over this time (autocorrelation 0.3-0.6 at
                           # 17 ms, 0.25 at 67 ms, 0.1-0.2 at 133 ms)
-
-
 APPLY_MAX_SIGMA_S = 0.003   # an estimate corrects stamps only once its standard error is below this
 
 
@@ -173,18 +174,6 @@ class ClockOffsetEstimator:
             out[c] = OffsetEstimate(float(o[i]), float(np.sqrt(cov[i, i])),
                                     sum(c in (a, b) for a, b, _, _ in rows))
         return dict(sorted(out.items()))
-
-
-def estimate_offsets(cameras: list[Camera], camera: np.ndarray, stamps_s: np.ndarray,
-                     keypoints: np.ndarray, scores: np.ndarray, *, pinhole: bool = True,
-                     **kwargs) -> dict[int, OffsetEstimate]:
-    """Offsets from one person's frames of a whole recording: camera (E,), stamps (E,) s,
-    keypoints (E, J, 2) px, scores (E, J); every frame counts (no sliding window)."""
-    est = ClockOffsetEstimator(len(cameras), window_s=float("inf"), **kwargs)
-    for e in np.argsort(stamps_s, kind="stable"):
-        c = int(camera[e])
-        est.observe(c, int(round(stamps_s[e] * 1e9)), 0, keypoints[e], scores[e], cameras[c], pinhole=pinhole)
-    return est.estimate()
 
 
 def _huber_weights(r: np.ndarray) -> np.ndarray:

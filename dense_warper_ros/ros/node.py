@@ -101,8 +101,8 @@ class DenseWarperNode(Node):
             if read is None:
                 self.create_subscription(msg_type, f"{ns}/{suffix}", lambda m, i=i: self._on_image(i, m), qos)
             else:
-                self.create_subscription(msg_type, f"{ns}/{suffix}", lambda m, i=i: self._on_image(i, read(m)), qos,
-                                         raw=True)
+                self.create_subscription(msg_type, f"{ns}/{suffix}",
+                                         lambda m, i=i: self._on_image_bytes(i, m, read), qos, raw=True)
             self.create_subscription(CameraInfo, f"{ns}/camera_info", lambda m, i=i: self._on_info_bytes(i, m),
                                      info_qos, raw=True)
         self.create_timer(1.0, self._publish_diagnostics)
@@ -155,7 +155,20 @@ class DenseWarperNode(Node):
             if self.cams[i].info_error:
                 self.stats["camera_info_refused"] += 1
             return
-        self._on_info(i, deserialize_message(raw, CameraInfo))
+        try:
+            msg = deserialize_message(raw, CameraInfo)
+        except Exception as e:                   # noqa: BLE001 - one bad message must not end the node
+            self._drop(i, "undecodable", f"CameraInfo: {type(e).__name__}: {e}")
+            return
+        self._on_info(i, msg)
+
+    def _on_image_bytes(self, i: int, raw: bytes, read) -> None:
+        try:
+            msg = read(raw)
+        except Exception as e:                   # noqa: BLE001 - one bad message must not end the node
+            self._drop(i, "undecodable", f"{type(e).__name__}: {e}")
+            return
+        self._on_image(i, msg)
 
     def _on_info(self, i: int, msg: CameraInfo) -> None:
         error = self.processor.set_info(i, msg)

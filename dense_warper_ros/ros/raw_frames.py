@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
 _NAMES = {Image: "sensor_msgs/msg/Image", CompressedImage: "sensor_msgs/msg/CompressedImage"}
@@ -17,7 +18,8 @@ _NAMES = {Image: "sensor_msgs/msg/Image", CompressedImage: "sensor_msgs/msg/Comp
 
 def frame_reader(msg_type: type) -> Callable[[bytes], Any] | None:
     """serialized message -> a message with the fields of `msg_type` (Image or CompressedImage), or
-    None when rosbags is absent or the type is another one (subscribe to it as usual then)."""
+    None when rosbags is absent or the type is another one (subscribe to it as usual then). A
+    message rosbags cannot read (an encoding it does not know) goes through rclpy's deserializer."""
     name = _NAMES.get(msg_type)
     if name is None:
         return None
@@ -28,5 +30,8 @@ def frame_reader(msg_type: type) -> Callable[[bytes], Any] | None:
     store = get_typestore(Stores.ROS2_HUMBLE)   # sensor_msgs' image types are the same in every distro
 
     def read(raw: bytes) -> Any:
-        return store.deserialize_cdr(raw, name)
+        try:
+            return store.deserialize_cdr(raw, name)
+        except Exception:                 # noqa: BLE001 - rosbags' errors have no common base
+            return deserialize_message(raw, msg_type)
     return read
