@@ -61,3 +61,20 @@ def test_a_camera_info_that_differs_only_in_its_stamp_is_a_repeat():
     assert seen.is_repeat(0, serialize_message(info))
     info.header.frame_id = "other"
     assert not seen.is_repeat(0, serialize_message(info))
+
+
+def test_a_frame_that_cannot_be_read_is_reported_not_raised():
+    subs = []
+
+    class Recorder:                               # what subscribe_frames asks of a node
+        def create_subscription(self, msg_type, topic, callback, qos, raw=False):
+            subs.append((topic, callback, raw))
+
+    frames, errors = [], []
+    raw_frames.subscribe_frames(Recorder(), Image, "/cam0/image_raw", 5, frames.append, errors.append)
+    (topic, take, raw), = subs
+    assert topic == "/cam0/image_raw" and raw
+    take(serialize_message(_image(_rgb())))
+    take(b"\x00\x01\x00\x00 not an image")
+    assert len(frames) == 1 and len(errors) == 1 and errors[0]
+    np.testing.assert_array_equal(image_to_rgb(frames[0]), _rgb())

@@ -31,7 +31,7 @@ from dense_warper_ros.pipeline import PeopleOptions, PosePipeline, build_pipelin
 from dense_warper_ros.ros import params
 from dense_warper_ros.ros.spin import run_node
 from dense_warper_ros.ros.conversions import delete_markers_for, markers_for, skeletons_to_msg
-from dense_warper_ros.ros.raw_frames import frame_reader
+from dense_warper_ros.ros.raw_frames import subscribe_frames
 from dense_warper_ros.ros.repeated_info import RepeatedInfo
 from dense_warper_ros.ros.frame_processor import INFO_CAUSES, FrameDropped, FrameProcessor, PreparedFrame, stamp_to_ns
 from dense_warper_ros.ros.tf_source import make_tf_source
@@ -96,13 +96,9 @@ class DenseWarperNode(Node):
                          else ReliabilityPolicy.BEST_EFFORT)
         info_qos = QoSProfile(depth=5, reliability=qos.reliability)
         msg_type, suffix = self._frame_topic()
-        read = frame_reader(msg_type)
-        for i, ns in enumerate(self.cfg.camera_topics):
-            if read is None:
-                self.create_subscription(msg_type, f"{ns}/{suffix}", lambda m, i=i: self._on_image(i, m), qos)
-            else:
-                self.create_subscription(msg_type, f"{ns}/{suffix}",
-                                         lambda m, i=i: self._on_image_bytes(i, m, read), qos, raw=True)
+        for i, ns in enumerate(self.cfg.camera_topics):   # People2D: an ordinary subscription
+            subscribe_frames(self, msg_type, f"{ns}/{suffix}", qos, lambda m, i=i: self._on_image(i, m),
+                             lambda why, i=i: self._drop(i, "undecodable", why))
             self.create_subscription(CameraInfo, f"{ns}/camera_info", lambda m, i=i: self._on_info_bytes(i, m),
                                      info_qos, raw=True)
         self.create_timer(1.0, self._publish_diagnostics)
@@ -161,14 +157,6 @@ class DenseWarperNode(Node):
             self._drop(i, "undecodable", f"CameraInfo: {type(e).__name__}: {e}")
             return
         self._on_info(i, msg)
-
-    def _on_image_bytes(self, i: int, raw: bytes, read) -> None:
-        try:
-            msg = read(raw)
-        except Exception as e:                   # noqa: BLE001 - one bad message must not end the node
-            self._drop(i, "undecodable", f"{type(e).__name__}: {e}")
-            return
-        self._on_image(i, msg)
 
     def _on_info(self, i: int, msg: CameraInfo) -> None:
         error = self.processor.set_info(i, msg)

@@ -25,6 +25,7 @@ from dense_warper_ros.msg import People2D
 from dense_warper_ros.people_detection import PeopleDetector
 from dense_warper_ros.ros.conversions import people_to_msg
 from dense_warper_ros.ros.frame_processor import image_to_rgb, stamp_to_ns
+from dense_warper_ros.ros.raw_frames import subscribe_frames
 from dense_warper_ros.ros.params import BACKBONES, RELIABILITIES, TRANSPORTS, ParameterError
 from dense_warper_ros.ros.spin import run_node
 
@@ -63,8 +64,9 @@ class PeopleNode(Node):
                          else ReliabilityPolicy.BEST_EFFORT)
         self.pub = self.create_publisher(People2D, f"{ns}/people", 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(CompressedImage if compressed else Image,
-                                 f"{ns}/image_raw" + ("/compressed" if compressed else ""), self._on_image, qos)
+        subscribe_frames(self, CompressedImage if compressed else Image,
+                         f"{ns}/image_raw" + ("/compressed" if compressed else ""), qos, self._on_image,
+                         lambda why: self._drop("undecodable", why))
         self.create_timer(1.0, self._diagnostics)
         self._logged: dict[str, float] = {}
         self.get_logger().info(f"{self.camera}: {ns}/image_raw -> {ns}/people, backbone {p['backbone']} "

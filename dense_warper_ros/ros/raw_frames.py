@@ -35,3 +35,21 @@ def frame_reader(msg_type: type) -> Callable[[bytes], Any] | None:
         except Exception:                 # noqa: BLE001 - rosbags' errors have no common base
             return deserialize_message(raw, msg_type)
     return read
+
+
+def subscribe_frames(node, msg_type: type, topic: str, qos, on_frame: Callable[[Any], None],
+                     on_undecodable: Callable[[str], None]):
+    """A subscription that hands `on_frame` each frame, taken serialized where `frame_reader` can
+    read it; a message that cannot be read goes to `on_undecodable` (a reason), not to the executor."""
+    read = frame_reader(msg_type)
+    if read is None:
+        return node.create_subscription(msg_type, topic, on_frame, qos)
+
+    def take(raw: bytes) -> None:
+        try:
+            msg = read(raw)
+        except Exception as e:           # noqa: BLE001 - one bad message must not end the node
+            on_undecodable(f"{type(e).__name__}: {e}")
+            return
+        on_frame(msg)
+    return node.create_subscription(msg_type, topic, take, qos, raw=True)
