@@ -169,8 +169,13 @@ def test_split_layout_people_nodes_feed_the_fusion_node(two_person_recording, ro
     try:
         pub = RigPublisher(ros_node, rec)
         pub.wait_for_node(timeout=120)
-        assert spin_until(ros_node, lambda: all(len(ros_node.get_publishers_info_by_topic(f"/{n}/people")) > 0
-                                                for n in rec.names), 60)
+        # every part connected before the first frame: a message published before its subscriber
+        # matched is lost, and a fusion node still loading under load would start a frame late
+        assert spin_until(ros_node, lambda: all(
+            len(ros_node.get_publishers_info_by_topic(f"/{n}/people")) > 0
+            and len(ros_node.get_subscriptions_info_by_topic(f"/{n}/people")) > 0
+            and len(ros_node.get_subscriptions_info_by_topic(f"/{n}/camera_info")) > 0 for n in rec.names)
+            and len(ros_node.get_publishers_info_by_topic("/dense_warper/skeletons")) > 0, 120)
         pub.play(pace_s=0.25, settle_s=0.5)               # each people_node takes its time per image
         spin_until(ros_node, lambda: len(got) >= len(rec.frames) - 4, 120)
         assert all(p.alive() for p in procs) and fusion_node.alive()
