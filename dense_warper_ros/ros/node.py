@@ -154,7 +154,9 @@ class DenseWarperNode(Node):
         try:
             msg = deserialize_message(raw, CameraInfo)
         except Exception as e:                   # noqa: BLE001 - one bad message must not end the node
-            self._drop(i, "undecodable", f"CameraInfo: {type(e).__name__}: {e}")
+            name = self.cams[i].name
+            self.stats["camera_info_refused"] += 1
+            self._warn(f"{name}:camera_info", f"{name}: CameraInfo could not be read ({type(e).__name__}: {e})")
             return
         self._on_info(i, msg)
 
