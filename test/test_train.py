@@ -13,7 +13,7 @@ import torch
 from dense_warper_ros.data.rigs import read_yaml
 from dense_warper_ros.devices import resolve_device
 from dense_warper_ros.model import DenseWarper
-from dense_warper_ros.train.data import (DataConfig, batch_loader, batch_rng, load_clips, training_batch,
+from dense_warper_ros.train.data import (DataConfig, batch_loader, batch_rng, load_clips, occlude, training_batch,
                                          training_batches)
 from dense_warper_ros.train.loop import (LossConfig, OptimConfig, TrainConfig, build_model,
                                          config_from_mapping, load_checkpoint, save_checkpoint, step_losses,
@@ -293,3 +293,23 @@ def test_detector_randomisation_ranges():
         DataConfig(heatmap_sigma_min=3.0)
     with pytest.raises(ValueError, match="video_prob"):
         DataConfig(video_prob=1.5)
+
+
+def test_occlusion_hides_a_band_of_joints_in_a_views_current_and_earlier_frames():
+    clips = load_clips(("run",))
+    plain = training_batch(DataConfig(), clips, 4, np.random.default_rng(0), history=1)
+    again = training_batch(DataConfig(), clips, 4, np.random.default_rng(0), history=1)
+    for k in plain:                                   # off (the default): nothing drawn, nothing changed
+        assert torch.equal(plain[k], again[k])
+    alive = plain["heatmaps"].amax(dim=(-2, -1)) > 0                      # (B, V, J)
+    alive_prev = plain["prev_heatmaps"].amax(dim=(-2, -1)) > 0            # (B, V, K, J)
+    occlude(plain, np.random.default_rng(1), 1.0)
+    now = plain["heatmaps"].amax(dim=(-2, -1)) > 0
+    lost = alive & ~now
+    assert 0 < lost.sum() < alive.sum() / 2 and not (now & ~alive).any()
+    for b, v in {(b, v) for b, v, _ in lost.nonzero().tolist()}:
+        x = plain["target_uv"][b, v, v, :, 0]
+        gone = lost[b, v]
+        assert x[gone].max() - x[gone].min() <= 0.7 * (x.max() - x.min()) + 1e-6   # one band
+        assert not (plain["prev_heatmaps"].amax(dim=(-2, -1))[b, v, :, gone] > 0).any()   # earlier frames too
+    assert (alive_prev & ~(plain["prev_heatmaps"].amax(dim=(-2, -1)) > 0)).any()

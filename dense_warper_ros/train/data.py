@@ -63,6 +63,8 @@ class DataConfig:
                                                      # frame-to-frame jitter, as a real detector's)
     outlier_scale: tuple[float, float] = (1.0, 1.0)  # x the default swap and miss rates, log-uniform
     speed_range: tuple[float, float] = (0.5, 2.0)    # playback speed, log-uniform
+    occlusion_prob: float = 0.0        # per window and view: a nearer person hides part of the body
+                                       # (`occlude`); 0 draws nothing, so older recipes replay exactly
     heatmap_size: int = 48
     heatmap_sigma: float = 2.5         # as the benchmark's heatmaps
     heatmap_sigma_min: float | None = None   # per batch uniform in [min, heatmap_sigma] (MoveNet's
@@ -84,6 +86,8 @@ class DataConfig:
         overlap = set(self.train_clips) & (set(self.val_clips) | set(motion.TEST_CLIPS))
         if overlap:
             raise ValueError(f"data: training clips {sorted(overlap)} are validation or test clips")
+        if not 0.0 <= self.occlusion_prob <= 1.0:
+            raise ValueError(f"data: occlusion_prob must be in [0, 1], got {self.occlusion_prob}")
         if not 0.0 <= self.video_prob <= 1.0:
             raise ValueError(f"data: video_prob must be in [0, 1], got {self.video_prob}")
         for name in ("noise_tau_s", "outlier_scale", "speed_range"):
@@ -164,7 +168,31 @@ def training_batch(cfg: DataConfig, clips: list[MotionClip], batch_size: int, rn
                             noise=random_noise(rng, cfg), heatmap=heatmap_config(cfg, rng),
                             batch_size=batch_size, rng=rng, augment=AugmentConfig(speed_range=cfg.speed_range),
                             history=history)
-    return next(gen)
+    batch = next(gen)
+    if cfg.occlusion_prob > 0:
+        occlude(batch, rng, cfg.occlusion_prob)
+    return batch
+
+
+def occlude(batch: Batch, rng: np.random.Generator, prob: float, joint_prob: float = 0.5) -> None:
+    """In place: per window and view, with probability `prob`, a vertical band over 30-70 % of the
+    person's width (someone nearer, in front) hides each joint inside it with `joint_prob`, in the
+    view's current frame and its earlier ones (an occluder stays for a while). Detectors lose
+    joints this way, several at once, when people cross; independent misses do not teach that."""
+    hm = batch["heatmaps"]                                      # (B, V, J, h, w)
+    uv = batch["target_uv"]                                     # (B, V, V, J, 2) [b, c, i]
+    B, V, J = hm.shape[:3]
+    for b in range(B):
+        for v in range(V):
+            if rng.random() >= prob:
+                continue
+            x = uv[b, v, v, :, 0].numpy()                       # (J,) the view's own joints, heatmap px
+            lo, hi = float(x.min()), float(x.max())
+            centre, half = rng.uniform(lo, hi), 0.5 * rng.uniform(0.3, 0.7) * (hi - lo)
+            lost = torch.as_tensor((np.abs(x - centre) <= half) & (rng.random(J) < joint_prob))
+            hm[b, v, lost] = 0
+            if "prev_heatmaps" in batch:
+                batch["prev_heatmaps"][b, v, :, lost] = 0
 
 
 def training_batches(cfg: DataConfig, clips: list[MotionClip], batch_size: int,
