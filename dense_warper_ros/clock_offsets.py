@@ -84,8 +84,9 @@ class ClockOffsetEstimator:
         """A tracked person's 2D keypoints (J, 2) image px in one frame (`pinhole`: already
         undistorted)."""
         self.cameras[camera_index] = camera
-        pts = np.nan_to_num(np.asarray(keypoints, np.float64))
-        pts = pts.copy() if pinhole else camera.undistort_points(pts)
+        pts = np.nan_to_num(np.asarray(keypoints, np.float64))        # a copy: NaNs are set below
+        if not pinhole:
+            pts = camera.undistort_points(pts)
         pts[~(np.asarray(scores) >= self.min_score)] = np.nan
         tr = self._tracks[(camera_index, track_id)]
         t = stamp_ns * 1e-9

@@ -8,6 +8,7 @@ of the received bytes. Without rosbags the node subscribes as usual.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from rclpy.serialization import deserialize_message
@@ -21,13 +22,9 @@ def frame_reader(msg_type: type) -> Callable[[bytes], Any] | None:
     None when rosbags is absent or the type is another one (subscribe to it as usual then). A
     message rosbags cannot read (an encoding it does not know) goes through rclpy's deserializer."""
     name = _NAMES.get(msg_type)
-    if name is None:
+    store = _typestore() if name is not None else None
+    if store is None:
         return None
-    try:
-        from rosbags.typesys import Stores, get_typestore
-    except ImportError:
-        return None
-    store = get_typestore(Stores.ROS2_HUMBLE)   # sensor_msgs' image types are the same in every distro
 
     def read(raw: bytes) -> Any:
         try:
@@ -35,6 +32,16 @@ def frame_reader(msg_type: type) -> Callable[[bytes], Any] | None:
         except Exception:                 # noqa: BLE001 - rosbags' errors have no common base
             return deserialize_message(raw, msg_type)
     return read
+
+
+@functools.cache
+def _typestore():
+    """rosbags' type store, one per process (each store builds its own deserializers), or None."""
+    try:
+        from rosbags.typesys import Stores, get_typestore
+    except ImportError:
+        return None
+    return get_typestore(Stores.ROS2_HUMBLE)    # sensor_msgs' image types are the same in every distro
 
 
 def subscribe_frames(node, msg_type: type, topic: str, qos, on_frame: Callable[[Any], None],
