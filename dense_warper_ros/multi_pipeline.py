@@ -36,7 +36,8 @@ import torch
 
 from dense_warper_ros import association as assoc
 from dense_warper_ros.buffer import BufferConfig, Frame, InterleavedBuffer, Window
-from dense_warper_ros.cameras import Camera, root_crop_affine, undistorter
+from dense_warper_ros.cameras import Camera, apply_affine, root_crop_affine, undistorter
+from dense_warper_ros.heatmaps import render_gaussians
 from dense_warper_ros.model import PreviousFrames
 from dense_warper_ros.people import Person2D, render_keypoints, render_person
 from dense_warper_ros.people_detection import Detector, crop_people, detection_boxes, iou
@@ -64,11 +65,15 @@ class MultiPersonConfig:
     max_jump_m: float = 0.5            # a fused pose further than this (mean joint) from its track's
                                        # prediction is dropped
     sigma: float = 2.5                 # heatmap px, for people given as keypoints
+    fill_lost: float = 0.4             # a joint a view lost (below min_score) is drawn where its track
+                                       # predicts it, with this confidence (0: left empty)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         if not (0 < self.gate and 0 < self.birth_gate):
             raise ValueError("association gates must be > 0")
+        if not 0 <= self.fill_lost <= 1:
+            raise ValueError(f"fill_lost must be in [0, 1], got {self.fill_lost}")
         if self.detector_period < 1:
             raise ValueError(f"detector_period must be >= 1, got {self.detector_period}")
 
@@ -81,7 +86,7 @@ class PeopleFrame:
     people: list[Person2D]
     assigned: dict[int, int] = field(default_factory=dict)    # track id -> person index
     tried: set[int] = field(default_factory=set)              # track ids already matched against
-    rendered: dict = field(default_factory=dict)              # person index -> (heatmaps, affine) from keypoints
+    rendered: dict = field(default_factory=dict)              # person index -> (heatmaps, affine) as fused
     reported: set[int] = field(default_factory=set)           # track ids handed to the clock-offset estimator
     stamp_ns: int = 0                                         # the frame's own stamp (the buffer's may be corrected)
 
@@ -401,21 +406,49 @@ class MultiPersonPipeline:
         return lambda f: self._heatmaps(f, track_id) if track_id in f.data.assigned else None
 
     def _heatmaps(self, f: Frame, track_id: int) -> tuple[torch.Tensor, np.ndarray]:
-        """The heatmaps (17, h, w) and (2, 3) affine of the track's person in frame `f`: the
-        backbone's, or rendered from its keypoints in the model's crop, a 2 m box around the track's
-        root at that frame's stamp (the crop the warps were trained in), once per frame and person."""
+        """The heatmaps (17, h, w) and (2, 3) affine of the track's person in frame `f`, once per
+        frame and person: the backbone's, or rendered from its keypoints in the model's crop (a 2 m
+        box around the track's root at that frame's stamp, the crop the warps were trained in);
+        joints the view lost are filled in where the track's line through its last poses puts them
+        (`Track.fitted`, `_fill_lost`)."""
         k = f.data.assigned[track_id]
-        p = f.data.people[k]
-        if p.heatmaps is not None:
-            return p.heatmaps, np.asarray(p.affine)
         if k not in f.data.rendered:
-            A = self._root_crop(f.data.camera, self.tracks.live[track_id].predict(f.stamp_ns))
-            if A is None:
-                hm, A = render_person(p, self.heatmap_size, self.config.sigma, min_score=self.config.min_score)
+            p, track = f.data.people[k], self.tracks.live[track_id]
+            if p.heatmaps is not None:
+                hm, A = p.heatmaps, np.asarray(p.affine)
             else:
-                hm = render_keypoints(p, A, self.heatmap_size, self.config.sigma, min_score=self.config.min_score)
+                A = self._root_crop(f.data.camera, track.predict(f.stamp_ns))
+                if A is None:
+                    hm, A = render_person(p, self.heatmap_size, self.config.sigma, min_score=self.config.min_score)
+                else:
+                    hm = render_keypoints(p, A, self.heatmap_size, self.config.sigma,
+                                          min_score=self.config.min_score)
+            hm = self._fill_lost(hm, A, p, f.data.camera, track.fitted(f.stamp_ns))
             f.data.rendered[k] = (hm.to(self.device), A)
         return f.data.rendered[k]
+
+    def _fill_lost(self, hm: torch.Tensor, A: np.ndarray, p: Person2D, camera: Camera,
+                   predicted: np.ndarray) -> torch.Tensor:
+        """`hm` (17, h, w) with each joint the person lost (below min_score) replaced by a Gaussian
+        of peak `fill_lost` where the track's `predicted` pose (17, 3) projects, when that is in front of the
+        camera and in the image. An occluded joint otherwise leaves its view's channel empty, and the
+        warps, guided by the target view, carry the other views' evidence for it poorly: in crowds
+        this is most of what each person's error grows by."""
+        lost = ~p.confident(self.config.min_score) & np.isfinite(predicted).all(1)
+        if self.config.fill_lost <= 0 or not lost.any():
+            return hm
+        uv = np.full((NUM_JOINTS, 2), np.nan)
+        uv[lost] = camera.project(predicted[lost])
+        depth = np.full(NUM_JOINTS, -1.0)
+        depth[lost] = camera.to_camera(predicted[lost])[:, 2]
+        inside = (uv >= 0).all(1) & (uv[:, 0] < camera.width) & (uv[:, 1] < camera.height)
+        lost &= (depth > 0.05) & inside
+        if not lost.any():
+            return hm
+        blobs = render_gaussians(torch.from_numpy(apply_affine(A, uv)).float(), hm.shape[-1], self.config.sigma,
+                                 valid=torch.from_numpy(lost))                     # (17, h, w)
+        keep = torch.from_numpy(~lost).to(hm)[:, None, None]
+        return hm * keep + self.config.fill_lost * blobs.to(hm)
 
     def _root_crop(self, camera: Camera, points: np.ndarray) -> np.ndarray | None:
         root = points[PELVIS] if np.isfinite(points[PELVIS]).all() else centre(points)

@@ -203,6 +203,7 @@ class PeopleOptions:
     gate: float = 0.25                   # association gate: mean joint distance / person size
     track_timeout_s: float = 0.5         # a track without a pose for this long ends
     detector_period: int = 5             # frames of a camera between person-detector runs
+    fill_lost: float = 0.4               # a lost joint drawn where its track predicts it, this confident
     clock_offsets: bool = False          # estimate each camera's clock offset from the tracked people
     apply_clock_offsets: bool = False    # ... and correct the stamps with it (implies clock_offsets)
 
@@ -277,7 +278,7 @@ def _multi_pipeline(model: DenseWarper, backbone, buf: BufferConfig, people: Peo
     cfg = MultiPersonConfig(
         buffer=buf, tracking=TrackingConfig(max_people=people.max_people,
                                             timeout_ns=int(people.track_timeout_s * 1e9)),
-        gate=people.gate, detector_period=people.detector_period, device=dev)
+        gate=people.gate, detector_period=people.detector_period, fill_lost=people.fill_lost, device=dev)
     pipe = MultiPersonPipeline(model=model, backbone=backbone, detector=detector, config=cfg)
     if people.clock_offsets or people.apply_clock_offsets:
         from dense_warper_ros.clock_offsets import ClockOffsetEstimator

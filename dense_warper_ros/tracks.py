@@ -3,7 +3,8 @@
 A track holds the last few fused poses of one person. Association needs the pose *at a frame's
 capture stamp*, which is never a stamp the track was fused at (the views are staggered), so
 `Track.predict` extrapolates each joint at constant velocity from the last two poses (velocity
-capped, and not across a gap longer than `max_velocity_gap_ns`).
+capped, and not across a gap longer than `max_velocity_gap_ns`); `Track.fitted` draws a line through
+the last few poses instead, less noisy, to fill in joints a view lost.
 
 Life cycle (`TrackRegistry`): a track is born from 2D people that agree across views; it dies when
 no pose was fused for it for `timeout_ns`; a person who appears within `reid_timeout_ns` of a
@@ -21,6 +22,7 @@ import numpy as np
 MAX_SPEED_M_S = 6.0               # faster joint motion is noise: velocity capped to this
 MAX_VELOCITY_GAP_NS = 300_000_000  # poses further apart give no velocity
 MAX_EXTRAPOLATION_S = 0.15        # beyond this the pose is held, not extrapolated further
+HISTORY = 4                       # poses a track keeps (`fitted` draws a line through them)
 STALE_NS = 100_000_000            # a live track without a pose for this long may be re-acquired by a birth
 
 
@@ -40,7 +42,7 @@ def mean_distance(a: np.ndarray, b: np.ndarray) -> float:
 class Track:
     id: int
     born_ns: int
-    history: deque = field(default_factory=lambda: deque(maxlen=3))   # (stamp_ns, (17, 3)) oldest first
+    history: deque = field(default_factory=lambda: deque(maxlen=HISTORY))   # (stamp_ns, (17, 3)) oldest first
     fused: int = 0                     # poses fused for this track
 
     @property
@@ -73,6 +75,20 @@ class Track:
         v = np.nan_to_num((p1 - p0) / ((t1 - t0) * 1e-9))
         speed = np.linalg.norm(v, axis=1, keepdims=True)
         return v * np.minimum(1.0, MAX_SPEED_M_S / np.maximum(speed, 1e-9))
+
+    def fitted(self, stamp_ns: int) -> np.ndarray:
+        """(17, 3) each joint's least-squares line through the track's last HISTORY poses, at
+        `stamp_ns` (at most MAX_EXTRAPOLATION_S ahead); `predict` with fewer than three poses
+        within MAX_VELOCITY_GAP_NS. Less noisy than `predict`, whose velocity comes from two poses:
+        what fills in the joints a view lost."""
+        recent = [(t, p) for t, p in self.history if self.last_ns - t <= MAX_VELOCITY_GAP_NS]
+        if len(recent) < 3:
+            return self.predict(stamp_ns)
+        t = np.array([(ti - self.last_ns) * 1e-9 for ti, _ in recent])            # (n,) s, the last at 0
+        y = np.stack([p for _, p in recent]).reshape(len(recent), -1)            # (n, 51)
+        slope, intercept = np.polyfit(t, y, 1)
+        dt = np.clip((stamp_ns - self.last_ns) * 1e-9, -MAX_EXTRAPOLATION_S, MAX_EXTRAPOLATION_S)
+        return (intercept + slope * dt).reshape(self.last.shape)
 
     def predict(self, stamp_ns: int) -> np.ndarray:
         """(17, 3) the pose extrapolated to `stamp_ns` (constant velocity, at most

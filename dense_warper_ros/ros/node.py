@@ -437,6 +437,7 @@ def _by_stamp(results) -> list[tuple[int, list]]:
 def people_options(c: params.NodeConfig) -> PeopleOptions:
     return PeopleOptions(max_people=c.max_people, keypoints_input=c.input == "keypoints", gate=c.association_gate,
                          track_timeout_s=c.track_timeout, detector_period=c.detector_period,
+                         fill_lost=c.fill_lost_joints,
                          apply_clock_offsets=c.estimate_clock_offsets)
 
 

@@ -60,6 +60,7 @@ class NodeConfig:
     association_gate: float         # mean joint distance / person size for a 2D person to join a track
     track_timeout: float            # s without a pose before a track ends
     detector_period: int            # frames of a camera between person-detector runs
+    fill_lost_joints: float         # confidence of a lost joint drawn where its track predicts it (0: off)
     estimate_clock_offsets: bool    # estimate each camera's clock offset from the people and correct its stamps
     max_clock_offset: float         # s: a camera whose estimated offset is larger is flagged in /diagnostics
 
@@ -138,6 +139,9 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "detector_period": (5, _d("max_people > 1: run the person detector every this many frames of a camera "
                               "(tracked people are cropped from their tracks in between; every frame while a "
                               "camera sees nobody)", **_irange(1, 1000))),
+    "fill_lost_joints": (0.4, _d("several people or keypoints input: a joint a view lost (occluded, below 0.3 "
+                                 "confidence) is drawn into that view's heatmaps where the person's track "
+                                 "predicts it, with this confidence; 0 leaves it empty", **_frange(0.0, 1.0))),
     "estimate_clock_offsets": (False, _d("estimate each camera's clock offset from the people it sees (epipolar "
                                          "agreement of the tracked people's keypoints over the last 10 s) and "
                                          "correct its stamps by it once known to 3 ms; /diagnostics shows each "
@@ -216,5 +220,6 @@ def read(node: Node) -> NodeConfig:
         flush_after=float(p["flush_after"]), clock_jump=float(p["clock_jump"]),
         input=_one_of("input", p["input"], INPUTS), max_people=int(p["max_people"]),
         association_gate=float(p["association_gate"]), track_timeout=float(p["track_timeout"]),
-        detector_period=int(p["detector_period"]), estimate_clock_offsets=bool(p["estimate_clock_offsets"]),
+        detector_period=int(p["detector_period"]), fill_lost_joints=float(p["fill_lost_joints"]),
+        estimate_clock_offsets=bool(p["estimate_clock_offsets"]),
         max_clock_offset=float(p["max_clock_offset"]))
