@@ -78,7 +78,7 @@ class Track:
 
     def fitted(self, stamp_ns: int) -> np.ndarray:
         """(17, 3) each joint's least-squares line through the track's last HISTORY poses, at
-        `stamp_ns` (at most MAX_EXTRAPOLATION_S ahead); `predict` with fewer than three poses
+        `stamp_ns` (at most MAX_EXTRAPOLATION_S either way); `predict` with fewer than three poses
         within MAX_VELOCITY_GAP_NS. Less noisy than `predict`, whose velocity comes from two poses:
         what fills in the joints a view lost."""
         recent = [(t, p) for t, p in self.history if self.last_ns - t <= MAX_VELOCITY_GAP_NS]
