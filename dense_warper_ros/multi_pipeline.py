@@ -423,19 +423,24 @@ class MultiPersonPipeline:
                 else:
                     hm = render_keypoints(p, A, self.heatmap_size, self.config.sigma,
                                           min_score=self.config.min_score)
-            hm = self._fill_lost(hm, A, p, f.data.camera, track.fitted(f.stamp_ns))
+            hm = self._fill_lost(hm, A, p, f.data.camera, track, f.stamp_ns)
             f.data.rendered[k] = (hm.to(self.device), A)
         return f.data.rendered[k]
 
-    def _fill_lost(self, hm: torch.Tensor, A: np.ndarray, p: Person2D, camera: Camera,
-                   predicted: np.ndarray) -> torch.Tensor:
+    def _fill_lost(self, hm: torch.Tensor, A: np.ndarray, p: Person2D, camera: Camera, track,
+                   stamp_ns: int) -> torch.Tensor:
         """`hm` (17, h, w) with each joint the person lost (below min_score) replaced by a Gaussian
-        of peak `fill_lost` where the track's `predicted` pose (17, 3) projects, when that is in front of the
-        camera and in the image. An occluded joint otherwise leaves its view's channel empty, and the
-        warps, guided by the target view, carry the other views' evidence for it poorly: in crowds
-        this is most of what each person's error grows by."""
-        lost = ~p.confident(self.config.min_score) & np.isfinite(predicted).all(1)
+        of peak `fill_lost` where the track's line through its last poses (`Track.fitted`) puts it
+        at `stamp_ns`, when that is in front of the camera and in the image. An occluded joint
+        otherwise leaves its view's channel empty, and the warps, guided by the target view, carry
+        the other views' evidence for it poorly: in crowds this is most of what each person's error
+        grows by."""
+        lost = ~p.confident(self.config.min_score)
         if self.config.fill_lost <= 0 or not lost.any():
+            return hm
+        predicted = track.fitted(stamp_ns)                                          # (17, 3)
+        lost &= np.isfinite(predicted).all(1)
+        if not lost.any():
             return hm
         uv = np.full((NUM_JOINTS, 2), np.nan)
         uv[lost] = camera.project(predicted[lost])

@@ -197,13 +197,13 @@ ARM = [15, 16]          # H36M right elbow, right wrist
 def test_a_lost_joint_is_drawn_where_the_track_predicts_it():
     frames = _lost_arm_frames(0.5)
     pipe, _ = _run(frames[:-1])
-    track_id = min(pipe.tracks.live)
+    track = pipe.tracks.live[min(pipe.tracks.live)]
     k = len(frames) - 1
-    lost = frames[k][0]
-    predicted = pipe.tracks.live[track_id].predict(T0_NS + k * 16_666_667)
+    lost, stamp = frames[k][0], T0_NS + k * 16_666_667
+    predicted = track.fitted(stamp)
     A = person_affine(frames[k][1], 64, margin=3.0)            # a crop that holds both people
     hm = torch.zeros(17, 64, 64)
-    filled = pipe._fill_lost(hm, A, lost, CAMS[k % 4], predicted)
+    filled = pipe._fill_lost(hm, A, lost, CAMS[k % 4], track, stamp)
     for j in range(17):
         if j in ARM:
             peak = divmod(int(filled[j].argmax()), 64)
@@ -213,7 +213,7 @@ def test_a_lost_joint_is_drawn_where_the_track_predicts_it():
         else:
             assert filled[j].abs().max() == 0                  # seen joints keep their own heatmaps
     pipe.config = dataclasses.replace(pipe.config, fill_lost=0.0)
-    assert pipe._fill_lost(hm, A, lost, CAMS[k % 4], predicted) is hm
+    assert pipe._fill_lost(hm, A, lost, CAMS[k % 4], track, stamp) is hm
 
 
 def test_filling_lost_joints_from_the_track_brings_them_closer():

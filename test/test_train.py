@@ -297,10 +297,11 @@ def test_detector_randomisation_ranges():
 
 def test_occlusion_hides_a_band_of_joints_in_a_views_current_and_earlier_frames():
     clips = load_clips(("run",))
+    assert DataConfig().occlusion_prob == 0                            # off by default: older recipes replay
     plain = training_batch(DataConfig(), clips, 4, np.random.default_rng(0), history=1)
-    again = training_batch(DataConfig(), clips, 4, np.random.default_rng(0), history=1)
-    for k in plain:                                   # off (the default): nothing drawn, nothing changed
-        assert torch.equal(plain[k], again[k])
+    hidden = training_batch(DataConfig(occlusion_prob=1.0), clips, 4, np.random.default_rng(0), history=1)
+    assert torch.equal(hidden["target_uv"], plain["target_uv"])        # the same windows, drawn before it
+    assert (hidden["heatmaps"].amax(dim=(-2, -1)) < plain["heatmaps"].amax(dim=(-2, -1))).any()
     alive = plain["heatmaps"].amax(dim=(-2, -1)) > 0                      # (B, V, J)
     alive_prev = plain["prev_heatmaps"].amax(dim=(-2, -1)) > 0            # (B, V, K, J)
     occlude(plain, np.random.default_rng(1), 1.0)
