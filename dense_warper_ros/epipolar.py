@@ -142,20 +142,25 @@ def gather_max(heatmaps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     if index.shape[-2] != H * W:
         raise ValueError(f"index is for {index.shape[-2]} pixels, heatmaps are {H}x{W}")
     batch = torch.broadcast_shapes(heatmaps.shape[:-3], index.shape[:-2])
-    hm = heatmaps.expand(*batch, J, H, W).reshape(-1, J, H * W)  # (N, J, HW)
-    hm = torch.cat([hm, hm.new_zeros(hm.shape[0], J, 1)], dim=-1)    # (N, J, HW+1) zero pad
-    idx = index.expand(*batch, *index.shape[-2:]).reshape(-1, H * W, index.shape[-1])  # (N, HW, L)
-    N, L = hm.shape[0], idx.shape[-1]
+    HW = H * W
+    hm = heatmaps.expand(*batch, J, H, W).reshape(-1, J, HW)     # (N, J, HW)
+    N = hm.shape[0]
+    # one row of J values per (item, pixel) plus a zero row per item: a row gather reads J
+    # contiguous values, and the max over the L samples runs across whole rows (vectorised),
+    # several times faster on a CPU than a gather per value and a max over the innermost axis
+    table = torch.cat([hm.transpose(1, 2), hm.new_zeros(N, 1, J)], dim=1).reshape(N * (HW + 1), J)
+    idx = index.expand(*batch, *index.shape[-2:]).reshape(-1, HW, index.shape[-1])   # (N, HW, L)
+    L = idx.shape[-1]
+    idx = idx + (torch.arange(N, device=idx.device) * (HW + 1))[:, None, None]       # rows of `table`
     rows = max(1, MAX_GATHER_ELEMENTS // max(1, N * J * L))      # pixels per chunk
     parts = []
-    for r0 in range(0, H * W, rows):
-        ix = idx[:, r0:r0 + rows]                                # (N, R, L)
-        R = ix.shape[1]
-        g = torch.gather(hm, 2, ix.reshape(N, 1, R * L).expand(N, J, R * L))   # (N, J, R*L)
-        parts.append(g.view(N, J, R, L).amax(-1))                # (N, J, R)
-    out = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+    for r0 in range(0, HW, rows):
+        ix = idx[:, r0:r0 + rows].transpose(1, 2)                # (N, L, R)
+        R = ix.shape[-1]
+        parts.append(table.index_select(0, ix.reshape(-1)).view(N, L, R, J).amax(1))   # (N, R, J)
+    out = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]                      # (N, HW, J)
     # the zero every line's max includes: outside samples read the pad, lines wholly inside do not
-    return out.clamp_min(0).view(*batch, J, H, W)
+    return out.clamp_min(0).transpose(1, 2).reshape(*batch, J, H, W)
 
 
 class EpipolarSampler:

@@ -98,6 +98,8 @@ class PeopleFrame:
 class MultiPersonPipeline:
     """Interleaved buffer + association + tracks + batched DenseWarper fusion."""
 
+    fusion = None      # the several-people fusion runs in the caller's process (no FusionProcess)
+
     def __init__(self, *, model, config: MultiPersonConfig, backbone=None, detector: Detector | None = None):
         self.model = model
         self.backbone = backbone
@@ -222,6 +224,9 @@ class MultiPersonPipeline:
         self.ended += list(self.tracks.live)
         self.tracks.reset()
 
+    def close(self) -> None:
+        """Nothing to end: the several-people fusion runs in the caller's process."""
+
     def people_counts(self) -> dict[str, int]:
         """For /diagnostics: people tracked now; births, deaths, re-identifications, merges, association
         rejections, detector runs."""
@@ -234,7 +239,7 @@ class MultiPersonPipeline:
             out += self._solve(w)
         return out
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _solve(self, w: Window) -> list[PoseResult]:
         t0 = time.perf_counter()
         self.ended += self.tracks.expire(w.target_ns)

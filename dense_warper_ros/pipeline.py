@@ -9,8 +9,10 @@ evaluation and the tests feed it directly, so both produce the same poses for th
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,7 +20,9 @@ import torch
 from dense_warper_ros.buffer import BufferConfig, Frame, InterleavedBuffer, Window
 from dense_warper_ros.cameras import Camera, undistorter
 from dense_warper_ros.devices import resolve_device
+from dense_warper_ros.fusion_process import BufferView, FusionProcess, FusionSpec
 from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
+from dense_warper_ros.temporal_context import ContextCache
 from dense_warper_ros.weights import DEFAULT_MODEL, default_weights
 from dense_warper_ros.window_tensors import projected_box, projections, stack_previous, stack_views
 
@@ -72,6 +76,19 @@ class PosePipeline:
         self.lost = False                  # set when a tracked person disappears
         self.ended: list[int] = []         # ids of tracks that ended since the caller last cleared it
         self.weights_source = ""           # where the model's weights came from (for reports)
+        self.fusion = None                 # a FusionProcess: the fusion runs in a child process
+        self._context = ContextCache()     # per-frame temporal context, reused across targets
+
+    def offload(self, fusion) -> None:
+        """Run the fusion (buffer, model, track) in `fusion` (a `fusion_process.FusionProcess`);
+        this object keeps the 2D step and mirrors what the next crop and the reports need."""
+        self.fusion = fusion
+        self.buffer = BufferView(self.config.buffer)
+
+    def close(self) -> None:
+        """End the fusion process, if any."""
+        if self.fusion is not None:
+            self.fusion.close()
 
     # --- per frame ------------------------------------------------------------------------------
     def crop_box(self, camera: Camera, stamp_ns: int) -> np.ndarray | None:
@@ -98,14 +115,48 @@ class PosePipeline:
 
     def push_heatmaps(self, camera_index: int, stamp_ns: int, data: FrameData) -> list[PoseResult]:
         """For callers that computed the heatmaps themselves (benchmarks, batched backbones)."""
+        if self.fusion is not None:
+            return self._mirror(self.fusion.call("push", *FusionProcess.frame_args(camera_index, stamp_ns, data)))
+        self._check_heatmaps(data)
         return self._solve_all(self.buffer.push(Frame(camera=camera_index, stamp_ns=stamp_ns, data=data)))
 
+    def _check_heatmaps(self, data: FrameData) -> None:
+        """A frame whose heatmaps the model cannot fuse is refused before it enters the buffer,
+        where it would break every window it belongs to."""
+        m = self.model
+        want = (m.num_joints, m.heatmap_size, m.heatmap_size)
+        if tuple(data.heatmaps.shape) != want:
+            raise ValueError(f"heatmaps of shape {tuple(data.heatmaps.shape)}; the model fuses {want}")
+
     def flush(self) -> list[PoseResult]:
+        if self.fusion is not None:
+            return self._mirror(self.fusion.call("flush"))
         return self._solve_all(self.buffer.flush())
 
     def reset(self) -> None:
-        self.buffer.reset()
         self._last = None
+        if self.fusion is not None:
+            self._mirror(self.fusion.call("reset"))
+            return
+        self.buffer.reset()
+        self._context.clear()
+
+    def push_async(self, camera_index: int, stamp_ns: int, data: FrameData,
+                   done: Callable[[list[PoseResult] | Exception], None], *, reset: bool = False) -> None:
+        """Offloaded fusion: queue a frame (after a reset when `reset`) and return at once; `done`
+        gets its poses, or the exception, on the fusion process's reply thread. Waits only while
+        the process has `max_in_flight` frames queued."""
+        def reply(r) -> None:
+            done(r if isinstance(r, Exception) else self._mirror(r))
+        self.fusion.submit("push", FusionProcess.frame_args(camera_index, stamp_ns, data, reset), reply)
+
+    def _mirror(self, reply) -> list[PoseResult]:
+        """The fusion process's reply -> its poses; keeps the state the next frame needs."""
+        self._last, self._track_id, self.lost = reply.last, reply.track_id, reply.lost
+        self.ended.extend(reply.ended)
+        self.buffer.pending = reply.pending
+        self.buffer.stats = Counter(reply.stats)
+        return reply.results
 
     def people_counts(self) -> dict[str, int]:
         """For /diagnostics: the one person tracked now or not, and tracks lost so far."""
@@ -128,7 +179,7 @@ class PosePipeline:
             self._track_id += 1
         self._last = None
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _solve(self, w: Window) -> PoseResult | None:
         t0 = time.perf_counter()
         if self._last is not None and w.target_ns - self._last.stamp_ns > self.config.track_timeout_ns:
@@ -139,9 +190,11 @@ class PosePipeline:
         cams: list[Camera | None] = [None if f is None else f.data.camera for f in w.frames]
         P = projections(cams, 1)                                                            # (1, V, 3, 4)
         undistort = undistorter(cams)
+        epoch = self.buffer.stats["resets"]           # stamps may repeat after a reset (a looped bag)
+        self._context.keys = [[_frame_key(epoch, v, f, w) for v, f in enumerate(w.frames)]]
         out = self.model.pose_at(hm, P.to(self.device), A.to(self.device), times.to(self.device),
                                  valid.to(self.device), torch.zeros(1, dtype=torch.float64, device=self.device),
-                                 undistort=undistort, previous=self._previous(w, ref))
+                                 undistort=undistort, previous=self._previous(w, ref), context_cache=self._context)
         points = out.points[0].double().cpu().numpy()
         result = PoseResult(
             stamp_ns=w.target_ns, points=points,
@@ -173,6 +226,15 @@ class PosePipeline:
     def _stack(self, frames: tuple[Frame | None, ...], target_ns: int, ref: torch.Tensor):
         """Frames (n,) (None: missing) -> heatmaps (n, J, h, w), affines (n, 2, 3), times (n,), valid (n,)."""
         return stack_views(frames, target_ns, _frame_view, ref.shape, ref.dtype, self.device)
+
+
+def _frame_key(epoch: int, v: int, f: Frame | None, w: Window) -> tuple | None:
+    """Names view v's frame and its history for the `ContextCache`: (buffer resets, camera, stamp,
+    earlier stamps)."""
+    if f is None:
+        return None
+    earlier = w.previous[v] if v < len(w.previous) else ()
+    return (epoch, f.camera, f.stamp_ns) + tuple(e.stamp_ns for e in earlier)
 
 
 def _frame_view(f: Frame) -> tuple[torch.Tensor, np.ndarray]:
@@ -214,7 +276,7 @@ class PeopleOptions:
         return self.max_people > 1 or self.keypoints_input or self.clock_offsets or self.apply_clock_offsets
 
 
-def _load_model(model_config: str, weights: str | Path, dev: str, num_cameras: int,
+def load_model(model_config: str, weights: str | Path, dev: str, num_cameras: int,
                 outlier_threshold: float | None) -> tuple[DenseWarper, Path | None]:
     # weights: '' = shipped default (untrained when none is shipped), 'none' = untrained warps
     w = None if weights == "none" else Path(weights) if weights else default_weights(model_config)
@@ -228,7 +290,7 @@ def _load_model(model_config: str, weights: str | Path, dev: str, num_cameras: i
         lo, hi = model.views_supported
         views = f"{lo} or more" if hi is None else str(lo) if lo == hi else f"{lo} to {hi}"
         raise ValueError(f"model {model.config.name!r} takes {views} views, not {num_cameras} cameras")
-    model.set_inference(outlier_threshold=outlier_threshold or None).eval()
+    model.set_inference(outlier_threshold=outlier_threshold or None).for_inference()
     return model, w
 
 
@@ -237,33 +299,52 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
                    backbone_weights: str | Path = "", device: str = "auto", min_views: int = 2,
                    max_view_age_s: float = 0.2, clock_jump_s: float = 1.0,
                    outlier_threshold: float | None = None, inference: str = "auto",
-                   cpu_threads: int = 1, people: PeopleOptions = PeopleOptions()):
+                   cpu_threads: int = 1, people: PeopleOptions = PeopleOptions(), fusion_process: bool = False):
     """The node's pipeline from its parameters: weights default to the shipped ones (untrained
     identity warps when none exist), the backbone to its converted weights in models/.
     `outlier_threshold` (heatmap px; None or 0: off, as the node's parameter): `ModelConfig.outlier_threshold`.
     `inference` (auto | torch | onnxruntime) runs the 2D network (`pipe.backbone.inference` says which
     ran); `cpu_threads` sets ONNX Runtime's intra-op threads on the CPU (0 = its default).
     `people`: more than one person, or 2D keypoints in, gives a `MultiPersonPipeline` (with the
-    MoveNet MultiPose person detector for images)."""
+    MoveNet MultiPose person detector for images).
+    `fusion_process`: the single-person pipeline's fusion runs in a child process
+    (`fusion_process.py`); the 2D network loads here meanwhile."""
     dev = str(resolve_device(device))
-    model, w = _load_model(model_config, weights, dev, num_cameras, outlier_threshold)
-    bb = None
-    if not people.keypoints_input:
-        bb = load_backbone(backbone, weights=backbone_weights or None, device=dev, inference=inference,
-                           cpu_threads=cpu_threads)
-        if bb.heatmap_size != model.heatmap_size:
-            raise ValueError(f"backbone {backbone!r} gives {bb.heatmap_size}px heatmaps, model "
-                             f"{model.config.name!r} expects {model.heatmap_size}px")
+    model, w = load_model(model_config, weights, dev, num_cameras, outlier_threshold)
     buf = BufferConfig(num_cameras=num_cameras, timing=timing, min_views=min_views,
                        max_view_age_ns=int(max_view_age_s * 1e9), clock_jump_ns=int(clock_jump_s * 1e9),
                        reorder=offline, history=model.config.temporal_context,
                        windowed_pick="later" if model.config.temporal_context else "nearest")
-    if people.multi:
-        pipe = _multi_pipeline(model, bb, buf, people, dev, inference=inference, cpu_threads=cpu_threads)
-    else:
-        pipe = PosePipeline(model=model, backbone=bb, config=PipelineConfig(buffer=buf, device=dev))
+    config = PipelineConfig(buffer=buf, device=dev)
+    fusion = None
+    if fusion_process and not people.multi:       # started first: it loads while the backbone does
+        fusion = FusionProcess(FusionSpec(model_config, str(w) if w is not None else "none", num_cameras,
+                                          outlier_threshold, config, cpu_threads))
+    try:
+        bb = None if people.keypoints_input else _backbone_for(model, backbone, backbone_weights, dev, inference,
+                                                                cpu_threads)
+        if people.multi:
+            pipe = _multi_pipeline(model, bb, buf, people, dev, inference=inference, cpu_threads=cpu_threads)
+        else:
+            pipe = PosePipeline(model=model, backbone=bb, config=config)
+            if fusion is not None:
+                fusion.wait_ready()
+                pipe.offload(fusion)
+    except BaseException:
+        if fusion is not None:
+            fusion.close()
+        raise
     pipe.weights_source = str(w) if w is not None else "untrained (identity warps)"
     return pipe
+
+
+def _backbone_for(model: DenseWarper, name: str, weights: str | Path, dev: str, inference: str, cpu_threads: int):
+    """The 2D backbone, checked against the model's heatmap size."""
+    bb = load_backbone(name, weights=weights or None, device=dev, inference=inference, cpu_threads=cpu_threads)
+    if bb.heatmap_size != model.heatmap_size:
+        raise ValueError(f"backbone {name!r} gives {bb.heatmap_size}px heatmaps, model "
+                         f"{model.config.name!r} expects {model.heatmap_size}px")
+    return bb
 
 
 def _multi_pipeline(model: DenseWarper, backbone, buf: BufferConfig, people: PeopleOptions, dev: str, *,

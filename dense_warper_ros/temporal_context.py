@@ -23,6 +23,7 @@ Legend: B batch, V views, K earlier frames, J joints, h x w heatmap; N warped (b
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import NamedTuple
 
 import torch
@@ -78,8 +79,54 @@ def fit_previous(previous: PreviousFrames | None, K: int, B: int, V: int, J: int
     return PreviousFrames(hm, A, t, ok)
 
 
+class ContextCache:
+    """The target-independent part of `warp_context`, kept per frame across targets.
+
+    What the warp of a view's frame reads about its earlier frames (the context planes, the joint
+    motion between the two frames, frame k=0 moved into the current crop) depends on that frame and
+    its history only; of the velocity prior only the scaling by the target's lead changes. In
+    streaming each frame is warped to the next V-1 targets, so computing it once per frame saves
+    most of that work. Set `keys` before each `pose_at`: keys[b][v] names view v's frame and its
+    history in batch item b (e.g. (camera, stamp, earlier stamps)); None: not cached. The caller
+    clears the cache when frames with the same keys may change (a reset)."""
+
+    def __init__(self, capacity: int = 64):
+        self.capacity = capacity
+        self.keys: list[list] | None = None
+        self._rows: OrderedDict = OrderedDict()
+
+    def clear(self) -> None:
+        self._rows.clear()
+
+    def lookup(self, bi: torch.Tensor, ci: torch.Tensor, compute) -> tuple:
+        """The pairs' (bi, ci (N,)) parts, computing `compute(index)` for the rows not cached
+        (`compute(None)`: all of them)."""
+        keys = [None if self.keys is None else self.keys[b][c] for b, c in zip(bi.tolist(), ci.tolist())]
+        missing = [i for i, k in enumerate(keys) if k is None or k not in self._rows]
+        if len(missing) == len(keys):
+            parts = compute(None)
+            self._store(keys, range(len(keys)), parts)
+            return parts
+        if missing:
+            self._store([keys[i] for i in missing], range(len(missing)),
+                        compute(torch.tensor(missing, device=bi.device)))
+        rows = [self._rows[k] for k in keys]
+        return tuple(None if rows[0][j] is None else torch.stack([r[j] for r in rows])
+                     for j in range(len(rows[0])))
+
+    def _store(self, keys: list, rows, parts: tuple) -> None:
+        for k, i in zip(keys, rows):
+            if k is None:
+                continue
+            self._rows[k] = tuple(None if p is None else p[i] for p in parts)
+            self._rows.move_to_end(k)
+        while len(self._rows) > self.capacity:
+            self._rows.popitem(last=False)
+
+
 def warp_context(config: ModelConfig, x: torch.Tensor, A_cur: torch.Tensor, previous: PreviousFrames | None,
-                 bi: torch.Tensor, ci: torch.Tensor, t_cur: torch.Tensor, t_target: torch.Tensor
+                 bi: torch.Tensor, ci: torch.Tensor, t_cur: torch.Tensor, t_target: torch.Tensor,
+                 cache: ContextCache | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor | None, FusionInput | None]:
     """What the warp of each of N pairs (batch bi, view ci, both (N,)) reads about its view's
     earlier frames (steps 1, 2 and 4 of the module doc).
@@ -91,7 +138,7 @@ def warp_context(config: ModelConfig, x: torch.Tensor, A_cur: torch.Tensor, prev
     constant-velocity displacement (N, J, 2) heatmap px from frame k=0 to the target time (zero
     where a joint is undetected in either frame, or None without a velocity prior); and, with
     `temporal_fusion`, frame k=0 in the current crop with its step to the current frame
-    (`FusionInput`, else None).
+    (`FusionInput`, else None). `cache`: reuse what earlier targets computed for the same frames.
     """
     c = config
     K = c.temporal_context
@@ -100,6 +147,33 @@ def warp_context(config: ModelConfig, x: torch.Tensor, A_cur: torch.Tensor, prev
         ctx = torch.zeros(N, K * (J + 1), h, w, dtype=x.dtype, device=x.device)
         prior = torch.zeros(N, J, 2, dtype=x.dtype, device=x.device) if c.velocity_prior else None
         return ctx, prior, None
+
+    def compute(m: torch.Tensor | None) -> tuple:               # m: the pairs to compute, None: all
+        if m is None:
+            return _frame_context(c, x, A_cur, previous, bi, ci, t_cur)
+        return _frame_context(c, x[m], A_cur[m], previous, bi[m], ci[m], t_cur[m])
+    ctx, delta, use, g0, moved = cache.lookup(bi, ci, compute) if cache is not None else compute(None)
+    if not (c.velocity_prior or c.temporal_fusion):
+        return ctx, None, None
+    lim = 0.25 * h
+    zero = torch.zeros_like(delta)
+    disp = torch.where(use[..., None], (delta * ((t_target - t_cur) / g0).to(delta.dtype)[:, None, None])
+                       .clamp(-lim, lim), zero)
+    fuse = None
+    if c.temporal_fusion:
+        step = torch.where(use[..., None], delta.clamp(-lim, lim), zero)
+        fuse = FusionInput(moved, step.to(x.dtype), use)
+    return ctx, disp.to(x.dtype) if c.velocity_prior else None, fuse
+
+
+def _frame_context(c: ModelConfig, x: torch.Tensor, A_cur: torch.Tensor, previous: PreviousFrames,
+                   bi: torch.Tensor, ci: torch.Tensor, t_cur: torch.Tensor) -> tuple:
+    """The target-independent part of `warp_context` for N pairs -> context (N, K*(J+1), h, w),
+    joint motion from frame k=0 to the current frame delta (N, J, 2) px, usable (N, J) bool, the
+    frames' gap g0 (N,) s (1 where frame k=0 is missing) and frame k=0 in the current crop
+    (N, J, h, w), zero where missing."""
+    K = c.temporal_context
+    N, J, h, w = x.shape
     hp = previous.heatmaps[bi, ci].to(x.dtype)              # (N, K, J, h, w)
     Ap = previous.affines[bi, ci].to(x.dtype)               # (N, K, 2, 3)
     gap = t_cur[:, None] - previous.times[bi, ci].to(t_cur)  # (N, K) s, > 0 for earlier frames
@@ -112,33 +186,23 @@ def warp_context(config: ModelConfig, x: torch.Tensor, A_cur: torch.Tensor, prev
     tplane = tplane[:, :, None, None, None].expand(N, K, 1, h, w)
     ctx = torch.cat([diff, tplane], dim=2).reshape(N, K * (J + 1), h, w)
     if not (c.velocity_prior or c.temporal_fusion):
-        return ctx, None, None
-    disp, step, use = _constant_velocity(c.decoder, x, hp[:, 0], Ap[:, 0], A_cur, gap[:, 0], ok[:, 0],
-                                         t_target - t_cur)
-    fuse = FusionInput(R[:, 0] * okf[:, 0], step.to(x.dtype), use) if c.temporal_fusion else None
-    return ctx, disp.to(x.dtype) if c.velocity_prior else None, fuse
+        return ctx, None, None, None, None
+    delta, use = _joint_motion(c.decoder, x, hp[:, 0], Ap[:, 0], A_cur, ok[:, 0])
+    g0 = torch.where(ok[:, 0], gap[:, 0], torch.ones_like(gap[:, 0]))
+    return ctx, delta, use, g0, R[:, 0] * okf[:, 0]
 
 
 @torch.no_grad()
-def _constant_velocity(decoder: dict, x: torch.Tensor, hp0: torch.Tensor, Ap0: torch.Tensor, A_cur: torch.Tensor,
-                       gap0: torch.Tensor, ok0: torch.Tensor, ahead_s: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Each joint's motion from frame k=0 (hp0 (N, J, h, w) in crop Ap0 (N, 2, 3), gap0 (N,) s
-    before the current frame, ok0 (N,) bool) to the current frame x (N, J, h, w) in crop A_cur,
-    extrapolated ahead_s (N,) float64 further. Returns the displacement to the target and the step
-    from frame k=0 to the current frame, both (N, J, 2) heatmap px clamped to a quarter of the
-    heatmap and zero where unusable, and the usable joints (N, J) bool (detected in both frames)."""
+def _joint_motion(decoder: dict, x: torch.Tensor, hp0: torch.Tensor, Ap0: torch.Tensor, A_cur: torch.Tensor,
+                  ok0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each joint's motion from frame k=0 (hp0 (N, J, h, w) in crop Ap0 (N, 2, 3), ok0 (N,) bool) to
+    the current frame x (N, J, h, w) in crop A_cur, in the current crop's px -> (N, J, 2), and the
+    usable joints (N, J) bool (detected in both frames). `warp_context` scales it to the target's
+    lead (the constant-velocity displacement, clamped to a quarter of the heatmap)."""
     u_c, _, ok_c, _ = soft_argmax(x.detach(), **decoder)                      # (N, J, 2)
     u_p, _, ok_p, _ = soft_argmax(hp0.detach(), **decoder)                    # prev crop px
     u_p = apply_affines(compose_affines(A_cur.to(u_p.dtype), invert_affines(Ap0.to(u_p.dtype))), u_p)
-    g0 = torch.where(ok0, gap0, torch.ones_like(gap0))
-    ahead = ahead_s / g0                                                      # (N,) float64
-    disp = (u_c - u_p) * ahead.to(u_c.dtype)[:, None, None]                # (N, J, 2)
-    use = ok_c & ok_p & ok0[:, None]
-    lim = 0.25 * x.shape[-2]
-    disp = torch.where(use[..., None], disp.clamp(-lim, lim), torch.zeros_like(disp))
-    step = torch.where(use[..., None], (u_c - u_p).clamp(-lim, lim), torch.zeros_like(u_c))
-    return disp, step, use
+    return u_c - u_p, ok_c & ok_p & ok0[:, None]
 
 
 def history_cap(hm: torch.Tensor, bi: torch.Tensor, ci: torch.Tensor, previous: PreviousFrames) -> torch.Tensor:

@@ -139,6 +139,45 @@ def test_a_camera_with_a_wrong_clock_costs_only_that_camera(recording, ros_node)
     assert "Traceback" not in log
 
 
+def test_a_killed_fusion_process_is_replaced_and_reported(recording, ros_node):
+    """Live mode fuses in a child process: killed (as the kernel's OOM killer would), it is
+    started again, the poses go on as before, and /diagnostics counts the restart and names the
+    new pid."""
+    import os
+    import re
+    rec = recording
+    proc, pub, rig, watch = start(ros_node, rec, live_params(rec))
+    try:
+        rig.stream(1.0, RATE)
+        before = len(rig.sent)
+        rig.stream(2.5, RATE)
+        spin_until(ros_node, lambda: False, 1.0)
+        share_before = posed_share(rig, watch.poses, before)
+        where = watch.last()["dense_warper"]["fusion"]
+        pid = int(re.search(r"pid (\d+), restarts 0", where).group(1))
+        assert pid != proc.proc.pid
+        os.kill(pid, signal.SIGKILL)
+        rig.stream(2.0, RATE)                            # the new child starts (imports, loads the model)
+        after = len(rig.sent)
+        rig.stream(2.5, RATE)
+        spin_until(ros_node, lambda: False, 1.0)
+        share_after = posed_share(rig, watch.poses, after)
+        now = watch.last()["dense_warper"]["fusion"]
+        print(f"frames with a pose: {share_before:.0%} before the kill, {share_after:.0%} after; fusion: {now}")
+        assert share_after >= share_before - 0.1 and share_after >= 0.7
+        assert "restarts 1" in now and f"pid {pid}," not in now
+        assert proc.alive()
+    finally:
+        log = proc.stop()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def posed_share(rig: LiveRig, poses, sent_before: int) -> float:
+    """Poses over the frames sent after the first `sent_before` stamps (every camera)."""
+    stamps = set(sorted(rig.sent)[sent_before:])
+    return sum(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec in stamps for m in poses) / max(len(stamps), 1)
+
+
 def test_offline_output_does_not_depend_on_arrival_order(recording, ros_node):
     """Frames published out of stamp order (every pair swapped): the offline node processes them
     in stamp order and equals the replay, to float round-off."""

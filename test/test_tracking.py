@@ -34,11 +34,12 @@ class StubModel:
     """`pose_at` gives `person` (J, 3), or all-NaN joints when it is None (nobody there)."""
 
     config = SimpleNamespace(temporal_context=0)
+    num_joints, heatmap_size = J, 8                # the stub backbone's heatmaps
 
     def __init__(self):
         self.person: np.ndarray | None = None
 
-    def pose_at(self, hm, P, A, times, valid, target, *, undistort=None, previous=None):
+    def pose_at(self, hm, P, A, times, valid, target, *, undistort=None, previous=None, context_cache=None):
         V = hm.shape[1]
         pts = np.full((J, 3), np.nan) if self.person is None else self.person
         return SimpleNamespace(points=torch.as_tensor(pts)[None], confidence=torch.ones(1, J),

@@ -104,7 +104,7 @@ class DenseWarperNode(Node):
         self.create_timer(1.0, self._publish_diagnostics)
         if self.cfg.mode == "offline":
             self.create_timer(min(0.1, self.cfg.flush_after / 2), self._maybe_flush)
-        self._loops = [self._work] + ([self._fuse_loop] if live else [])
+        self._loops = [self._work] + ([self._fuse_loop] if live and self.pipeline.fusion is None else [])
         self._workers = [self._start_worker(loop) for loop in self._loops]
         self.get_logger().info(
             f"{len(self.cams)} cameras {list(self.cfg.cameras)}, mode={self.cfg.mode}, timing={self.cfg.timing}, "
@@ -137,7 +137,8 @@ class DenseWarperNode(Node):
                 weights=c.weights, outlier_threshold=c.outlier_threshold, backbone=c.backbone,
                 backbone_weights=c.backbone_weights, device=c.device, min_views=c.min_views,
                 max_view_age_s=c.max_view_age, clock_jump_s=c.clock_jump, inference=c.inference,
-                cpu_threads=c.cpu_threads, people=people_options(c))
+                cpu_threads=c.cpu_threads, people=people_options(c),
+                fusion_process=c.fusion_process and c.mode == "live")
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise params.ParameterError(
                 f"cannot build the model from model_config={c.model_config!r}, weights={c.weights!r}, "
@@ -227,7 +228,8 @@ class DenseWarperNode(Node):
             return None
 
     def _work(self) -> None:
-        """Offline: the whole frame, in order. Live: decode + TF + backbone, then hand off."""
+        """Offline: the whole frame, in order. Live: decode + TF + backbone, then hand off to the
+        fusion thread, or to the fusion process."""
         while not self._stop.is_set():
             got = self._sched.get(timeout=0.2)
             if got is None:
@@ -239,14 +241,14 @@ class DenseWarperNode(Node):
             p = self._guarded(self._prepare, i, msg)
             if p is None:
                 continue
-            if self._sched.live:
+            if self._sched.live and self.pipeline.fusion is None:
                 while not self._stop.is_set():
                     try:
                         self._handoff.put(p, timeout=0.2)       # waits while fusion is behind
                         break
                     except queue.Full:
                         continue
-            else:
+            else:   # offline, or the fusion process: it holds up to two frames and then waits here
                 self._guarded(self._fuse, p)
 
     def _fuse_loop(self) -> None:
@@ -274,7 +276,19 @@ class DenseWarperNode(Node):
 
     def _fuse(self, p: PreparedFrame) -> None:
         t0 = time.perf_counter()
+        if self.pipeline.fusion is not None:   # the fusion process answers on its own thread
+            self.pipeline.push_async(p.camera, p.stamp_ns, p.data, lambda r: self._fused(r, t0), reset=p.reset)
+            return
         self._publish(self.processor.push(p))
+        self.fusion_times.append(time.perf_counter() - t0)
+
+    def _fused(self, results, t0: float) -> None:
+        """A frame's poses from the fusion process (or why there are none): published at once."""
+        if isinstance(results, Exception):
+            self.stats["errors"] += 1
+            self._error("error", f"fusion process: {type(results).__name__}: {results}")
+            return
+        self._guarded(self._publish, results)
         self.fusion_times.append(time.perf_counter() - t0)
 
     def _on_clock_jump(self) -> None:
@@ -403,6 +417,7 @@ class DenseWarperNode(Node):
                   "buffer_pending": str(self.pipeline.buffer.pending),
                   "latency_p50_s": f"{np.percentile(lat, 50):.4f}", "latency_p95_s": f"{np.percentile(lat, 95):.4f}",
                   "latency_p99_s": f"{np.percentile(lat, 99):.4f}", "poses": str(self.stats["poses"]),
+                  "fusion": _fusion_where(self.pipeline),
                   "backbone_p50_s": f"{_p50(self.backbone_times):.4f}",
                   "fusion_p50_s": f"{_p50(self.fusion_times):.4f}",
                   "extrinsics": self.tf.kind}
@@ -424,6 +439,7 @@ class DenseWarperNode(Node):
         self._sched.close()
         for w in self._workers:
             w.join(timeout=5.0)
+        self.pipeline.close()
 
 
 def _by_stamp(results) -> list[tuple[int, list]]:
@@ -439,6 +455,14 @@ def people_options(c: params.NodeConfig) -> PeopleOptions:
                          track_timeout_s=c.track_timeout, detector_period=c.detector_period,
                          fill_lost=c.fill_lost_joints,
                          apply_clock_offsets=c.estimate_clock_offsets)
+
+
+def _fusion_where(pipeline) -> str:
+    """Where the fusion runs, for /diagnostics."""
+    fusion = pipeline.fusion
+    if fusion is None:
+        return "in the node's process"
+    return f"child process (pid {fusion.pid}, restarts {fusion.restarts})"
 
 
 def _rate(times, now: float, span_s: float = 5.0) -> float:

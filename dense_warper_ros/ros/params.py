@@ -39,6 +39,7 @@ class NodeConfig:
     queue_size: int                 # live mode: newest frames kept per camera while inference is busy
     device: str                     # auto | cpu | cuda | cuda:N
     cpu_threads: int                # torch intra-op threads (0 = torch's default)
+    fusion_process: bool            # live mode, one person: the fusion runs in a child process
     model_config: str               # named model configuration (lite, paper, ...)
     weights: str                    # DenseWarper weights ('' = shipped default)
     outlier_threshold: float        # heatmap px; a view this far from the others' point leaves the DLT (0 = off)
@@ -102,6 +103,10 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "cpu_threads": (1, _d("torch intra-op threads (0 = torch's default). The node already overlaps the backbone "
                           "and the fusion on two threads; more intra-op threads on a small CPU mostly spin",
                           **_irange(0, 256))),
+    "fusion_process": (True, _d("live mode, one person: run the fusion in a child process with its own Python "
+                                "interpreter, so that it no longer waits for ROS and the 2D step to release "
+                                "the interpreter lock (on a small CPU, more poses per second). Offline mode "
+                                "and several people fuse in the node's own process")),
     "model_config": (DEFAULT_MODEL, _d("named DenseWarper configuration: lite_tc (temporal context, default) or "
                                        "lite (the faithful method), paper, ...")),
     "weights": ("", _d("DenseWarper weights file ('' = the shipped default)")),
@@ -208,6 +213,7 @@ def read(node: Node) -> NodeConfig:
         mode=_one_of("mode", p["mode"], MODES), timing=_one_of("timing", p["timing"], TIMINGS),
         min_views=int(p["min_views"]), max_view_age=float(p["max_view_age"]),
         queue_size=int(p["queue_size"]), device=dev, cpu_threads=int(p["cpu_threads"]),
+        fusion_process=bool(p["fusion_process"]),
         model_config=p["model_config"],
         weights=p["weights"], outlier_threshold=float(p["outlier_threshold"]),
         backbone=_one_of("backbone", p["backbone"], BACKBONES),

@@ -1,0 +1,277 @@
+"""The single-person pipeline's fusion in a child process.
+
+Why: in one Python process the ROS executor, the 2D step and the fusion take turns holding one
+interpreter lock. On a 2-core CPU at 60 frames/s the fusion thread then waits for the lock about
+as long as it computes (its time per pose nearly doubles under load) while a quarter of the CPU
+stays idle. A child process has its own interpreter: the fusion gets a core of its own while the
+parent decodes, runs the 2D network and talks to ROS.
+
+The call is synchronous: the caller's thread sends one frame and waits on the pipe (which releases
+the lock) for the poses it completes. So the poses, their order and the buffer's behaviour are
+those of the in-process fusion; only where the work runs changes. The parent keeps a mirror of
+what it needs between frames (the last pose for the next crop, track ids, the buffer's counters).
+
+The child is started with `spawn` (no fork of a process that runs DDS and torch threads). It exits
+when the parent's end of the pipe closes. If it dies or stops answering, the call raises
+`FusionProcessError` and the next call starts a fresh child (the buffer starts empty, as after a
+reset); the restarts are counted.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+READY_TIMEOUT_S = 120.0        # a child's start: import torch, load the model (CUDA init included)
+REPLY_TIMEOUT_S = 30.0         # one frame's fusion; far above any real one, so only a hung child hits it
+
+
+class FusionProcessError(RuntimeError):
+    """The child died, hung or could not start; the frame's poses are lost."""
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """What the child needs to build the same fusion as `build_pipeline` (pickled to it)."""
+    model_config: str
+    weights: str                       # a weights file, or "none" (untrained warps)
+    num_cameras: int
+    outlier_threshold: float | None
+    pipeline: Any                      # pipeline.PipelineConfig (its device included)
+    threads: int = 1                   # torch intra-op threads in the child (0 = torch's default)
+
+
+@dataclass
+class BufferView:
+    """What the parent reads of the child's buffer (diagnostics, flush timing), as of the last reply."""
+    config: Any                        # buffer.BufferConfig
+    pending: int = 0
+    stats: Counter = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class Reply:
+    results: list                      # PoseResults the frame completed
+    last: Any                          # the child pipeline's last pose (PoseResult or None)
+    track_id: int
+    lost: bool
+    ended: list[int]                   # track ids that ended since the previous reply
+    pending: int
+    stats: dict[str, int]
+
+
+def _serve(conn, spec: FusionSpec) -> None:
+    """The child's loop: (op, args) in, ("ok", Reply) or ("error", text) out, until EOF or 'close'."""
+    from dense_warper_ros.pipeline import FrameData, PosePipeline, load_model
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the parent, which closes the pipe
+    try:
+        if spec.threads > 0:
+            torch.set_num_threads(spec.threads)
+        model, _ = load_model(spec.model_config, spec.weights, spec.pipeline.device, spec.num_cameras,
+                              spec.outlier_threshold)
+        pipe = PosePipeline(model=model, backbone=None, config=spec.pipeline)
+    except Exception as e:                       # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("failed", f"{type(e).__name__}: {e}"))
+        return
+    conn.send(("ready", None))
+    dev = torch.device(spec.pipeline.device)
+    while True:
+        try:
+            op, args = conn.recv()
+        except (EOFError, OSError):
+            return                               # the parent is gone
+        if op == "close":
+            return
+        try:
+            if op == "push":
+                camera, stamp, hm, affine, cam, frame_id, reset = args
+                if reset:
+                    pipe.reset()
+                data = FrameData(heatmaps=torch.from_numpy(hm).to(dev), affine=affine, camera=cam, frame_id=frame_id)
+                results = pipe.push_heatmaps(camera, stamp, data)
+            elif op == "flush":
+                results = pipe.flush()
+            elif op == "reset":
+                pipe.reset()
+                results = []
+            else:
+                raise ValueError(f"unknown operation {op!r}")
+            ended, pipe.ended[:] = list(pipe.ended), []
+            conn.send(("ok", Reply(results, pipe._last, pipe._track_id, pipe.lost, ended,
+                                   pipe.buffer.pending, dict(pipe.buffer.stats))))
+        except Exception as e:                   # noqa: BLE001 - one bad frame, not the end of the child
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+Done = Callable[["Reply | Exception"], None]
+
+
+@dataclass
+class _Child:
+    """One child process and what its reply thread knows about it."""
+    proc: Any
+    conn: Any
+    ready: threading.Event = field(default_factory=threading.Event)   # set once it answered (or died)
+    error: str | None = None                                          # why it could not start / ended
+
+
+class FusionProcess:
+    """The parent's handle on the child. Requests are answered in order by one reply thread, which
+    calls each request's `done` with its Reply (or the exception). `submit` returns at once while
+    fewer than `max_in_flight` requests wait (the child always has the next frame ready); `call`
+    waits for its own reply. Thread-safe."""
+
+    def __init__(self, spec: FusionSpec, *, max_in_flight: int = 2):
+        self.spec = spec
+        self.max_in_flight = max_in_flight
+        self.restarts = 0
+        self._cv = threading.Condition()
+        self._waiting: deque[Done] = deque()      # one per request sent to the current child, in order
+        self._child: _Child | None = None
+        self._closed = False
+        self._start()
+
+    # --- the child --------------------------------------------------------------------------------
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")
+        conn, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(theirs, self.spec), name="dense_warper_fusion", daemon=True)
+        proc.start()
+        theirs.close()
+        self._child = child = _Child(proc, conn)
+        threading.Thread(target=self._replies, args=(child,), name="dense_warper_fusion_replies",
+                         daemon=True).start()
+
+    def wait_ready(self) -> None:
+        """Block until the child has built its model; raises FusionProcessError if it could not."""
+        child = self._child
+        if child is None:
+            raise FusionProcessError("the fusion process was closed")
+        if not child.ready.wait(READY_TIMEOUT_S):
+            child.proc.kill()
+            raise FusionProcessError(f"the fusion process did not start within {READY_TIMEOUT_S:g} s")
+        if child.error is not None:
+            raise FusionProcessError(f"the fusion process could not start: {child.error}")
+
+    def _replies(self, child: _Child) -> None:
+        """The reply thread of one child: hand each answer to its request's `done`."""
+        conn = child.conn
+        try:
+            kind, value = conn.recv()
+            if kind != "ready":
+                child.error = str(value)
+                return
+            child.ready.set()
+            while True:
+                if not conn.poll(REPLY_TIMEOUT_S):
+                    with self._cv:
+                        busy = bool(self._waiting) and child is self._child
+                    if busy:
+                        raise FusionProcessError(f"gave no answer within {REPLY_TIMEOUT_S:g} s")
+                    continue
+                kind, value = conn.recv()
+                with self._cv:
+                    done = self._waiting.popleft()
+                    self._cv.notify_all()
+                _call(done, RuntimeError(f"fusion process: {value}") if kind == "error" else value)
+        except (EOFError, OSError, FusionProcessError) as e:
+            if child.error is None:
+                child.error = str(e) if isinstance(e, FusionProcessError) else \
+                    f"ended (exit code {child.proc.exitcode})"
+        finally:
+            child.ready.set()
+            self._orphan(child)
+
+    def _orphan(self, child: _Child) -> None:
+        """`child` is gone: fail its waiting requests; the next request starts a new child (counted)
+        unless this handle is closed."""
+        with self._cv:
+            if child is not self._child:
+                return                             # closed, or already replaced
+            waiting, self._waiting = list(self._waiting), deque()
+            self._child = None
+            if not self._closed:
+                self.restarts += 1
+            self._cv.notify_all()
+        error = FusionProcessError(f"the fusion process {child.error}")
+        for done in waiting:
+            _call(done, error)
+        _end(child)
+
+    # --- requests ---------------------------------------------------------------------------------
+    def submit(self, op: str, args: tuple, done: Done) -> None:
+        """Send one request; `done` gets its Reply or exception on the reply thread. Waits while
+        `max_in_flight` requests are unanswered."""
+        with self._cv:
+            if self._closed:
+                raise FusionProcessError("the fusion process was closed")
+            if self._child is None:
+                self._start()
+            child = self._child
+            self._cv.wait_for(lambda: len(self._waiting) < self.max_in_flight or self._child is not child)
+            if self._child is not child:
+                raise FusionProcessError("the fusion process ended while the request waited")
+            self._waiting.append(done)
+            try:
+                child.conn.send((op, args))
+            except OSError as e:
+                self._waiting.pop()
+                raise FusionProcessError(f"the fusion process cannot be reached: {e}") from e
+
+    def call(self, op: str, *args) -> Reply:
+        """Send one request and wait for its Reply (errors raise)."""
+        got: list = []
+        event = threading.Event()
+        self.submit(op, args, lambda r: (got.append(r), event.set()))
+        event.wait()
+        if isinstance(got[0], Exception):
+            raise got[0]
+        return got[0]
+
+    @staticmethod
+    def frame_args(camera: int, stamp_ns: int, data, reset: bool = False) -> tuple:
+        """A FrameData as a push's args: heatmaps as a numpy array (a torch tensor would travel
+        through shared-memory files)."""
+        hm = np.ascontiguousarray(data.heatmaps.detach().cpu().numpy())
+        return camera, stamp_ns, hm, data.affine, data.camera, data.frame_id, reset
+
+    def close(self) -> None:
+        """Ask the child to exit, then make sure it has."""
+        with self._cv:                             # whoever takes the child under the lock ends it
+            self._closed = True
+            child, self._child = self._child, None
+            self._cv.notify_all()
+            if child is not None:
+                try:
+                    child.conn.send(("close", ()))
+                except OSError:
+                    pass
+        if child is not None:
+            child.proc.join(timeout=2.0)
+            _end(child)
+
+    @property
+    def pid(self) -> int | None:
+        child = self._child
+        return None if child is None else child.proc.pid
+
+
+def _call(done: Done, value) -> None:
+    """A request's callback must not end the reply thread."""
+    try:
+        done(value)
+    except Exception:                             # noqa: BLE001 - the caller's bug, reported by the caller
+        pass
+
+
+def _end(child: _Child) -> None:
+    if child.proc.is_alive():
+        child.proc.kill()
+        child.proc.join(timeout=5.0)
+    child.conn.close()

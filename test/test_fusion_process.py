@@ -1,0 +1,158 @@
+"""The fusion in a child process gives the in-process fusion's poses, survives its child being
+killed, reports a child that cannot start, and keeps serving after a bad frame. The per-frame
+context cache changes nothing but the time. Real weights, real recordings, real processes."""
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from assets import require_movenet, require_pose2sim
+from torch_threads import one_torch_thread  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """(camera, stamp, FrameData) of 24 real interleaved pose2sim frames, heatmaps computed once."""
+    from dense_warper_ros.data.pose2sim_recording import pose2sim_recording
+    from dense_warper_ros.pipeline import build_pipeline
+    require_pose2sim()
+    require_movenet("lightning")
+    rec = pose2sim_recording(num_frames=24, scale=0.25, with_truth=False)
+    pipe = build_pipeline(num_cameras=4, device="cpu")
+    out = []
+    for c, stamp, rgb in rec.frames:
+        data = pipe.frame_heatmaps(stamp, rgb, rec.cameras[c], rec.frame_id(c))
+        out.append((c, stamp, data))
+        for r in pipe.push_heatmaps(c, stamp, data):   # so the crops follow the person, as live
+            pass
+    return out
+
+
+def _push_all(pipe, frames) -> list:
+    poses = []
+    for c, stamp, data in frames:
+        poses += pipe.push_heatmaps(c, stamp, data)
+    return poses
+
+
+def _same(a, b) -> None:
+    assert [p.stamp_ns for p in a] == [p.stamp_ns for p in b]
+    for p, q in zip(a, b):
+        np.testing.assert_allclose(p.points, q.points, atol=1e-9)
+        np.testing.assert_allclose(p.confidence, q.confidence, atol=1e-9)
+        assert p.track_id == q.track_id and p.view_stamps_ns == q.view_stamps_ns
+
+
+def test_the_child_gives_the_in_process_poses(frames):
+    from dense_warper_ros.pipeline import build_pipeline
+    here = build_pipeline(num_cameras=4, device="cpu")
+    there = build_pipeline(num_cameras=4, device="cpu", fusion_process=True)
+    try:
+        assert there.fusion is not None and there.fusion.pid != os.getpid()
+        a, b = _push_all(here, frames), _push_all(there, frames)
+        assert len(a) == len(frames) - 1
+        _same(a, b)
+        assert there.buffer.stats == here.buffer.stats and there.buffer.pending == here.buffer.pending
+        assert there.people_counts() == here.people_counts()
+        assert there.crop_box(frames[-1][2].camera, frames[-1][1]) is not None   # the mirrored last pose
+        # the node's path: queued without waiting, answered in order on the reply thread
+        there.reset()
+        got, done = [], []
+        for c, stamp, data in frames:
+            there.push_async(c, stamp, data, lambda r: (got.extend(r), done.append(1)))
+        deadline = time.monotonic() + 30
+        while len(done) < len(frames) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _same(a, got)
+    finally:
+        there.close()
+    assert there.fusion.pid is None
+
+
+def test_a_killed_child_is_replaced_and_counted(frames):
+    from dense_warper_ros.fusion_process import FusionProcessError
+    from dense_warper_ros.pipeline import build_pipeline
+    pipe = build_pipeline(num_cameras=4, device="cpu", fusion_process=True)
+    try:
+        assert _push_all(pipe, frames[:8])
+        os.kill(pipe.fusion.pid, signal.SIGKILL)
+        lost = 0
+        poses = []
+        for c, stamp, data in frames[8:]:
+            try:
+                poses += pipe.push_heatmaps(c, stamp, data)
+            except FusionProcessError:
+                lost += 1
+        assert lost <= 1, "only a frame in flight when the child died is lost"
+        assert pipe.fusion.restarts == 1
+        assert len(poses) >= len(frames[8:]) - 3, "a new child fuses the next frames (its buffer refills)"
+    finally:
+        pipe.close()
+
+
+def test_a_child_that_cannot_start_says_why(tmp_path):
+    from dense_warper_ros.buffer import BufferConfig
+    from dense_warper_ros.fusion_process import FusionProcess, FusionProcessError, FusionSpec
+    from dense_warper_ros.pipeline import PipelineConfig
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a weights file")
+    proc = FusionProcess(FusionSpec("lite_tc", str(bad), 4, None, PipelineConfig(buffer=BufferConfig(4))))
+    try:
+        with pytest.raises(FusionProcessError, match="could not start"):
+            proc.wait_ready()
+    finally:
+        proc.close()
+
+
+def test_a_bad_frame_is_an_error_and_the_child_goes_on(frames):
+    from dataclasses import replace
+
+    from dense_warper_ros.pipeline import build_pipeline
+    pipe = build_pipeline(num_cameras=4, device="cpu", fusion_process=True)
+    try:
+        _push_all(pipe, frames[:8])
+        c, stamp, data = frames[8]
+        with pytest.raises(RuntimeError, match="fusion process"):
+            pipe.push_heatmaps(c, stamp, replace(data, heatmaps=data.heatmaps[:5]))   # 5 joints, not 17
+        assert _push_all(pipe, frames[9:]), "the next frames give poses"
+        assert pipe.fusion.restarts == 0
+    finally:
+        pipe.close()
+
+
+def test_the_context_cache_changes_nothing_but_the_time(frames):
+    """Each frame's temporal context is computed once and reused for the next targets: the poses
+    are those of computing it for every target, also across a jump back of the stamps (a looped
+    bag: the same stamps then name other frames)."""
+    from dataclasses import replace
+
+    from dense_warper_ros.pipeline import build_pipeline
+    from dense_warper_ros.temporal_context import ContextCache
+    later = [(c, s + 5 * 10**9, d) for c, s, d in frames]
+    looped = [(c, s, replace(d, heatmaps=torch.roll(d.heatmaps, 3, dims=-1))) for c, s, d in frames]
+    stream = frames + later + looped                     # the last part jumps 5 s back: a reset
+    counts = {"cached": [], "fresh": []}
+
+    class Counted(ContextCache):
+        def __init__(self, name: str, use_cache: bool):
+            super().__init__()
+            self.name, self.use_cache = name, use_cache
+
+        def lookup(self, bi, ci, compute):
+            def counted(m):
+                counts[self.name].append(len(bi) if m is None else len(m))
+                return compute(m)
+            return super().lookup(bi, ci, counted) if self.use_cache else counted(None)
+
+    cached, fresh = build_pipeline(num_cameras=4, device="cpu"), build_pipeline(num_cameras=4, device="cpu")
+    cached._context, fresh._context = Counted("cached", True), Counted("fresh", False)
+    a, b = _push_all(cached, stream), _push_all(fresh, stream)
+    assert cached.buffer.stats["resets"] == 1
+    assert len(a) == len(b) >= len(stream) - 3
+    for p, q in zip(a, b):
+        np.testing.assert_allclose(p.points, q.points, atol=1e-6)
+    assert sum(counts["cached"]) <= len(stream), "at most once per frame"
+    assert sum(counts["fresh"]) >= 2.5 * len(stream), "three other views per target without the cache"
