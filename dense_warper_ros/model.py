@@ -69,6 +69,7 @@ __all__ = ["FORMAT", "NAMED_CONFIGS", "DenseWarper", "ModelConfig", "PoseOutput"
            "StaticRig", "WindowOutput"]
 
 FORMAT = "dense_warper/1"
+CPU_WARP_CHUNK = 8                # pairs per call of the shared warp in CPU inference (`_shared_warp`)
 
 
 class PoseOutput(NamedTuple):
@@ -113,6 +114,13 @@ class FusionPlan(NamedTuple):
     gi: torch.Tensor                  # (N,) its guide view
     times: torch.Tensor               # (B, V) float64 capture times
     target: torch.Tensor              # (B,) float64 target times
+
+
+def _rows(v, i: int, j: int):
+    """Rows i:j of a tensor, or of each tensor of a tuple (`FusionInput`)."""
+    if isinstance(v, torch.Tensor):
+        return v[i:j]
+    return type(v)(*(t[i:j] for t in v))
 
 
 def _half_res_affines(A: torch.Tensor) -> torch.Tensor:
@@ -332,7 +340,7 @@ class DenseWarper(nn.Module):
         if self.time_conditioned:
             t, t0 = plan.times, plan.target
             dt = torch.stack([t0[bi] - t[bi, ci], t[bi, gi] - t[bi, ci]], -1)     # (N, 2) seconds
-            y, logw = self.warps["shared"](x, d, (dt / c.time_scale_s).to(x.dtype), return_confidence=True, **kw)
+            y, logw = self._shared_warp(x, d, (dt / c.time_scale_s).to(x.dtype), kw)
             return (y, logw) if with_confidence else y
         V = hm.shape[1]
         out = torch.empty_like(x)
@@ -346,6 +354,19 @@ class DenseWarper(nn.Module):
             if lw is not None:
                 logw = logw.index_put((sel,), lw)
         return (out, logw) if with_confidence else out
+
+    def _shared_warp(self, x: torch.Tensor, d: torch.Tensor, dt: torch.Tensor, kw: dict):
+        """The shared warp over N pairs -> (Y, log-weight or None). CPU inference runs it in chunks
+        of at most CPU_WARP_CHUNK pairs: past about 8 pairs (several people) the warp's working set
+        outgrows a core's cache and each pair costs about 1.5x as much."""
+        warp = self.warps["shared"]
+        N, C = x.shape[0], CPU_WARP_CHUNK
+        if N <= C or x.device.type != "cpu" or torch.is_grad_enabled():
+            return warp(x, d, dt, return_confidence=True, **kw)
+        parts = [warp(x[i:i + C], d[i:i + C], dt[i:i + C], return_confidence=True,
+                      **{k: _rows(v, i, i + C) for k, v in kw.items()}) for i in range(0, N, C)]
+        logw = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+        return torch.cat([p[0] for p in parts]), logw
 
     def _assemble(self, hm: torch.Tensor, warped: torch.Tensor | None, plan: FusionPlan) -> torch.Tensor:
         """Every view at the target: pass-through, warped, or zeros (missing) -> (B, V, J, h, w)."""

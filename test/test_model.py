@@ -213,6 +213,24 @@ def test_streaming_runs_only_v_minus_1_warps(cfg):
     assert sum(n for _, n, _ in log) == 12
 
 
+def test_cpu_inference_warps_many_pairs_in_chunks(monkeypatch):
+    """Several people give many warp pairs at once; on a CPU they run in chunks (cache-sized), with
+    the same result as one call."""
+    import dense_warper_ros.model as model_module
+    cfg = ModelConfig.named("lite_tc")
+    s = scene(cfg, B=4)                                            # 4 items x 3 warped views = 12 pairs
+    model = perturbed(cfg)
+    log = count_warp_items(model)
+    with torch.no_grad():
+        chunked = model.pose_at(s["hm"], s["P"], s["A"], s["times"], s["valid"], s["times"][:, 3])
+        assert [n for _, n, _ in log] == [8, 4]
+        monkeypatch.setattr(model_module, "CPU_WARP_CHUNK", 100)
+        whole = model.pose_at(s["hm"], s["P"], s["A"], s["times"], s["valid"], s["times"][:, 3])
+    assert [n for _, n, _ in log[2:]] == [12]
+    torch.testing.assert_close(chunked.points, whole.points, rtol=0, atol=1e-6)
+    torch.testing.assert_close(chunked.heatmaps, whole.heatmaps, rtol=0, atol=1e-6)
+
+
 def test_time_conditioning_any_views_any_times():
     cfg = ModelConfig.named("lite")
     model = DenseWarper(cfg).eval()
