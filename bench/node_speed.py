@@ -1,8 +1,8 @@
 """Node-level benchmark over real DDS: a publisher process streams N cameras (interleaved stamps =
 wall-clock capture times) at a set per-camera rate into the node in live mode; we measure the
 output rate (instants and poses), capture -> publish latency percentiles, frames without output,
-the node's CPU and memory (from /proc) and, from its last /diagnostics, its tracker counts and
-where the time goes (backbone vs fusion).
+the CPU and memory of the node and its fusion process (from /proc) and, from its last
+/diagnostics, its tracker counts and where the time goes (backbone vs fusion).
 
 Workloads (one row each, per camera count):
   --people 1 2        images: pose2sim's single-person demo (1) or its two-person recording (2),
@@ -103,13 +103,30 @@ class Capture:
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
-    """(cpu seconds, RSS MiB) of a process."""
-    stat = Path(f"/proc/{pid}/stat").read_text().split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(stat[13]) + int(stat[14])) / ticks
-    status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
-    return cpu, rss / 1024
+    """(cpu seconds, RSS MiB) of a process and its child processes (the node's fusion process)."""
+    cpu = rss = 0.0
+    for p in [pid] + _children(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{p}/status").read_text().splitlines()
+        except OSError:                      # ended between the listing and the read
+            continue
+        cpu += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        rss += next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+    return cpu, rss
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is `pid`."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
 
 
 # --- what is streamed ------------------------------------------------------------------------------
