@@ -57,13 +57,16 @@ def projected_box(camera: Camera, points: np.ndarray, *, margin: float, min_join
                   min_depth: float = 0.0) -> np.ndarray | None:
     """(x0, y0, x1, y1) square box around `points` (J, 3) projected into `camera`, its side the
     larger extent x `margin`; None with fewer than `min_joints` finite joints, any joint at or
-    closer than `min_depth` (behind the camera), a side under 16 px or a centre off the image."""
+    closer than `min_depth` (behind the camera), a side under 16 px or a centre off the image.
+    Centre and side are whole pixels: the next frame's crop comes from this frame's pose, so a
+    pose that differs in its last digits (another 2D backend, another CPU) would otherwise give
+    another crop, other heatmaps and a replay that drifts apart by millimetres within a second."""
     pts = points[np.isfinite(points).all(axis=1)]
     if len(pts) < min_joints or np.any(camera.to_camera(pts)[:, 2] <= min_depth):
         return None
     uv = camera.project(pts)
     lo, hi = uv.min(0), uv.max(0)
-    centre, side = (lo + hi) / 2, float((hi - lo).max()) * margin
+    centre, side = np.round((lo + hi) / 2), float(np.round((hi - lo).max() * margin))
     if side < 16 or not (0 <= centre[0] < camera.width and 0 <= centre[1] < camera.height):
         return None
     return np.array([centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2])

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dense_warper_ros.backbones.onnx_runtime import INFERENCE_CHOICES
 from dense_warper_ros.colors import track_color_u8
 from dense_warper_ros.eval import metrics, pictures
 from dense_warper_ros.eval.people_report import by_instant, people_report, tracked_share
@@ -40,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--model-config", default=DEFAULT_MODEL)
     ap.add_argument("--weights", default="")
     ap.add_argument("--backbone", default="movenet_lightning")
+    ap.add_argument("--inference", choices=INFERENCE_CHOICES, default="auto",
+                    help="what runs the 2D network (the node's `inference`)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--world-frame", default="world")
     ap.add_argument("--gt-topic", default=GROUND_TRUTH_TOPIC)
@@ -78,7 +81,7 @@ def cameras_in(bag: Path) -> list[str]:
 def replay(bag: Path, cams: list[str], args, *, weights: str, keep_images: bool, model_config: str | None = None):
     pipe = build_pipeline(num_cameras=len(cams), timing=args.timing, offline=True,
                           model_config=model_config or args.model_config, weights=weights, backbone=args.backbone,
-                          device=args.device, max_view_age_s=args.max_view_age,
+                          inference=args.inference, device=args.device, max_view_age_s=args.max_view_age,
                           outlier_threshold=args.outlier_threshold,
                           people=PeopleOptions(max_people=args.max_people, detector_period=args.detector_period,
                                                clock_offsets=args.estimate_clock_offsets,
@@ -162,7 +165,8 @@ def main(argv=None) -> int:
     ft = np.array(res.frame_times_s) * 1000 if res.frame_times_s else np.zeros(1)
     report = {
         "bag": str(bag), "cameras": cams, "timing": args.timing, "model_config": args.model_config,
-        "weights": weights, "backbone": args.backbone, "device": str(pipe.device),
+        "weights": weights, "backbone": args.backbone,
+        "inference": pipe.backbone.inference if pipe.backbone else "none", "device": str(pipe.device),
         "frames_in": res.frames_in, "poses_out": len(res.poses),
         "poses_per_input_frame": len(res.poses) / max(res.frames_in, 1),
         "output_rate_hz": (len(res.poses) - 1) / dur if dur > 0 else 0.0,
@@ -272,7 +276,7 @@ def make_pictures(res, thumbs, cameras, out: Path, series, *, per_track: bool = 
 def summary_markdown(r: dict) -> str:
     lines = [f"## Replay of `{r['bag']}`", "",
              f"{len(r['cameras'])} cameras, timing **{r['timing']}**, model `{r['model_config']}` "
-             f"({r['weights']}), backbone `{r['backbone']}` on {r['device']}", "",
+             f"({r['weights']}), backbone `{r['backbone']}` ({r.get('inference', 'auto')}) on {r['device']}", "",
              "| figure | value |", "|---|---|",
              f"| input frames | {r['frames_in']} |",
              f"| poses out | {r['poses_out']} ({r['poses_per_input_frame']:.2f} per frame) |",
