@@ -112,14 +112,14 @@ def build_model(name: str, device: torch.device, dtype: torch.dtype) -> DenseWar
     """The named model with non-zero offset heads, so the warps do real work (not the identity); a
     weights file as it is (its own config, e.g. the shipped lite_tc's `temporal_fusion`)."""
     if name.endswith((".safetensors", ".pt")):
-        return DenseWarper.load(name).to(device=device, dtype=dtype).eval()
+        return DenseWarper.load(name).to(device=device, dtype=dtype).for_inference()
     torch.manual_seed(0)
     model = DenseWarper(ModelConfig.named(name))
     with torch.no_grad():
         for pname, p in model.warps.named_parameters():
             if ".heads." in pname:
                 p.normal_(0, 0.01)
-    return model.to(device=device, dtype=dtype).eval()
+    return model.to(device=device, dtype=dtype).for_inference()
 
 
 # --- stages --------------------------------------------------------------------------------------
