@@ -6,15 +6,17 @@ as long as it computes (its time per pose nearly doubles under load) while a qua
 stays idle. A child process has its own interpreter: the fusion gets a core of its own while the
 parent decodes, runs the 2D network and talks to ROS.
 
-The call is synchronous: the caller's thread sends one frame and waits on the pipe (which releases
-the lock) for the poses it completes. So the poses, their order and the buffer's behaviour are
-those of the in-process fusion; only where the work runs changes. The parent keeps a mirror of
-what it needs between frames (the last pose for the next crop, track ids, the buffer's counters).
+The parent sends each frame's heatmaps (numpy) and gets back the poses the frame completes, in
+order; up to `max_in_flight` frames wait in the pipe, so the child always has the next one, and a
+reply thread hands each answer to its request's callback. The child runs the same `PosePipeline`
+code, so the poses, their order and the buffer's behaviour are those of the in-process fusion;
+only where the work runs changes. The parent mirrors what it needs between frames (the last pose
+for the next crop, track ids, the buffer's counters).
 
 The child is started with `spawn` (no fork of a process that runs DDS and torch threads). It exits
-when the parent's end of the pipe closes. If it dies or stops answering, the call raises
-`FusionProcessError` and the next call starts a fresh child (the buffer starts empty, as after a
-reset); the restarts are counted.
+when the parent's end of the pipe closes. If it dies or stops answering, the frames in flight fail
+with `FusionProcessError` and the next frame starts a fresh child (its buffer starts empty, as
+after a reset); the restarts are counted.
 """
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ class Reply:
 
 def _serve(conn, spec: FusionSpec) -> None:
     """The child's loop: (op, args) in, ("ok", Reply) or ("error", text) out, until EOF or 'close'."""
-    from dense_warper_ros.pipeline import FrameData, PosePipeline, load_model
+    from dense_warper_ros.pipeline import PosePipeline, load_model
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the parent, which closes the pipe
     try:
         if spec.threads > 0:
@@ -89,24 +91,30 @@ def _serve(conn, spec: FusionSpec) -> None:
         if op == "close":
             return
         try:
-            if op == "push":
-                camera, stamp, hm, affine, cam, frame_id, reset = args
-                if reset:
-                    pipe.reset()
-                data = FrameData(heatmaps=torch.from_numpy(hm).to(dev), affine=affine, camera=cam, frame_id=frame_id)
-                results = pipe.push_heatmaps(camera, stamp, data)
-            elif op == "flush":
-                results = pipe.flush()
-            elif op == "reset":
-                pipe.reset()
-                results = []
-            else:
-                raise ValueError(f"unknown operation {op!r}")
+            results = _handle(pipe, op, args, dev)
             ended, pipe.ended[:] = list(pipe.ended), []
-            conn.send(("ok", Reply(results, pipe._last, pipe._track_id, pipe.lost, ended,
-                                   pipe.buffer.pending, dict(pipe.buffer.stats))))
+            last, track_id, lost = pipe.track_state()
+            conn.send(("ok", Reply(results, last, track_id, lost, ended, pipe.buffer.pending,
+                                   dict(pipe.buffer.stats))))
         except Exception as e:                   # noqa: BLE001 - one bad frame, not the end of the child
             conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+def _handle(pipe, op: str, args: tuple, dev: torch.device) -> list:
+    """One request on the child's PosePipeline -> the poses it completes."""
+    from dense_warper_ros.pipeline import FrameData
+    if op == "push":
+        camera, stamp, hm, affine, cam, frame_id, reset = args
+        if reset:
+            pipe.reset()
+        data = FrameData(heatmaps=torch.from_numpy(hm).to(dev), affine=affine, camera=cam, frame_id=frame_id)
+        return pipe.push_heatmaps(camera, stamp, data)
+    if op == "flush":
+        return pipe.flush()
+    if op == "reset":
+        pipe.reset()
+        return []
+    raise ValueError(f"unknown operation {op!r}")
 
 
 Done = Callable[["Reply | Exception"], None]

@@ -158,6 +158,10 @@ class PosePipeline:
         self.buffer.stats = Counter(reply.stats)
         return reply.results
 
+    def track_state(self) -> tuple[PoseResult | None, int, bool]:
+        """(last pose, current track id, lost): what a fusion process reports back to its parent."""
+        return self._last, self._track_id, self.lost
+
     def people_counts(self) -> dict[str, int]:
         """For /diagnostics: the one person tracked now or not, and tracks lost so far."""
         return {"people_tracked": int(self._last is not None), "deaths": self._track_id}
@@ -277,8 +281,9 @@ class PeopleOptions:
 
 
 def load_model(model_config: str, weights: str | Path, dev: str, num_cameras: int,
-                outlier_threshold: float | None) -> tuple[DenseWarper, Path | None]:
-    # weights: '' = shipped default (untrained when none is shipped), 'none' = untrained warps
+               outlier_threshold: float | None) -> tuple[DenseWarper, Path | None]:
+    """The DenseWarper model ready for inference on `dev`, and the weights file it came from.
+    weights: '' = the shipped default (untrained when none is shipped), 'none' = untrained warps."""
     w = None if weights == "none" else Path(weights) if weights else default_weights(model_config)
     if w is not None:
         if not w.exists():
