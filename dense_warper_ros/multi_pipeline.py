@@ -42,7 +42,7 @@ from dense_warper_ros.model import PreviousFrames
 from dense_warper_ros.people import Person2D, render_keypoints, render_person
 from dense_warper_ros.people_detection import Detector, crop_people, detection_boxes, iou
 from dense_warper_ros.pipeline import PoseResult
-from dense_warper_ros.skeleton import H36M_PARENTS, NUM_JOINTS, PELVIS
+from dense_warper_ros.skeleton import NUM_JOINTS, PELVIS
 from dense_warper_ros.tracks import TrackingConfig, TrackRegistry, centre, mean_distance
 from dense_warper_ros.window_tensors import projected_box, projections, stack_previous, stack_views
 
@@ -448,8 +448,7 @@ class MultiPersonPipeline:
         if not lost.any():
             return hm
         uv = np.full((NUM_JOINTS, 2), np.nan)
-        uv[lost] = camera.project(predicted[lost]) + _ancestor_residuals(p, predicted, camera, lost,
-                                                                          self.config.min_score)[lost]
+        uv[lost] = camera.project(predicted[lost])
         depth = np.full(NUM_JOINTS, -1.0)
         depth[lost] = camera.to_camera(predicted[lost])[:, 2]
         inside = (uv >= 0).all(1) & (uv[:, 0] < camera.width) & (uv[:, 1] < camera.height)
@@ -466,33 +465,6 @@ class MultiPersonPipeline:
         if root is None or camera.to_camera(root[None])[0, 2] <= 0.3:
             return None
         return root_crop_affine(camera, root, box_mm=1000 * ROOT_BOX_M, out_size=self.heatmap_size)
-
-
-FILL_MODE = "ancestor"
-
-
-def _ancestor_residuals(p: Person2D, predicted: np.ndarray, camera: Camera, lost: np.ndarray,
-                        min_score: float) -> np.ndarray:
-    """(17, 2) px: for each lost joint, where its nearest seen ancestor was detected minus where the
-    track's line put that ancestor (zero without one): a lost wrist moves with its seen elbow."""
-    out = np.zeros((NUM_JOINTS, 2))
-    if FILL_MODE == "none":
-        return out
-    seen = p.confident(min_score) & np.isfinite(predicted).all(1)
-    if not seen.any():
-        return out
-    res = np.full((NUM_JOINTS, 2), np.nan)
-    res[seen] = p.keypoints[seen] - camera.project(predicted[seen])
-    if FILL_MODE == "median":
-        out[:] = np.median(res[seen], axis=0)
-        return out
-    for j in np.flatnonzero(lost):
-        a = H36M_PARENTS[j]
-        while a >= 0 and not seen[a]:
-            a = H36M_PARENTS[a]
-        if a >= 0:
-            out[j] = res[a]
-    return out
 
 
 def _window_frames(w: Window) -> list[Frame]:
