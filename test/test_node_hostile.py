@@ -162,10 +162,12 @@ def test_a_killed_fusion_process_is_replaced_and_reported(recording, ros_node):
         rig.stream(2.5, RATE)
         spin_until(ros_node, lambda: False, 1.0)
         share_after = posed_share(rig, watch.poses, after)
-        now = watch.last()["dense_warper"]["fusion"]
+        status = watch.last()["dense_warper"]
+        now = status["fusion"]
         print(f"frames with a pose: {share_before:.0%} before the kill, {share_after:.0%} after; fusion: {now}")
         assert share_after >= share_before - 0.1 and share_after >= 0.7
         assert "restarts 1" in now and f"pid {pid}," not in now
+        assert status["_level"] == _level(DiagnosticStatus.ERROR) and "started again 1 times" in status["_message"]
         assert proc.alive()
     finally:
         log = proc.stop()

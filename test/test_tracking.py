@@ -69,8 +69,9 @@ def rig():
 
 
 def expected_box(cam, points: np.ndarray, margin: float = 1.3) -> np.ndarray:
+    """The projected pose's square box, centre and side in whole pixels."""
     uv = cam.project(points)
-    centre, side = (uv.min(0) + uv.max(0)) / 2, (uv.max(0) - uv.min(0)).max() * margin
+    centre, side = np.round((uv.min(0) + uv.max(0)) / 2), np.round((uv.max(0) - uv.min(0)).max() * margin)
     return np.concatenate([centre - side / 2, centre + side / 2])
 
 

@@ -430,6 +430,10 @@ class DenseWarperNode(Node):
         if self.stats["worker_restarts"]:
             level = DiagnosticStatus.ERROR
             msg = f"a worker failed and was restarted {self.stats['worker_restarts']} times"
+        restarts = self.pipeline.fusion.restarts if self.pipeline.fusion is not None else 0
+        if restarts:
+            level = DiagnosticStatus.ERROR
+            msg = f"the fusion process ended and was started again {restarts} times"
         return DiagnosticStatus(level=level, name="dense_warper: inference", message=msg, hardware_id="dense_warper",
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
