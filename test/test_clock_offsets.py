@@ -42,6 +42,20 @@ def test_ten_seconds_of_two_people_recover_each_cameras_offset():
     assert all(0 < out[c].sigma_s < 0.002 for c in (1, 2, 3)) and out[0].offset_s == 0.0
 
 
+def test_an_estimate_corrects_stamps_only_once_it_rests_on_five_seconds_of_motion():
+    """Over a short span a small standard error can still be wrong (joint jitter looks like
+    timing): a camera's estimate is `known`, and corrects its stamps, only from 5 s of people seen
+    together with another camera, summed over the people."""
+    frames, ids = _frames(10.0)
+    short = [(f, who) for f, who in zip(frames, ids) if f.stamp_ns - frames[0].stamp_ns < 2.0e9]
+    few = _estimate([f for f, _ in short], [w for _, w in short])
+    full = _estimate(frames, ids)
+    assert all(0 < few[c].seen_s <= 2 * 2.0 for c in (1, 2, 3)), [few[c].seen_s for c in range(4)]
+    assert not any(few[c].known for c in (1, 2, 3)) and all(few[c].correction_s == 0.0 for c in (1, 2, 3))
+    assert all(full[c].seen_s >= 15.0 and full[c].known for c in (1, 2, 3))
+    assert full[3].correction_s == full[3].offset_s != 0.0
+
+
 def test_a_constant_keypoint_bias_is_not_taken_for_a_clock_offset():
     frames, ids = _frames(6.0)
     plain = _estimate(frames, ids)

@@ -182,7 +182,8 @@ def main(argv=None) -> int:
     clock = getattr(pipe, "clock", None)
     if clock is not None:
         report["clock_offsets_ms"] = {cams[c]: {"offset": 1000 * e.offset_s, "sigma": 1000 * e.sigma_s,
-                                                "pairs": e.pairs} for c, e in clock.estimate().items()}
+                                                "pairs": e.pairs, "seen_s": e.seen_s, "known": e.known}
+                                      for c, e in clock.estimate().items()}
         report["stamp_offsets_added_ms"] = {k: v * 1e-6 for k, v in stamp_offsets(args.stamp_offset, cams).items()}
         report["clock_offsets_applied"] = bool(args.apply_clock_offsets)
     if args.max_people > 1 and res.poses:
@@ -294,8 +295,11 @@ def summary_markdown(r: dict) -> str:
     if r.get("people"):
         lines += ["", people_markdown(r["people"])]
     if r.get("clock_offsets_ms"):
-        est = ", ".join(f"{c} {v['offset']:+.1f} +- {v['sigma']:.1f}" for c, v in r["clock_offsets_ms"].items())
-        applied = "applied" if r.get("clock_offsets_applied") else "not applied"
+        est = ", ".join(f"{c} {v['offset']:+.1f} +- {v['sigma']:.1f}" + (" (known)" if v.get("known") else "")
+                        for c, v in r["clock_offsets_ms"].items())
+        seen = min((v.get("seen_s", 0.0) for v in r["clock_offsets_ms"].values()), default=0.0)
+        applied = ("applied where known: standard error <= 3 ms from >= 5 s of motion; the shortest "
+                   f"span seen here {seen:.1f} s") if r.get("clock_offsets_applied") else "not applied"
         lines += ["", f"Clock offsets estimated from the people (ms, against the first camera; {applied}): {est}"
                   + (f"; stamps shifted on purpose: {r['stamp_offsets_added_ms']}" if r["stamp_offsets_added_ms"]
                      else "")]

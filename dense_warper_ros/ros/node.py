@@ -402,6 +402,8 @@ class DenseWarperNode(Node):
             return ""
         values["clock_offset_ms"] = f"{1000 * e.offset_s:+.1f}"
         values["clock_offset_sigma_ms"] = f"{1000 * e.sigma_s:.1f}"
+        values["clock_offset_seen_s"] = f"{e.seen_s:.1f}"
+        values["clock_offset_known"] = str(e.known)
         if abs(e.offset_s) > self.cfg.max_clock_offset and e.sigma_s < abs(e.offset_s) / 3:
             return f"stamps {1000 * e.offset_s:+.0f} ms off the reference camera's (estimated from the people seen)"
         return ""

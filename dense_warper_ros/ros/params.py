@@ -149,8 +149,9 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                  "predicts it, with this confidence; 0 leaves it empty", **_frange(0.0, 1.0))),
     "estimate_clock_offsets": (False, _d("estimate each camera's clock offset from the people it sees (epipolar "
                                          "agreement of the tracked people's keypoints over the last 10 s) and "
-                                         "correct its stamps by it once known to 3 ms; /diagnostics shows each "
-                                         "estimate. Off by default: see docs/clock_offsets.md")),
+                                         "correct its stamps by it once known to 3 ms from at least 5 s of "
+                                         "people seen with another camera; /diagnostics shows each estimate. "
+                                         "Off by default: see docs/clock_offsets.md")),
     "max_clock_offset": (0.05, _d("s; with estimate_clock_offsets, a camera whose estimated offset is larger is "
                                   "flagged (WARN) in /diagnostics", **_frange(0.0, 10.0))),
 }
