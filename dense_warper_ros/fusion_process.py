@@ -20,9 +20,12 @@ after a reset); the restarts are counted.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import signal
+import sys
 import threading
+import types
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -150,7 +153,8 @@ class FusionProcess:
         ctx = mp.get_context("spawn")
         conn, theirs = ctx.Pipe()
         proc = ctx.Process(target=_serve, args=(theirs, self.spec), name="dense_warper_fusion", daemon=True)
-        proc.start()
+        with _bare_main():
+            proc.start()
         theirs.close()
         self._child = child = _Child(proc, conn)
         threading.Thread(target=self._replies, args=(child,), name="dense_warper_fusion_replies",
@@ -268,6 +272,20 @@ class FusionProcess:
     def pid(self) -> int | None:
         child = self._child
         return None if child is None else child.proc.pid
+
+
+@contextlib.contextmanager
+def _bare_main():
+    """`spawn` runs the parent's main module again in the child (the node's: rclpy and DDS, about
+    24 MiB and start-up time for nothing), unless that module names no file and no spec.
+    While the child is started, `__main__` is an empty module: the child imports only what
+    `_serve` does."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _call(done: Done, value) -> None:
