@@ -410,7 +410,8 @@ class DenseWarper(nn.Module):
 
     def _fuse(self, hm, P, A, times, valid, target, anchor, undistort,
               rig, previous: PreviousFrames | None = None,
-              context_cache: ContextCache | None = None) -> tuple[PoseOutput, torch.Tensor]:
+              context_cache: ContextCache | None = None,
+              weight_cap: torch.Tensor | None = None) -> tuple[PoseOutput, torch.Tensor]:
         """All stages at one target per batch item. hm (B, V, J, h, w), target (B,) seconds,
         anchor (B,) view index (pairwise) or None (time-conditioned)."""
         plan = self._plan(times, valid.to(hm.device).bool(), target, anchor)
@@ -423,6 +424,8 @@ class DenseWarper(nn.Module):
                 view_logw = view_logw.index_put((plan.bi, plan.ci), logw)
             if self.config.history_weight and previous is not None:
                 cap = history_cap(hm, plan.bi, plan.ci, previous)
+        if weight_cap is not None:
+            cap = weight_cap.to(hm) if cap is None else torch.minimum(cap, weight_cap.to(cap))
         return self._triangulate(self._assemble(hm, warped, plan), P, A, plan, undistort, view_logw, cap)
 
     def _fit_previous(self, previous: PreviousFrames | None, B: int, V: int) -> PreviousFrames | None:
@@ -433,7 +436,7 @@ class DenseWarper(nn.Module):
                 times: torch.Tensor, valid: torch.Tensor, target_time: torch.Tensor, *,
                 undistort: Callable[[torch.Tensor], torch.Tensor] | None = None,
                 rig: StaticRig | None = None, previous: PreviousFrames | None = None,
-                context_cache: ContextCache | None = None) -> PoseOutput:
+                context_cache: ContextCache | None = None, weight_cap: torch.Tensor | None = None) -> PoseOutput:
         """The pose at `target_time` from one frame per view (streaming).
 
         heatmaps (B, V, J, h, w); P (B, V, 3, 4) pinhole image projections; affines (B, V, 2, 3)
@@ -467,7 +470,7 @@ class DenseWarper(nn.Module):
                                  f"{times[b].tolist()} (batch item {b}); use a time-conditioned config")
         previous = self._fit_previous(previous, B, heatmaps.shape[1])
         out, _ = self._fuse(heatmaps, P, affines, times, valid, target_time, anchor, undistort, rig,
-                            previous, context_cache)
+                            previous, context_cache, weight_cap)
         return out
 
     def forward_window(self, heatmaps: torch.Tensor, P: torch.Tensor, affines: torch.Tensor,

@@ -67,6 +67,7 @@ class MultiPersonConfig:
     sigma: float = 2.5                 # heatmap px, for people given as keypoints
     fill_lost: float = 0.4             # a joint a view lost (below min_score) is drawn where its track
                                        # predicts it, with this confidence (0: left empty)
+    fill_weight: float = 0.25          # ... and weighs at most this much in the triangulation
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -74,6 +75,8 @@ class MultiPersonConfig:
             raise ValueError("association gates must be > 0")
         if not 0 <= self.fill_lost <= 1:
             raise ValueError(f"fill_lost must be in [0, 1], got {self.fill_lost}")
+        if not self.fill_weight >= 0:
+            raise ValueError(f"fill_weight must be >= 0, got {self.fill_weight}")
         if self.detector_period < 1:
             raise ValueError(f"detector_period must be >= 1, got {self.detector_period}")
 
@@ -338,7 +341,8 @@ class MultiPersonPipeline:
         dev = self.device
         out = self.model.pose_at(hm, P.to(dev), A.to(dev), times.to(dev), valid.to(dev),
                                  torch.zeros(len(ids), dtype=torch.float64, device=dev),
-                                 undistort=undistorter(cams), previous=self._previous(w, ids))
+                                 undistort=undistorter(cams), previous=self._previous(w, ids),
+                                 weight_cap=self._fill_caps(w, ids))
         latency = time.perf_counter() - t0
         results = []
         for b, i in enumerate(ids):
@@ -431,6 +435,21 @@ class MultiPersonPipeline:
             hm = self._fill_lost(hm, A, p, f.data.camera, track, f.stamp_ns)
             f.data.rendered[k] = (hm.to(self.device), A)
         return f.data.rendered[k]
+
+    def _fill_caps(self, w: Window, ids: list[int]) -> torch.Tensor | None:
+        """(T, V, J) caps on the DLT weights: `fill_weight` where a view lost the joint, +inf
+        elsewhere. A filled joint's heatmap is the track's prediction, not a detection: it steers
+        the warps (an empty channel in the target view misleads every view's warp of that joint)
+        but should pull the triangulated point less than a detection does (docs/multi_person.md)."""
+        if self.config.fill_lost <= 0:
+            return None
+        cap = torch.full((len(ids), len(w.frames), NUM_JOINTS), float("inf"))
+        for b, i in enumerate(ids):
+            for v, f in enumerate(w.frames):
+                if f is not None and i in f.data.assigned:
+                    lost = ~f.data.people[f.data.assigned[i]].confident(self.config.min_score)
+                    cap[b, v, torch.from_numpy(lost)] = self.config.fill_weight
+        return cap.to(self.device)
 
     def _fill_lost(self, hm: torch.Tensor, A: np.ndarray, p: Person2D, camera: Camera, track,
                    stamp_ns: int) -> torch.Tensor:

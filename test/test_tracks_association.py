@@ -216,6 +216,27 @@ def test_a_lost_joint_is_drawn_where_the_track_predicts_it():
     assert pipe._fill_lost(hm, A, lost, CAMS[k % 4], track, stamp) is hm
 
 
+def test_a_filled_joint_weighs_less_in_the_triangulation():
+    """Where a view lost a joint, its DLT weight is capped at `fill_weight` (the heatmap holds the
+    track's prediction, not a detection); the joints it sees are not capped."""
+    frames = _lost_arm_frames(0.6)
+    pipe = build_pipeline(num_cameras=len(CAMS), timing="causal", device="cpu",
+                          people=PeopleOptions(max_people=4, keypoints_input=True))
+    caps, pose_at = [], pipe.model.pose_at
+    pipe.model.pose_at = lambda *a, **kw: (caps.append(kw.get("weight_cap")), pose_at(*a, **kw))[1]
+    for k, people in enumerate(frames):
+        c = k % len(CAMS)
+        pipe.push_people(c, T0_NS + k * 16_666_667, people, CAMS[c])
+    cap = caps[-1]                                            # (tracks, views, joints) of the last window
+    assert cap is not None and cap.shape == (2, 4, 17)
+    capped = torch.isfinite(cap)
+    assert torch.all(cap[capped] == pipe.config.fill_weight)
+    where = sorted({tuple(x) for x in capped.nonzero()[:, :2].tolist()})
+    assert where in ([(0, 0), (0, 1)], [(1, 0), (1, 1)]), where   # one person, cameras 0 and 1
+    for t, v in where:
+        assert capped[t, v].nonzero().flatten().tolist() == ARM
+
+
 def test_filling_lost_joints_from_the_track_brings_them_closer():
     """The shipped weights, two people, two of four cameras losing one person's right arm for
     0.7 s: the arm's 3D error is smaller with lost joints filled from the track than left empty."""
