@@ -157,7 +157,12 @@ def test_a_killed_fusion_process_is_replaced_and_reported(recording, ros_node):
         pid = int(re.search(r"pid (\d+), restarts 0", where).group(1))
         assert pid != proc.proc.pid
         os.kill(pid, signal.SIGKILL)
-        rig.stream(2.0, RATE)                            # the new child starts (imports, loads the model)
+        killed_ns = time.time_ns()
+        deadline = time.monotonic() + 30                 # the new child starts (imports, loads the model)
+        while time.monotonic() < deadline and not any(
+                m.header.stamp.sec * 10**9 + m.header.stamp.nanosec > killed_ns for m in watch.poses):
+            rig.stream(0.5, RATE)
+        rig.stream(0.5, RATE)
         after = len(rig.sent)
         rig.stream(2.5, RATE)
         spin_until(ros_node, lambda: False, 1.0)
@@ -233,7 +238,9 @@ def test_ctrl_c_while_busy_is_clean(recording, ros_node):
     no error, exit code 0."""
     rec = recording
     proc, pub, rig, watch = start(ros_node, rec, live_params(rec))
-    rig.stream(1.5, 40.0)
+    deadline = time.monotonic() + 20
+    while len(watch.poses) <= 10 and time.monotonic() < deadline:   # busy: poses flowing
+        rig.stream(0.5, 40.0)
     proc.proc.send_signal(signal.SIGINT)
     rig.stream(0.5, 40.0)
     code, out = proc.wait(30)

@@ -52,8 +52,9 @@ from dense_warper_ros.skeleton import PELVIS
 from dense_warper_ros.tracks import TrackingConfig, TrackRegistry
 
 DEFAULT_CONFIG = Path("config") / "bench" / "multi_person.yaml"
-MULTI_METHODS = ("b", "d+", "e")
+MULTI_METHODS = ("b", "c", "d+", "e")
 METHOD_LABELS = {"b": "naive interleaving (lite, identity warps)",
+                 "c": "2D constant-velocity extrapolation (lite_tc, untrained warps: the velocity prior alone)",
                  "d+": "DenseWarper + temporal context (lite_tc)",
                  "e": "every camera at every instant (N x images, synchronous)"}
 SECTIONS = ("multi_person", "multi_bench", "multi_pipeline", "tracking")   # besides default.yaml's
@@ -144,9 +145,12 @@ class Run:
 def make_pipeline(cfg: MultiAccuracyConfig, method: str, timing: str, num_cameras: int, max_people: int,
                   weights_tc: str = ""):
     """(b) and (e): the faithful `lite` with identity warps (for (e) every view is at the instant:
-    plain triangulation); (d+): `lite_tc` with the shipped (or given) weights; each with the config's
-    pipeline and tracking overrides."""
-    model, weights = (cfg.base.bench.model_tc, weights_tc) if method == "d+" else (cfg.base.bench.model, "none")
+    plain triangulation); (c): `lite_tc` untrained, whose warps then only move each view's heatmap
+    by its joints' constant-velocity displacement to the instant (the velocity prior), i.e. 2D
+    constant-velocity extrapolation per person; (d+): `lite_tc` with the shipped (or given) weights;
+    each with the config's pipeline and tracking overrides."""
+    model, weights = {"c": (cfg.base.bench.model_tc, "none"), "d+": (cfg.base.bench.model_tc, weights_tc)}.get(
+        method, (cfg.base.bench.model, "none"))
     pipe = build_pipeline(num_cameras=num_cameras, timing=timing, offline=True, device="cpu", weights=weights,
                           model_config=model, people=PeopleOptions(max_people=max_people, keypoints_input=True))
     tracking = override(pipe.config.tracking, cfg.tracking, "tracking")
