@@ -61,7 +61,7 @@ def test_quick_run_writes_a_sane_report(tmp_path):
     assert "| scene | method | timing |" in (out / "summary.md").read_text()
     rows = report["rows"]
     assert {(r["method"], r["timing"]) for r in rows} == \
-        {(m, t) for m in ("b", "d+") for t in ("causal", "windowed")} | {("e", "synchronous")}
+        {(m, t) for m in ("b", "c", "d+") for t in ("causal", "windowed")} | {("e", "synchronous")}
     for r in rows:
         assert r["people"] == 2 and r["num_truth"] > 100                 # 2 people x ~80 instants
         assert r["recall"]["100"] > 0.5 and 0 < r["precision"]["100"] <= 1, r
