@@ -80,7 +80,7 @@ def test_quick_run_writes_a_sane_report(tmp_path):
     assert dplus["causal"]["mpjpe_mm"] < naive["causal"]["mpjpe_mm"]     # the warps help in a crowd too
     sync = next(r for r in rows if r["method"] == "e")                    # 4x the images: every view at once
     assert sync["mpjpe_mm"] < naive["windowed"]["mpjpe_mm"]
-    assert [s["scene"] for s in report["summary"]] == ["2p, 1 seed"] * 5
+    assert [s["scene"] for s in report["summary"]] == ["2p, 1 seed"] * 7
 
 
 def test_quick_never_lengthens_the_scene():
