@@ -449,6 +449,7 @@ class DenseWarper(nn.Module):
         temporal-context configs; None = no history. Configs without temporal context ignore it.
         `context_cache`: a `ContextCache` whose `keys` name this call's frames: what earlier calls
         computed about the same frames' history is reused (streaming: the same result, faster).
+        `weight_cap` (B, V, J): upper bounds of the DLT weights (e.g. joints a view only predicts).
         """
         self._check_inputs(heatmaps, P, affines, times, valid)
         B = heatmaps.shape[0]
