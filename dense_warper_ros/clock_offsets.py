@@ -52,7 +52,7 @@ class OffsetEstimate:
     def known(self) -> bool:
         """Well enough to correct stamps by (a 5 ms error costs as much as the offset it removes).
         The standard error alone is not enough: over a short span the jitter of a few joints
-        looks like timing (1.7 s of two people gave -14.6 +- 2.1 ms where the truth is 0), so the
+        looks like timing and the standard error is too small (docs/clock_offsets.md), so the
         estimate must also rest on `APPLY_MIN_SEEN_S` of motion."""
         return self.sigma_s <= APPLY_MAX_SIGMA_S and self.seen_s >= APPLY_MIN_SEEN_S
 

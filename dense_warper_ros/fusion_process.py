@@ -1,10 +1,10 @@
 """The single-person pipeline's fusion in a child process.
 
 Why: in one Python process the ROS executor, the 2D step and the fusion take turns holding one
-interpreter lock. On a 2-core CPU at 60 frames/s the fusion thread then waits for the lock about
-as long as it computes (its time per pose nearly doubles under load) while a quarter of the CPU
-stays idle. A child process has its own interpreter: the fusion gets a core of its own while the
-parent decodes, runs the 2D network and talks to ROS.
+interpreter lock. On a small CPU at high frame rates the fusion thread then spends much of its
+time waiting for the lock while cores stay idle (docs/experiments.md). A child process has its
+own interpreter: the fusion gets a core of its own while the parent decodes, runs the 2D network
+and talks to ROS.
 
 The parent sends each frame's heatmaps (numpy) and gets back the poses the frame completes, in
 order; up to `max_in_flight` frames wait in the pipe, so the child always has the next one, and a
@@ -276,8 +276,8 @@ class FusionProcess:
 
 @contextlib.contextmanager
 def _bare_main():
-    """`spawn` runs the parent's main module again in the child (the node's: rclpy and DDS, about
-    24 MiB and start-up time for nothing), unless that module names no file and no spec.
+    """`spawn` runs the parent's main module again in the child (the node's: rclpy and DDS, memory
+    and start-up time for nothing), unless that module names no file and no spec.
     While the child is started, `__main__` is an empty module: the child imports only what
     `_serve` does."""
     main = sys.modules["__main__"]

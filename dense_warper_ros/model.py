@@ -203,9 +203,9 @@ class DenseWarper(nn.Module):
         return self
 
     def for_inference(self) -> "DenseWarper":
-        """eval(), with the warps' convolution weights channels-last: on a CPU, PyTorch then runs
-        these small convolutions and the depthwise one about 1.5x faster (bench/model_speed.py),
-        with the same results up to float rounding. Returns self."""
+        """eval(), with the warps' convolution weights channels-last: on a CPU, PyTorch runs these
+        small convolutions and the depthwise one faster that way (docs/experiments.md), with the
+        same results up to float rounding. Returns self."""
         self.eval()
         self.warps.to(memory_format=torch.channels_last)
         return self
@@ -316,7 +316,7 @@ class DenseWarper(nn.Module):
             E = epipolar_exchange(x, P[bi, ci], A_cur, P[bi, gi], A_oth)
         if s == 2:   # channels-last: PyTorch's CPU bilinear kernel is several times faster so
             E = F.interpolate(E.contiguous(memory_format=torch.channels_last), size=(h, w),
-                              mode="bilinear", align_corners=False).contiguous()
+                              mode="bilinear", align_corners=False)
         return E
 
     def _warp(self, hm: torch.Tensor, E: torch.Tensor, plan: FusionPlan, affines: torch.Tensor | None = None,
@@ -357,8 +357,8 @@ class DenseWarper(nn.Module):
 
     def _shared_warp(self, x: torch.Tensor, d: torch.Tensor, dt: torch.Tensor, kw: dict):
         """The shared warp over N pairs -> (Y, log-weight or None). CPU inference runs it in chunks
-        of at most CPU_WARP_CHUNK pairs: past about 8 pairs (several people) the warp's working set
-        outgrows a core's cache and each pair costs about 1.5x as much."""
+        of at most CPU_WARP_CHUNK pairs: past that (several people) the warp's working set outgrows
+        a core's cache and each pair costs more (docs/experiments.md)."""
         warp = self.warps["shared"]
         N, C = x.shape[0], CPU_WARP_CHUNK
         if N <= C or x.device.type != "cpu" or torch.is_grad_enabled():

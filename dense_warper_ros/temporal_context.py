@@ -103,19 +103,19 @@ class ContextCache:
         (`compute(None)`: all of them)."""
         keys = [None if self.keys is None else self.keys[b][c] for b, c in zip(bi.tolist(), ci.tolist())]
         missing = [i for i, k in enumerate(keys) if k is None or k not in self._rows]
-        if len(missing) == len(keys):
-            parts = compute(None)
-            self._store(keys, range(len(keys)), parts)
-            return parts
         if missing:
-            self._store([keys[i] for i in missing], range(len(missing)),
-                        compute(torch.tensor(missing, device=bi.device)))
+            every = len(missing) == len(keys)
+            parts = compute(None if every else torch.tensor(missing, device=bi.device))
+            self._store([keys[i] for i in missing], parts)
+            if every:
+                return parts
         rows = [self._rows[k] for k in keys]
         return tuple(None if rows[0][j] is None else torch.stack([r[j] for r in rows])
                      for j in range(len(rows[0])))
 
-    def _store(self, keys: list, rows, parts: tuple) -> None:
-        for k, i in zip(keys, rows):
+    def _store(self, keys: list, parts: tuple) -> None:
+        """Row i of `parts` under keys[i] (None: not kept); the oldest rows beyond capacity go."""
+        for i, k in enumerate(keys):
             if k is None:
                 continue
             self._rows[k] = tuple(None if p is None else p[i] for p in parts)

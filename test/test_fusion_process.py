@@ -26,8 +26,7 @@ def frames():
     for c, stamp, rgb in rec.frames:
         data = pipe.frame_heatmaps(stamp, rgb, rec.cameras[c], rec.frame_id(c))
         out.append((c, stamp, data))
-        for r in pipe.push_heatmaps(c, stamp, data):   # so the crops follow the person, as live
-            pass
+        pipe.push_heatmaps(c, stamp, data)             # so the crops follow the person, as live
     return out
 
 
