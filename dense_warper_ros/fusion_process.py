@@ -21,6 +21,7 @@ after a reset); the restarts are counted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing as mp
 import signal
 import sys
@@ -50,6 +51,7 @@ class FusionSpec:
     outlier_threshold: float | None
     pipeline: Any                      # pipeline.PipelineConfig (its device included)
     threads: int = 1                   # torch intra-op threads in the child (0 = torch's default)
+    max_views: int | None = None       # ModelConfig.max_views
 
 
 @dataclass
@@ -62,24 +64,22 @@ class BufferView:
 
 @dataclass(frozen=True)
 class Reply:
-    results: list                      # PoseResults the frame completed
-    last: Any                          # the child pipeline's last pose (PoseResult or None)
-    track_id: int
-    lost: bool
-    ended: list[int]                   # track ids that ended since the previous reply
+    outcomes: list                     # (target stamp, PoseResult or None) of the windows it solved
     pending: int
     stats: dict[str, int]
 
 
 def _serve(conn, spec: FusionSpec) -> None:
     """The child's loop: (op, args) in, ("ok", Reply) or ("error", text) out, until EOF or 'close'."""
+    from dense_warper_ros.allocator import keep_freed_memory
     from dense_warper_ros.pipeline import PosePipeline, load_model
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the parent, which closes the pipe
+    keep_freed_memory()
     try:
         if spec.threads > 0:
             torch.set_num_threads(spec.threads)
         model, _ = load_model(spec.model_config, spec.weights, spec.pipeline.device, spec.num_cameras,
-                              spec.outlier_threshold)
+                              spec.outlier_threshold, spec.max_views)
         pipe = PosePipeline(model=model, backbone=None, config=spec.pipeline)
     except Exception as e:                       # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("failed", f"{type(e).__name__}: {e}"))
@@ -94,26 +94,25 @@ def _serve(conn, spec: FusionSpec) -> None:
         if op == "close":
             return
         try:
-            results = _handle(pipe, op, args, dev)
-            ended, pipe.ended[:] = list(pipe.ended), []
-            last, track_id, lost = pipe.track_state()
-            conn.send(("ok", Reply(results, last, track_id, lost, ended, pipe.buffer.pending,
-                                   dict(pipe.buffer.stats))))
+            outcomes = _handle(pipe, op, args, dev)
+            conn.send(("ok", Reply(outcomes, pipe.buffer.pending, dict(pipe.buffer.stats))))
         except Exception as e:                   # noqa: BLE001 - one bad frame, not the end of the child
             conn.send(("error", f"{type(e).__name__}: {e}"))
 
 
 def _handle(pipe, op: str, args: tuple, dev: torch.device) -> list:
-    """One request on the child's PosePipeline -> the poses it completes."""
+    """One request on the child's PosePipeline -> the outcomes of the windows it solves. Every
+    request ends with `solve`: whether this child computes the poses or only keeps its buffer."""
     from dense_warper_ros.pipeline import FrameData
+    *args, solve = args
     if op == "push":
         camera, stamp, hm, affine, cam, frame_id, reset = args
         if reset:
             pipe.reset()
         data = FrameData(heatmaps=torch.from_numpy(hm).to(dev), affine=affine, camera=cam, frame_id=frame_id)
-        return pipe.push_heatmaps(camera, stamp, data)
+        return pipe.fuse_frame(camera, stamp, data, solve=solve)
     if op == "flush":
-        return pipe.flush()
+        return pipe.flush_outcomes(solve=solve)
     if op == "reset":
         pipe.reset()
         return []
@@ -272,6 +271,108 @@ class FusionProcess:
     def pid(self) -> int | None:
         child = self._child
         return None if child is None else child.proc.pid
+
+
+@dataclass
+class _Request:
+    """One request to every process of a pool: whose answer it is and how many are still out."""
+    done: Done
+    solver: int
+    remaining: int
+    value: Any = None
+
+
+class FusionPool:
+    """`processes` fusion processes sharing the frames, so that that many poses are computed at once
+    on as many cores. Every request goes to every process (each keeps the whole buffer: a window
+    needs every camera's frames) and one of them, in turn, solves the windows it completes; the
+    others only store the frame. Each request's `done` gets its solver's Reply (or exception), in
+    request order, whichever process finishes first; the track bookkeeping is the caller's, which
+    needs that order. A process that dies costs its own requests: as solver, their poses are lost;
+    otherwise nothing, and its restart refills its buffer within one camera cycle. Same interface
+    as `FusionProcess`; thread-safe."""
+
+    def __init__(self, spec: FusionSpec, *, processes: int = 1):
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        self.procs = [FusionProcess(spec, max_in_flight=processes + 1) for _ in range(processes)]
+        self._lock = threading.Lock()             # the requests' table
+        self._send = threading.Lock()             # one sender at a time: every process sees one order
+        self._deliver = threading.Lock()          # one deliverer at a time: answers leave in order
+        self._requests: dict[int, _Request] = {}
+        self._sent = self._delivered = 0
+        self._closed = False
+
+    def wait_ready(self) -> None:
+        for proc in self.procs:
+            proc.wait_ready()
+
+    def submit(self, op: str, args: tuple, done: Done) -> None:
+        """Send one request to every process; `done` gets the solver's answer, in request order."""
+        with self._send:
+            if self._closed:
+                raise FusionProcessError("the fusion process was closed")
+            seq, n = self._sent, len(self.procs)
+            with self._lock:
+                self._requests[seq] = _Request(done, seq % n, n)
+                self._sent += 1
+            for w, proc in enumerate(self.procs):
+                try:
+                    proc.submit(op, (*args, w == seq % n), functools.partial(self._answer, seq, w))
+                except FusionProcessError as e:
+                    self._answer(seq, w, e)
+
+    def _answer(self, seq: int, w: int, value) -> None:
+        """Process w answered request seq; deliver every request that is complete, in order."""
+        with self._lock:
+            req = self._requests[seq]
+            if w == req.solver:
+                req.value = value
+            req.remaining -= 1
+        with self._deliver:
+            while True:
+                with self._lock:
+                    req = self._requests.get(self._delivered)
+                    if req is None or req.remaining:
+                        return
+                    del self._requests[self._delivered]
+                    self._delivered += 1
+                _call(req.done, req.value)
+
+    def call(self, op: str, *args) -> Reply:
+        """Send one request and wait for its Reply (errors raise)."""
+        got: list = []
+        event = threading.Event()
+        self.submit(op, args, lambda r: (got.append(r), event.set()))
+        event.wait()
+        if isinstance(got[0], Exception):
+            raise got[0]
+        return got[0]
+
+    def close(self) -> None:
+        """End every process; a sender waiting for one gets FusionProcessError answers."""
+        self._closed = True
+        for proc in self.procs:
+            proc.close()
+
+    @property
+    def pids(self) -> list[int | None]:
+        return [proc.pid for proc in self.procs]
+
+    @property
+    def pid(self) -> int | None:
+        """The first process's pid (None once closed)."""
+        return self.procs[0].pid
+
+    @property
+    def restarts(self) -> int:
+        return sum(proc.restarts for proc in self.procs)
+
+    def describe(self) -> str:
+        """Where the fusion runs, for /diagnostics: 'N child process(es) (pids a, b; restarts K)'."""
+        n = len(self.procs)
+        pids = ", ".join(str(p) for p in self.pids)
+        return f"{n} child process{'es' if n > 1 else ''} (pid{'s' if n > 1 else ''} {pids}; restarts {self.restarts})"
 
 
 @contextlib.contextmanager

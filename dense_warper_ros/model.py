@@ -123,6 +123,13 @@ def _rows(v, i: int, j: int):
     return type(v)(*(t[i:j] for t in v))
 
 
+def _nearest_in_time(times: torch.Tensor, valid: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, V) bool: the k valid views captured nearest to each target (fewer when fewer are valid)."""
+    gap = (times - target[:, None]).abs().masked_fill(~valid, float("inf"))
+    keep = torch.zeros_like(valid)
+    return keep.scatter_(1, gap.topk(k, dim=1, largest=False).indices, True)
+
+
 def _half_res_affines(A: torch.Tensor) -> torch.Tensor:
     """(..., 2, 3) affines onto the 2x2 max-pooled grid: pooled pixel i covers pixels 2i and 2i+1,
     so x' = (x - 0.5) / 2 in the pixel-centre convention."""
@@ -279,6 +286,8 @@ class DenseWarper(nn.Module):
         times = times.to(dev, torch.float64)
         target = target.to(dev, torch.float64)
         views = torch.arange(V, device=dev)
+        if c.max_views is not None and V > c.max_views:
+            valid = valid & _nearest_in_time(times, valid, target, c.max_views)
         if anchor is not None:                                   # pairwise: guide = anchor
             anchor_ok = valid.gather(1, anchor[:, None])         # (B, 1)
             passthrough = valid & (views[None] == anchor[:, None])

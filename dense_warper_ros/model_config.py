@@ -64,6 +64,8 @@ class ModelConfig:
     # Inference only (no weight depends on it; `DenseWarper.set_inference`):
     outlier_threshold: float | None = None   # heatmap px: a view this far from the others' point is
                                              # dropped from the DLT (left/right swaps); None: off
+    max_views: int | None = None             # fuse only this many views, those nearest in time to
+                                             # the target (fewer warps per pose); None: every view
 
     def __post_init__(self) -> None:
         positive = ("num_joints", "input_size", "heatmap_size", "warp_channels", "warp_blocks")
@@ -103,11 +105,13 @@ class ModelConfig:
             raise ValueError("temporal_fusion needs temporal_context >= 1 (an earlier frame per view)")
         if self.outlier_threshold is not None and not self.outlier_threshold > 0:
             raise ValueError(f"outlier_threshold must be > 0 heatmap px or None, got {self.outlier_threshold}")
+        if self.max_views is not None and self.max_views < 2:
+            raise ValueError(f"max_views must be >= 2 or None, got {self.max_views}")
         if self.kernel_dilations is not None and len(self.kernel_dilations) != len(self.offset_dilations):
             raise ValueError(f"kernel_dilations {self.kernel_dilations} must match offset_dilations "
                              f"{self.offset_dilations} in length")
 
-    INFERENCE_FIELDS = ("outlier_threshold",)   # may change on trained weights
+    INFERENCE_FIELDS = ("outlier_threshold", "max_views")   # may change on trained weights
     # Fields a stored config may lack, with the value every model stored without them was built with
     # (`from_dict`): an older file rebuilds the model it was trained as, not today's default.
     ABSENT_FIELD_VALUES = {"deform_kernel": "depthwise", "offset_bias": True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +20,7 @@ import torch
 from dense_warper_ros.buffer import BufferConfig, Frame, InterleavedBuffer, Window
 from dense_warper_ros.cameras import Camera, undistorter
 from dense_warper_ros.devices import resolve_device
-from dense_warper_ros.fusion_process import BufferView, FusionProcess, FusionSpec
+from dense_warper_ros.fusion_process import BufferView, FusionPool, FusionProcess, FusionSpec
 from dense_warper_ros.model import DenseWarper, ModelConfig, PreviousFrames
 from dense_warper_ros.temporal_context import ContextCache
 from dense_warper_ros.weights import DEFAULT_MODEL, default_weights
@@ -43,6 +43,9 @@ class PoseResult:
     # multi-person: median px between the pose projected into the target camera and this person's
     # own 2D keypoints there (NaN when the target frame does not see the person)
     reprojection_px: float = float("nan")
+
+
+Outcome = tuple[int, "PoseResult | None"]   # a window's target stamp and its pose (None: too few joints)
 
 
 @dataclass(frozen=True)
@@ -76,17 +79,17 @@ class PosePipeline:
         self.lost = False                  # set when a tracked person disappears
         self.ended: list[int] = []         # ids of tracks that ended since the caller last cleared it
         self.weights_source = ""           # where the model's weights came from (for reports)
-        self.fusion = None                 # a FusionProcess: the fusion runs in a child process
+        self.fusion = None                 # a FusionPool: the fusion runs in child processes
         self._context = ContextCache()     # per-frame temporal context, reused across targets
 
     def offload(self, fusion) -> None:
-        """Run the fusion (buffer, model, track) in `fusion` (a `fusion_process.FusionProcess`);
-        this object keeps the 2D step and mirrors what the next crop and the reports need."""
+        """Run the fusion (buffer and model) in `fusion` (a `fusion_process.FusionPool`); this
+        object keeps the 2D step, the track bookkeeping and what the reports need."""
         self.fusion = fusion
         self.buffer = BufferView(self.config.buffer)
 
     def close(self) -> None:
-        """End the fusion process, if any."""
+        """End the fusion processes, if any."""
         if self.fusion is not None:
             self.fusion.close()
 
@@ -117,8 +120,18 @@ class PosePipeline:
         """For callers that computed the heatmaps themselves (benchmarks, batched backbones)."""
         if self.fusion is not None:
             return self._mirror(self.fusion.call("push", *FusionProcess.frame_args(camera_index, stamp_ns, data)))
+        return self._keep(self.fuse_frame(camera_index, stamp_ns, data))
+
+    def fuse_frame(self, camera_index: int, stamp_ns: int, data: FrameData, *, solve: bool = True) -> list[Outcome]:
+        """The fusion's part of a frame: into the buffer, and the poses of the windows it completes
+        (`solve=False`: into the buffer only, for a fusion process that leaves those windows to
+        another). No track bookkeeping: `_keep` does that, in frame order."""
         self._check_heatmaps(data)
-        return self._solve_all(self.buffer.push(Frame(camera=camera_index, stamp_ns=stamp_ns, data=data)))
+        return self._poses(self.buffer.push(Frame(camera=camera_index, stamp_ns=stamp_ns, data=data)), solve)
+
+    def flush_outcomes(self, *, solve: bool = True) -> list[Outcome]:
+        """`flush` without the track bookkeeping (see `fuse_frame`)."""
+        return self._poses(self.buffer.flush(), solve)
 
     def _check_heatmaps(self, data: FrameData) -> None:
         """A frame whose heatmaps the model cannot fuse is refused before it enters the buffer,
@@ -131,7 +144,7 @@ class PosePipeline:
     def flush(self) -> list[PoseResult]:
         if self.fusion is not None:
             return self._mirror(self.fusion.call("flush"))
-        return self._solve_all(self.buffer.flush())
+        return self._keep(self.flush_outcomes())
 
     def reset(self) -> None:
         self._last = None
@@ -144,35 +157,44 @@ class PosePipeline:
     def push_async(self, camera_index: int, stamp_ns: int, data: FrameData,
                    done: Callable[[list[PoseResult] | Exception], None], *, reset: bool = False) -> None:
         """Offloaded fusion: queue a frame (after a reset when `reset`) and return at once; `done`
-        gets its poses, or the exception, on the fusion process's reply thread. Waits only while
-        the process has `max_in_flight` frames queued."""
+        gets its poses, or the exception, on a reply thread, frames in the order they were queued.
+        Waits only while the fusion processes have as many frames queued as they take."""
         def reply(r) -> None:
+            if reset:
+                self._last = None
             done(r if isinstance(r, Exception) else self._mirror(r))
         self.fusion.submit("push", FusionProcess.frame_args(camera_index, stamp_ns, data, reset), reply)
 
     def _mirror(self, reply) -> list[PoseResult]:
-        """The fusion process's reply -> its poses; keeps the state the next frame needs."""
-        self._last, self._track_id, self.lost = reply.last, reply.track_id, reply.lost
-        self.ended.extend(reply.ended)
+        """A fusion process's reply -> its poses, with the track bookkeeping done here, in frame
+        order; keeps the buffer's counters for the reports."""
         self.buffer.pending = reply.pending
         self.buffer.stats = Counter(reply.stats)
-        return reply.results
-
-    def track_state(self) -> tuple[PoseResult | None, int, bool]:
-        """(last pose, current track id, lost): what a fusion process reports back to its parent."""
-        return self._last, self._track_id, self.lost
+        return self._keep(reply.outcomes)
 
     def people_counts(self) -> dict[str, int]:
         """For /diagnostics: the one person tracked now or not, and tracks lost so far."""
         return {"people_tracked": int(self._last is not None), "deaths": self._track_id}
 
-    # --- per window -----------------------------------------------------------------------------
-    def _solve_all(self, windows: list[Window]) -> list[PoseResult]:
+    # --- per window ---------------------------------------------------------------------------------
+    def _poses(self, windows: list[Window], solve: bool = True) -> list[Outcome]:
+        """Each window's pose (None: too few joints), or none at all when not `solve`."""
+        return [(w.target_ns, self._pose(w)) for w in windows] if solve else []
+
+    def _keep(self, outcomes: list[Outcome]) -> list[PoseResult]:
+        """The track bookkeeping, in window order: a pose continues the track (and gets its id)
+        unless the last one is older than the timeout; a window without one ends the track."""
         out = []
-        for w in windows:
-            r = self._solve(w)
-            if r is not None:
-                out.append(r)
+        for target_ns, r in outcomes:
+            if self._last is not None and target_ns - self._last.stamp_ns > self.config.track_timeout_ns:
+                self._lose_track()              # no pose for longer than the timeout: not the same track
+            if r is None:
+                self._lose_track()
+                continue
+            r = replace(r, track_id=self._track_id)
+            self.lost = False
+            self._last = r
+            out.append(r)
         return out
 
     def _lose_track(self) -> None:
@@ -184,10 +206,10 @@ class PosePipeline:
         self._last = None
 
     @torch.inference_mode()
-    def _solve(self, w: Window) -> PoseResult | None:
+    def _pose(self, w: Window) -> PoseResult | None:
+        """The model's pose at the window's target (track id 0), or None with fewer than
+        `min_joints` joints triangulated."""
         t0 = time.perf_counter()
-        if self._last is not None and w.target_ns - self._last.stamp_ns > self.config.track_timeout_ns:
-            self._lose_track()                  # no pose for longer than the timeout: not the same track
         frames = [f for f in w.frames if f is not None]
         ref = frames[0].data.heatmaps
         hm, A, times, valid = (x[None] for x in self._stack(w.frames, w.target_ns, ref))   # (1, V, ...)
@@ -200,22 +222,16 @@ class PosePipeline:
                                  valid.to(self.device), torch.zeros(1, dtype=torch.float64, device=self.device),
                                  undistort=undistort, previous=self._previous(w, ref), context_cache=self._context)
         points = out.points[0].double().cpu().numpy()
-        result = PoseResult(
+        if int(np.isfinite(points).all(axis=1).sum()) < self.config.min_joints:
+            return None
+        return PoseResult(
             stamp_ns=w.target_ns, points=points,
             confidence=out.confidence[0].double().cpu().numpy(),
             covariance=out.covariance[0].double().cpu().numpy(),
             num_views=out.num_views[0].cpu().numpy().astype(np.int64),
             view_stamps_ns=tuple(f.stamp_ns for f in frames),
             view_frame_ids=tuple(f.data.frame_id for f in frames),
-            track_id=self._track_id, latency_s=time.perf_counter() - t0,
-            rejected=out.rejected[0].cpu().numpy())
-        if int(np.isfinite(points).all(axis=1).sum()) < self.config.min_joints:
-            self._lose_track()
-            return None
-        self.lost = False
-        self._last = result
-        return result
-
+            latency_s=time.perf_counter() - t0, rejected=out.rejected[0].cpu().numpy())
 
     def _previous(self, w: Window, ref: torch.Tensor) -> PreviousFrames | None:
         """Each view's earlier frames for temporal-context models (None for the others)."""
@@ -281,9 +297,10 @@ class PeopleOptions:
 
 
 def load_model(model_config: str, weights: str | Path, dev: str, num_cameras: int,
-               outlier_threshold: float | None) -> tuple[DenseWarper, Path | None]:
+               outlier_threshold: float | None, max_views: int | None = None) -> tuple[DenseWarper, Path | None]:
     """The DenseWarper model ready for inference on `dev`, and the weights file it came from.
-    weights: '' = the shipped default (untrained when none is shipped), 'none' = untrained warps."""
+    weights: '' = the shipped default (untrained when none is shipped), 'none' = untrained warps;
+    `outlier_threshold` and `max_views`: `ModelConfig`'s inference settings (None or 0: off)."""
     w = None if weights == "none" else Path(weights) if weights else default_weights(model_config)
     if w is not None:
         if not w.exists():
@@ -295,7 +312,7 @@ def load_model(model_config: str, weights: str | Path, dev: str, num_cameras: in
         lo, hi = model.views_supported
         views = f"{lo} or more" if hi is None else str(lo) if lo == hi else f"{lo} to {hi}"
         raise ValueError(f"model {model.config.name!r} takes {views} views, not {num_cameras} cameras")
-    model.set_inference(outlier_threshold=outlier_threshold or None).for_inference()
+    model.set_inference(outlier_threshold=outlier_threshold or None, max_views=max_views or None).for_inference()
     return model, w
 
 
@@ -303,28 +320,33 @@ def build_pipeline(*, num_cameras: int, timing: str = "causal", offline: bool = 
                    model_config: str = DEFAULT_MODEL, weights: str | Path = "", backbone: str = "movenet_lightning",
                    backbone_weights: str | Path = "", device: str = "auto", min_views: int = 2,
                    max_view_age_s: float = 0.2, clock_jump_s: float = 1.0,
-                   outlier_threshold: float | None = None, inference: str = "auto",
-                   cpu_threads: int = 1, people: PeopleOptions = PeopleOptions(), fusion_process: bool = False):
+                   outlier_threshold: float | None = None, max_views: int | None = None, inference: str = "auto",
+                   cpu_threads: int = 1, people: PeopleOptions = PeopleOptions(), fusion_processes: int = 0):
     """The node's pipeline from its parameters: weights default to the shipped ones (untrained
     identity warps when none exist), the backbone to its converted weights in models/.
-    `outlier_threshold` (heatmap px; None or 0: off, as the node's parameter): `ModelConfig.outlier_threshold`.
+    `outlier_threshold` (heatmap px; None or 0: off, as the node's parameter): `ModelConfig.outlier_threshold`;
+    `max_views` (None or 0: every view): `ModelConfig.max_views`.
     `inference` (auto | torch | onnxruntime) runs the 2D network (`pipe.backbone.inference` says which
     ran); `cpu_threads` sets ONNX Runtime's intra-op threads on the CPU (0 = its default).
     `people`: more than one person, or 2D keypoints in, gives a `MultiPersonPipeline` (with the
     MoveNet MultiPose person detector for images).
-    `fusion_process`: the single-person pipeline's fusion runs in a child process
-    (`fusion_process.py`); the 2D network loads here meanwhile."""
+    `fusion_processes`: the single-person pipeline's fusion runs in that many child processes
+    (`fusion_process.FusionPool`; 0: in this process; one on a GPU, where a pose takes
+    milliseconds and each process would hold a CUDA context); the 2D network loads here meanwhile."""
     dev = str(resolve_device(device))
-    model, w = load_model(model_config, weights, dev, num_cameras, outlier_threshold)
+    if dev.startswith("cuda"):
+        fusion_processes = min(fusion_processes, 1)
+    model, w = load_model(model_config, weights, dev, num_cameras, outlier_threshold, max_views)
     buf = BufferConfig(num_cameras=num_cameras, timing=timing, min_views=min_views,
                        max_view_age_ns=int(max_view_age_s * 1e9), clock_jump_ns=int(clock_jump_s * 1e9),
                        reorder=offline, history=model.config.temporal_context,
                        windowed_pick="later" if model.config.temporal_context else "nearest")
     config = PipelineConfig(buffer=buf, device=dev)
     fusion = None
-    if fusion_process and not people.multi:       # started first: it loads while the backbone does
-        fusion = FusionProcess(FusionSpec(model_config, str(w) if w is not None else "none", num_cameras,
-                                          outlier_threshold, config, cpu_threads))
+    if fusion_processes and not people.multi:       # started first: it loads while the backbone does
+        fusion = FusionPool(FusionSpec(model_config, str(w) if w is not None else "none", num_cameras,
+                                       outlier_threshold, config, cpu_threads, max_views),
+                            processes=fusion_processes)
     try:
         bb = None if people.keypoints_input else _backbone_for(model, backbone, backbone_weights, dev, inference,
                                                                 cpu_threads)

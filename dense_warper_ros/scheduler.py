@@ -1,15 +1,22 @@
 """Which received frame the backbone takes next, and which frames are dropped under overload.
 
 Live mode keeps, per camera, only its newest `depth` frames (older ones are superseded) and takes
-the head of the camera served least recently (ties: the oldest stamp). Why not simply the oldest
+the head of the camera served least recently (ties: the oldest stamp) among the heads newer than
+the frame taken last; only when there is none, among all heads. Why not simply the oldest
 frame: a bounded FIFO that drops its oldest entry, or "oldest head first" over per-camera slots,
 lock onto a subset of the cameras whenever the input rate is an integer multiple of the inference
 rate (6 interleaved cameras and a worker 3x too slow: cameras 0 and 3 only; 4 cameras and 2x: two
 of them). The windows then miss views (a view older than `max_view_age` is left out) and the
 output collapses. Least-recently-served gives every camera an equal share, so each window still
 finds a recent frame of every camera, a frame waits about one camera period at most, and with
-interleaved cameras the stamps handed out still increase (each output pose is new). Without
-overload the queue holds one frame at a time and the order is the arrival order.
+interleaved cameras the stamps handed out still increase (each output pose is new). Why newer
+heads first: after a stall (the worker waited for the fusion) every camera has a head waiting, and
+the camera served least recently need not hold the oldest; the heads older than the one taken
+would reach the buffer after it, too late for a pose of their own (causal timing), at the cost of
+a whole 2D step each. Taken later instead, their cameras' next frames mostly supersede them first.
+A head older than the last frame is still taken when nothing newer waits, so a camera whose stamps
+run behind the others' keeps being served. Without overload the queue holds one frame at a time
+and the order is the arrival order.
 
 Offline mode drops nothing and hands frames out in stamp order whatever order they arrived in (DDS
 delivers different topics in any order): a frame is held back until every camera has delivered
@@ -44,6 +51,7 @@ class FrameScheduler:
         self._closed = False
         self._served = [-1] * num_cameras      # live: service counter when each camera was last taken
         self._count = 0
+        self._last_out = -1                   # live: stamp of the frame taken last
 
     @property
     def live(self) -> bool:
@@ -99,9 +107,11 @@ class FrameScheduler:
             if self._fifo:
                 return self._fifo.popleft()
             heads = [c for c, s in enumerate(self._slots) if s]
-            cam = min(heads, key=lambda c: (self._served[c], self._slots[c][0][0]))
+            fresh = [c for c in heads if self._slots[c][0][0] > self._last_out] or heads
+            cam = min(fresh, key=lambda c: (self._served[c], self._slots[c][0][0]))
             self._served[cam], self._count = self._count, self._count + 1
-            return cam, self._slots[cam].popleft()[1]
+            self._last_out, item = self._slots[cam].popleft()
+            return cam, item
 
     def close(self) -> None:
         with self._cv:

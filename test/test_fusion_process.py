@@ -45,12 +45,16 @@ def _same(a, b) -> None:
         assert p.track_id == q.track_id and p.view_stamps_ns == q.view_stamps_ns
 
 
-def test_the_child_gives_the_in_process_poses(frames):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_child_gives_the_in_process_poses(frames, processes):
+    """One child, or two taking turns: the same poses, track ids and buffer counters as fusing in
+    this process, in the same order."""
     from dense_warper_ros.pipeline import build_pipeline
     here = build_pipeline(num_cameras=4, device="cpu")
-    there = build_pipeline(num_cameras=4, device="cpu", fusion_process=True)
+    there = build_pipeline(num_cameras=4, device="cpu", fusion_processes=processes)
     try:
-        assert there.fusion is not None and there.fusion.pid != os.getpid()
+        pids = there.fusion.pids
+        assert len(set(pids)) == processes and os.getpid() not in pids
         a, b = _push_all(here, frames), _push_all(there, frames)
         assert len(a) == len(frames) - 1
         _same(a, b)
@@ -68,16 +72,17 @@ def test_the_child_gives_the_in_process_poses(frames):
         _same(a, got)
     finally:
         there.close()
-    assert there.fusion.pid is None
+    assert there.fusion.pids == [None] * processes
 
 
-def test_a_killed_child_is_replaced_and_counted(frames):
+@pytest.mark.parametrize("processes, killed", [(1, 0), (2, 0), (2, 1)])
+def test_a_killed_child_is_replaced_and_counted(frames, processes, killed):
     from dense_warper_ros.fusion_process import FusionProcessError
     from dense_warper_ros.pipeline import build_pipeline
-    pipe = build_pipeline(num_cameras=4, device="cpu", fusion_process=True)
+    pipe = build_pipeline(num_cameras=4, device="cpu", fusion_processes=processes)
     try:
         assert _push_all(pipe, frames[:8])
-        os.kill(pipe.fusion.pid, signal.SIGKILL)
+        os.kill(pipe.fusion.pids[killed], signal.SIGKILL)
         lost = 0
         poses = []
         for c, stamp, data in frames[8:]:
@@ -110,7 +115,7 @@ def test_a_bad_frame_is_an_error_and_the_child_goes_on(frames):
     from dataclasses import replace
 
     from dense_warper_ros.pipeline import build_pipeline
-    pipe = build_pipeline(num_cameras=4, device="cpu", fusion_process=True)
+    pipe = build_pipeline(num_cameras=4, device="cpu", fusion_processes=2)
     try:
         _push_all(pipe, frames[:8])
         c, stamp, data = frames[8]

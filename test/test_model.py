@@ -255,6 +255,29 @@ def test_time_conditioning_any_views_any_times():
             torch.testing.assert_close(out.heatmaps[:, -1], s["hm"][:, -1], rtol=0, atol=0)
 
 
+def test_max_views_fuses_the_views_nearest_in_time():
+    """`max_views`: only the k views captured nearest to the target are warped and triangulated; the
+    pose is the one the model gives with the others marked missing."""
+    cfg = ModelConfig.named("lite_tc")
+    times = np.array([0.0, 0.05, 0.1, 0.15, 0.2, 0.25])
+    s = scene(cfg, V=6, B=2, times=times)
+    model = perturbed(cfg)
+    log = count_warp_items(model)
+    target = torch.tensor([0.25, 0.12], dtype=torch.float64)      # a view's instant; between two views
+    with torch.no_grad():
+        model.set_inference(max_views=4)
+        few = model.pose_at(s["hm"], s["P"], s["A"], s["times"], s["valid"], target)
+        assert sum(n for _, n, _ in log) == 3 + 4                  # the target's own view passes through
+        model.set_inference(max_views=None)
+        nearest = torch.tensor([[False, False, True, True, True, True], [False, True, True, True, True, False]])
+        masked = model.pose_at(s["hm"], s["P"], s["A"], s["times"], s["valid"] & nearest, target)
+    assert (few.num_views == 4).all()
+    torch.testing.assert_close(few.points, masked.points, rtol=0, atol=0)
+    assert few.heatmaps[0, :2].abs().sum() == 0 and few.heatmaps[1, [0, 5]].abs().sum() == 0
+    with pytest.raises(ValueError, match="max_views"):
+        ModelConfig.named("lite_tc", max_views=1)
+
+
 def test_missing_views():
     lite = ModelConfig.named("lite")
     s = scene(lite)

@@ -53,6 +53,26 @@ def test_live_in_order_and_fair_at_any_overload(ratio):
         assert stamps == list(range(400)), "no overload: every frame, in order"
 
 
+def test_live_after_a_stall_newer_frames_first_and_a_late_camera_still_served():
+    """After a stall every camera has a head waiting: the least recently served camera is taken,
+    then heads newer than it before older ones (an older one would reach the buffer too late for a
+    pose of its own, and its camera's next frame supersedes it meanwhile). A head older than the
+    last frame is still taken when nothing newer waits: a camera whose stamps run behind is served."""
+    s = FrameScheduler(3, depth=1)
+    for c in range(3):
+        s.put(c, c + 1, f"{c}@{c + 1}")
+    assert [c for c, _ in drain(s)] == [0, 1, 2]
+    for c, stamp in ((0, 4), (1, 5), (2, 6), (0, 7)):              # the worker is busy meanwhile
+        s.put(c, stamp, f"{c}@{stamp}")
+    assert s.get(timeout=0) == (0, "0@7")                          # served least recently
+    assert s.put(2, 9, "2@9") == ["2@6"]
+    assert s.get(timeout=0) == (2, "2@9"), "newer than the last frame: before camera 1's 1@5"
+    assert s.put(1, 10, "1@10") == ["1@5"]
+    assert s.get(timeout=0) == (1, "1@10")
+    s.put(0, 8, "0@8")                                              # behind the last frame taken
+    assert s.get(timeout=0) == (0, "0@8")
+
+
 def test_live_keeps_each_cameras_arrival_order():
     s = FrameScheduler(2, depth=3)
     s.put(0, 10, "a")

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="where (d) and (d+) run: cpu (default: the published figures), cuda, cuda:N, auto")
     ap.add_argument("--outlier-threshold", type=float, default=None,
                     help="heatmap px: every method's DLT drops outlier views (overrides bench.outlier_threshold)")
+    ap.add_argument("--max-views", type=int, default=None,
+                    help="(d) and (d+) fuse only this many views, nearest in time to each target "
+                         "(overrides bench.max_views)")
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=None,
                     help="the methods to run (default: bench.methods of the config)")
     ap.add_argument("--oracle", type=int, default=None, metavar="FRAMES",
@@ -84,6 +87,8 @@ def _config(args: argparse.Namespace) -> AccuracyConfig:
     bench: dict[str, Any] = {}
     if args.outlier_threshold is not None:
         bench["outlier_threshold"] = args.outlier_threshold
+    if args.max_views is not None:
+        bench["max_views"] = args.max_views
     methods = tuple(args.methods) if args.methods is not None else cfg.bench.methods
     if args.oracle is not None:
         bench["oracle_frames"] = args.oracle

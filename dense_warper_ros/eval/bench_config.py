@@ -51,6 +51,8 @@ class BenchConfig:
                                                  # this frame (earlier frames fine-tuned the weights)
     outlier_threshold: float | None = None       # heatmap px: every method's DLT drops views this far
                                                  # from the others' point (robust.yaml); None: off
+    max_views: int | None = None                 # (d) and (d+) fuse only the views nearest in time to
+                                                 # each target (the node's max_fused_views); None: all
     correct_stamps: bool = False                 # estimate each camera's clock offset from its 2D
                                                  # keypoints and correct its stamps (clock_offsets)
     oracle_frames: int = 2                       # frames per view (o) averages: (c)'s two, plus
@@ -72,6 +74,8 @@ class BenchConfig:
             raise ValueError(f"bench: video_heldout_from must be >= 0, got {self.video_heldout_from}")
         if self.outlier_threshold is not None and not self.outlier_threshold > 0:
             raise ValueError(f"bench: outlier_threshold must be > 0 or null, got {self.outlier_threshold}")
+        if self.max_views is not None and self.max_views < 2:
+            raise ValueError(f"bench: max_views must be >= 2 or null, got {self.max_views}")
         if self.oracle_frames < 1:
             raise ValueError(f"bench: oracle_frames must be >= 1, got {self.oracle_frames}")
         if "s" in self.methods and self.outlier_threshold is not None:

@@ -143,7 +143,7 @@ def run_sequence(name: str, bank: EvidenceBank, inter: Schedule, sync: Schedule,
                   bank.lookup(inter.camera, inter.nominal), delay_s, bench.outlier_threshold)
     for handle in (warper, warper_tc):
         if handle is not None:
-            handle.model.set_inference(outlier_threshold=bench.outlier_threshold)
+            handle.model.set_inference(outlier_threshold=bench.outlier_threshold, max_views=bench.max_views)
     outputs: dict[str, MethodOutput] = {}
     for key in method_keys(bench, warper is not None, warper_tc is not None):
         m, _, timing = key.partition("/")

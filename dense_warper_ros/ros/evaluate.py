@@ -50,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--outlier-threshold", type=float, default=None,
                     help="heatmap px: drop a camera's joint this far from the others' triangulation (the "
                          "node's outlier_threshold; default off)")
+    ap.add_argument("--max-fused-views", type=int, default=5,
+                    help="views fused per pose, nearest in time to it (the node's max_fused_views; 0: all)")
     ap.add_argument("--compare-untrained", action="store_true",
                     help="also replay with untrained identity warps (faithful lite config = naive interleaving) "
                          "and plot both")
@@ -82,7 +84,7 @@ def replay(bag: Path, cams: list[str], args, *, weights: str, keep_images: bool,
     pipe = build_pipeline(num_cameras=len(cams), timing=args.timing, offline=True,
                           model_config=model_config or args.model_config, weights=weights, backbone=args.backbone,
                           inference=args.inference, device=args.device, max_view_age_s=args.max_view_age,
-                          outlier_threshold=args.outlier_threshold,
+                          outlier_threshold=args.outlier_threshold, max_views=args.max_fused_views,
                           people=PeopleOptions(max_people=args.max_people, detector_period=args.detector_period,
                                                clock_offsets=args.estimate_clock_offsets,
                                                apply_clock_offsets=args.apply_clock_offsets))

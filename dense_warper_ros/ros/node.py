@@ -26,6 +26,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
+from dense_warper_ros.allocator import keep_freed_memory
 from dense_warper_ros.msg import People2D, Skeleton3DArray
 from dense_warper_ros.pipeline import PeopleOptions, PosePipeline, build_pipeline
 from dense_warper_ros.ros import params
@@ -134,11 +135,12 @@ class DenseWarperNode(Node):
         try:
             return build_pipeline(
                 num_cameras=len(c.cameras), timing=c.timing, offline=c.mode == "offline", model_config=c.model_config,
-                weights=c.weights, outlier_threshold=c.outlier_threshold, backbone=c.backbone,
+                weights=c.weights, outlier_threshold=c.outlier_threshold, max_views=c.max_fused_views,
+                backbone=c.backbone,
                 backbone_weights=c.backbone_weights, device=c.device, min_views=c.min_views,
                 max_view_age_s=c.max_view_age, clock_jump_s=c.clock_jump, inference=c.inference,
                 cpu_threads=c.cpu_threads, people=people_options(c),
-                fusion_process=c.fusion_process and c.mode == "live")
+                fusion_processes=c.fusion_processes if c.mode == "live" else 0)
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise params.ParameterError(
                 f"cannot build the model from model_config={c.model_config!r}, weights={c.weights!r}, "
@@ -468,7 +470,7 @@ def _fusion_where(pipeline) -> str:
     fusion = pipeline.fusion
     if fusion is None:
         return "in the node's process"
-    return f"child process (pid {fusion.pid}, restarts {fusion.restarts})"
+    return fusion.describe()
 
 
 def _rate(times, now: float, span_s: float = 5.0) -> float:
@@ -482,7 +484,9 @@ def _p50(x) -> float:
 
 
 def main(args=None) -> int:
-    """Spin until SIGINT or SIGTERM (`spin.run_node`)."""
+    """Spin until SIGINT or SIGTERM (`spin.run_node`), with the per-frame memory kept mapped
+    (`allocator.keep_freed_memory`)."""
+    keep_freed_memory()
     return run_node(DenseWarperNode, "dense_warper", args)
 
 

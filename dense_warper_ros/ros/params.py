@@ -39,10 +39,11 @@ class NodeConfig:
     queue_size: int                 # live mode: newest frames kept per camera while inference is busy
     device: str                     # auto | cpu | cuda | cuda:N
     cpu_threads: int                # torch intra-op threads (0 = torch's default)
-    fusion_process: bool            # live mode, one person: the fusion runs in a child process
+    fusion_processes: int           # live mode, one person: child processes that share the fusion (0: none)
     model_config: str               # named model configuration (lite, paper, ...)
     weights: str                    # DenseWarper weights ('' = shipped default)
     outlier_threshold: float        # heatmap px; a view this far from the others' point leaves the DLT (0 = off)
+    max_fused_views: int            # views fused per pose, those nearest in time to it (0 = every camera)
     backbone: str                   # 2D backbone
     backbone_weights: str           # '' = models/ default of the backbone
     inference: str                  # auto | torch | onnxruntime: what runs the 2D network
@@ -103,16 +104,21 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "cpu_threads": (1, _d("torch intra-op threads (0 = torch's default). The node already overlaps the backbone "
                           "and the fusion on two threads; more intra-op threads on a small CPU mostly spin",
                           **_irange(0, 256))),
-    "fusion_process": (True, _d("live mode, one person: run the fusion in a child process with its own Python "
-                                "interpreter, so that it no longer waits for ROS and the 2D step to release "
-                                "the interpreter lock (on a small CPU, more poses per second). Offline mode "
-                                "and several people fuse in the node's own process")),
+    "fusion_processes": (2, _d("live mode, one person: child processes that share the fusion, each with its own "
+                               "Python interpreter, so that it never waits for ROS and the 2D step to release "
+                               "the interpreter lock, and takes turns computing the poses (two: two poses at "
+                               "once on two cores). Each process costs about 300 MiB. 0: fuse in the node's "
+                               "own process. On a GPU one is used. Offline mode and several people fuse in "
+                               "the node's own process", **_irange(0, 16))),
     "model_config": (DEFAULT_MODEL, _d("named DenseWarper configuration: lite_tc (temporal context, default) or "
                                        "lite (the faithful method), paper, ...")),
     "weights": ("", _d("DenseWarper weights file ('' = the shipped default)")),
     "outlier_threshold": (0.0, _d("heatmap px; a camera whose joint lies this far from the other cameras' "
                                   "triangulation is left out of that joint (left/right swaps of the detector); "
                                   "0 = off", **_frange(0.0, 1000.0))),
+    "max_fused_views": (5, _d("views fused into each pose: those captured nearest in time to it (each older "
+                              "view costs a warp). 0 = every camera. Rigs of up to 5 cameras use them all",
+                              **_irange(0, 64))),
     "backbone": ("movenet_lightning", _d(f"2D backbone, one of {BACKBONES}")),
     "backbone_weights": ("", _d("backbone weights file ('' = the models/ default)")),
     "inference": ("auto", _d(f"one of {INFERENCE_CHOICES}: what runs the 2D network. auto = ONNX Runtime where it "
@@ -198,6 +204,8 @@ def read(node: Node) -> NodeConfig:
         raise ParameterError(f"parameter 'cameras': need at least 2 cameras, got {list(cams)}")
     if len(set(cams)) != len(cams) or any(not c for c in cams):
         raise ParameterError(f"parameter 'cameras': names must be unique and non-empty, got {list(cams)}")
+    if p["max_fused_views"] == 1:
+        raise ParameterError("parameter 'max_fused_views': a pose needs 2 views or more (0 = every camera)")
     if p["min_views"] > len(cams):
         raise ParameterError(f"parameter 'min_views': {p['min_views']} > number of cameras {len(cams)}")
     dev = p["device"]
@@ -214,9 +222,10 @@ def read(node: Node) -> NodeConfig:
         mode=_one_of("mode", p["mode"], MODES), timing=_one_of("timing", p["timing"], TIMINGS),
         min_views=int(p["min_views"]), max_view_age=float(p["max_view_age"]),
         queue_size=int(p["queue_size"]), device=dev, cpu_threads=int(p["cpu_threads"]),
-        fusion_process=bool(p["fusion_process"]),
+        fusion_processes=int(p["fusion_processes"]),
         model_config=p["model_config"],
         weights=p["weights"], outlier_threshold=float(p["outlier_threshold"]),
+        max_fused_views=int(p["max_fused_views"]),
         backbone=_one_of("backbone", p["backbone"], BACKBONES),
         backbone_weights=p["backbone_weights"], inference=_one_of("inference", p["inference"], INFERENCE_CHOICES),
         image_transport=_one_of("image_transport", p["image_transport"], TRANSPORTS),
