@@ -295,7 +295,7 @@ class FusionPool:
     def __init__(self, spec: FusionSpec, *, processes: int = 1):
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
-        self.procs = [FusionProcess(spec, max_in_flight=processes + 1) for _ in range(processes)]
+        self.procs = [FusionProcess(spec) for _ in range(processes)]   # two requests queued each
         self._lock = threading.Lock()             # the requests' table
         self._send = threading.Lock()             # one sender at a time: every process sees one order
         self._deliver = threading.Lock()          # one deliverer at a time: answers leave in order
