@@ -1,22 +1,23 @@
-"""The single-person pipeline's fusion in a child process.
+"""The single-person pipeline's fusion in child processes.
 
 Why: in one Python process the ROS executor, the 2D step and the fusion take turns holding one
 interpreter lock. On a small CPU at high frame rates the fusion thread then spends much of its
 time waiting for the lock while cores stay idle (docs/experiments.md). A child process has its
 own interpreter: the fusion gets a core of its own while the parent decodes, runs the 2D network
-and talks to ROS.
+and talks to ROS. One child still computes one pose at a time, so `FusionPool` runs several that
+take turns: each keeps the whole buffer and solves every n-th frame's windows.
 
-The parent sends each frame's heatmaps (numpy) and gets back the poses the frame completes, in
-order; up to `max_in_flight` frames wait in the pipe, so the child always has the next one, and a
-reply thread hands each answer to its request's callback. The child runs the same `PosePipeline`
-code, so the poses, their order and the buffer's behaviour are those of the in-process fusion;
-only where the work runs changes. The parent mirrors what it needs between frames (the last pose
-for the next crop, track ids, the buffer's counters).
+The parent sends each frame's heatmaps (numpy) and gets back the outcomes of the windows the frame
+completes (target stamp and pose, or None), in frame order; up to `max_in_flight` frames wait in
+each pipe, so a child always has the next one, and a reply thread per child hands each answer on.
+The children run the same `PosePipeline` code, so the poses and the buffer's behaviour are those
+of the in-process fusion; the parent does the track bookkeeping (ids, the last pose for the next
+crop) in frame order, as the in-process pipeline does, and mirrors the buffer's counters.
 
-The child is started with `spawn` (no fork of a process that runs DDS and torch threads). It exits
-when the parent's end of the pipe closes. If it dies or stops answering, the frames in flight fail
-with `FusionProcessError` and the next frame starts a fresh child (its buffer starts empty, as
-after a reset); the restarts are counted.
+A child is started with `spawn` (no fork of a process that runs DDS and torch threads). It exits
+when the parent's end of the pipe closes. If it dies or stops answering, the frames it was to
+answer fail with `FusionProcessError` (only those it was to solve lose their poses) and the next
+frame starts a fresh child (its buffer starts empty, as after a reset); the restarts are counted.
 """
 from __future__ import annotations
 
@@ -237,13 +238,7 @@ class FusionProcess:
 
     def call(self, op: str, *args) -> Reply:
         """Send one request and wait for its Reply (errors raise)."""
-        got: list = []
-        event = threading.Event()
-        self.submit(op, args, lambda r: (got.append(r), event.set()))
-        event.wait()
-        if isinstance(got[0], Exception):
-            raise got[0]
-        return got[0]
+        return _wait_for(self.submit, op, args)
 
     @staticmethod
     def frame_args(camera: int, stamp_ns: int, data, reset: bool = False) -> tuple:
@@ -341,13 +336,7 @@ class FusionPool:
 
     def call(self, op: str, *args) -> Reply:
         """Send one request and wait for its Reply (errors raise)."""
-        got: list = []
-        event = threading.Event()
-        self.submit(op, args, lambda r: (got.append(r), event.set()))
-        event.wait()
-        if isinstance(got[0], Exception):
-            raise got[0]
-        return got[0]
+        return _wait_for(self.submit, op, args)
 
     def close(self) -> None:
         """End every process; a sender waiting for one gets FusionProcessError answers."""
@@ -387,6 +376,17 @@ def _bare_main():
         yield
     finally:
         sys.modules["__main__"] = main
+
+
+def _wait_for(submit: Callable[[str, tuple, Done], None], op: str, args: tuple) -> Reply:
+    """`submit` one request and wait for its answer: the Reply, or the exception raised."""
+    got: list = []
+    event = threading.Event()
+    submit(op, args, lambda r: (got.append(r), event.set()))
+    event.wait()
+    if isinstance(got[0], Exception):
+        raise got[0]
+    return got[0]
 
 
 def _call(done: Done, value) -> None:

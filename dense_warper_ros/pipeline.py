@@ -176,7 +176,7 @@ class PosePipeline:
         """For /diagnostics: the one person tracked now or not, and tracks lost so far."""
         return {"people_tracked": int(self._last is not None), "deaths": self._track_id}
 
-    # --- per window ---------------------------------------------------------------------------------
+    # --- per window -----------------------------------------------------------------------------
     def _poses(self, windows: list[Window], solve: bool = True) -> list[Outcome]:
         """Each window's pose (None: too few joints), or none at all when not `solve`."""
         return [(w.target_ns, self._pose(w)) for w in windows] if solve else []
