@@ -1,8 +1,9 @@
 """Which received frame the backbone takes next, and which frames are dropped under overload.
 
 Live mode keeps, per camera, only its newest `depth` frames (older ones are superseded) and takes
-the head of the camera served least recently (ties: the oldest stamp) among the heads newer than
-the frame taken last; only when there is none, among all heads. Why not simply the oldest
+the head of the camera served least recently (ties: the oldest stamp); but when that head is older
+than the frame taken last and another is newer, the least recently served of the newer heads,
+unless the first camera has waited a whole turn of the cameras already. Why not simply the oldest
 frame: a bounded FIFO that drops its oldest entry, or "oldest head first" over per-camera slots,
 lock onto a subset of the cameras whenever the input rate is an integer multiple of the inference
 rate (6 interleaved cameras and a worker 3x too slow: cameras 0 and 3 only; 4 cameras and 2x: two
@@ -14,9 +15,10 @@ heads first: after a stall (the worker waited for the fusion) every camera has a
 the camera served least recently need not hold the oldest; the heads older than the one taken
 would reach the buffer after it, too late for a pose of their own (causal timing), at the cost of
 a whole 2D step each. Taken later instead, their cameras' next frames mostly supersede them first.
-A head older than the last frame is still taken when nothing newer waits, so a camera whose stamps
-run behind the others' keeps being served. Without overload the queue holds one frame at a time
-and the order is the arrival order.
+Why the turn: a camera whose stamps run ahead of the others' (and one that floods frames) would
+otherwise always hold the newer head and take every turn; with it, one whose stamps run behind
+is still served in turn. Without overload the queue holds one frame at a time and the order is
+the arrival order.
 
 Offline mode drops nothing and hands frames out in stamp order whatever order they arrived in (DDS
 delivers different topics in any order): a frame is held back until every camera has delivered
@@ -107,8 +109,10 @@ class FrameScheduler:
             if self._fifo:
                 return self._fifo.popleft()
             heads = [c for c, s in enumerate(self._slots) if s]
-            fresh = [c for c in heads if self._slots[c][0][0] > self._last_out] or heads
-            cam = min(fresh, key=lambda c: (self._served[c], self._slots[c][0][0]))
+            cam = min(heads, key=lambda c: (self._served[c], self._slots[c][0][0]))
+            fresh = [c for c in heads if self._slots[c][0][0] > self._last_out]
+            if fresh and cam not in fresh and self._count - self._served[cam] <= len(self._slots):
+                cam = min(fresh, key=lambda c: (self._served[c], self._slots[c][0][0]))
             self._served[cam], self._count = self._count, self._count + 1
             self._last_out, item = self._slots[cam].popleft()
             return cam, item

@@ -73,6 +73,27 @@ def test_live_after_a_stall_newer_frames_first_and_a_late_camera_still_served():
     assert s.get(timeout=0) == (0, "0@8")
 
 
+@pytest.mark.parametrize("ahead_s", [0.3, 0.0, -0.3])
+def test_live_a_camera_flooding_frames_stamped_ahead_or_behind_takes_only_its_share(ahead_s):
+    """A broken camera sends 150 frames/s, its stamps ahead of (or behind) the others'; three good
+    cameras send 6 each; the worker takes one frame every 20 ms. Newer heads first must not let
+    the camera that is always newest take every turn: each good frame is still served."""
+    s = FrameScheduler(4, depth=1)
+    events = sorted([(k / 18.0, k % 3, k / 18.0) for k in range(360)] +
+                    [(k / 150.0, 3, k / 150.0 + ahead_s) for k in range(3000)])
+    t, i, served = 0.0, 0, [0] * 4
+    while i < len(events):
+        while i < len(events) and events[i][0] <= t:
+            s.put(events[i][1], int(events[i][2] * 1e9), None)
+            i += 1
+        if not len(s):
+            t = events[i][0] if i < len(events) else t
+            continue
+        served[s.get(timeout=0)[0]] += 1
+        t += 0.02
+    assert served[:3] == [120, 120, 120], served
+
+
 def test_live_keeps_each_cameras_arrival_order():
     s = FrameScheduler(2, depth=3)
     s.put(0, 10, "a")
