@@ -99,7 +99,7 @@ def test_real_launch_description_declares_described_arguments():
 
 @pytest.mark.parametrize("name,value,match", [
     ("mode", "fast", "'mode'"), ("cameras", ["a"], "at least 2"), ("device", "gpu0", "'device'"),
-    ("min_views", 5, "min_views"), ("timing", "late", "'timing'"),
+    ("min_views", 5, "min_views"), ("timing", "late", "'timing'"), ("max_fused_views", 1, "max_fused_views"),
 ])
 def test_bad_parameter_values_are_named(name, value, match):
     rclpy.init()
