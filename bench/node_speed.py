@@ -207,8 +207,8 @@ def _stream(node, pub, pubs: list, feed: Feed, cap: Capture, pid: int, fps: floa
     """Publish camera k % N's next capture every 1 / (fps N) s for `duration` s, stamped now, after
     its CameraInfo -> (frames sent, start monotonic s, this process's CPU share while streaming). The
     node's output is received on a thread of its own that sleeps until a message comes, and the
-    publishing loop sleeps until the next capture is due: polling for both in one loop cost the
-    rig's side about 13 % of a core, CPU the node shares. The node is sampled every 5 s."""
+    publishing loop sleeps until the next capture is due: polling for both in one loop would take
+    CPU that the node shares (docs/experiments.md). The node is sampled every 5 s."""
     from dense_warper_ros.ros import recording_msgs as rm
 
     n, mut = len(pubs), Mutator(seed=1)

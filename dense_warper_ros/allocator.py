@@ -3,10 +3,9 @@
 Each frame allocates and frees the same large buffers (an image, the 2D network's activations, the
 warps' feature maps). With glibc's defaults a freed block at the top of the heap beyond the trim
 threshold goes back to the kernel, and blocks above the mmap threshold are mapped and unmapped on
-every allocation, so the next frame page-faults the same memory in again: the fusion of one pose
-spent about a quarter of its CPU time in the kernel that way (docs/experiments.md). Raising both
-thresholds keeps the memory mapped; the process then holds its peak working set, which it needs
-again a frame later anyway.
+every allocation, so the next frame page-faults the same memory in again, in kernel time the
+fusion then lacks (measured in docs/experiments.md). Raising both thresholds keeps the memory
+mapped; the process then holds its peak working set, which it needs again a frame later anyway.
 """
 from __future__ import annotations
 
