@@ -135,8 +135,8 @@ class _Child:
 class FusionProcess:
     """The parent's handle on the child. Requests are answered in order by one reply thread, which
     calls each request's `done` with its Reply (or the exception). `submit` returns at once while
-    fewer than `max_in_flight` requests wait (the child always has the next frame ready); `call`
-    waits for its own reply. Thread-safe."""
+    fewer than `max_in_flight` requests wait (the child always has the next frame ready).
+    Thread-safe; `FusionPool` is the caller's interface (one or several of these)."""
 
     def __init__(self, spec: FusionSpec, *, max_in_flight: int = 2):
         self.spec = spec
@@ -236,10 +236,6 @@ class FusionProcess:
                 self._waiting.pop()
                 raise FusionProcessError(f"the fusion process cannot be reached: {e}") from e
 
-    def call(self, op: str, *args) -> Reply:
-        """Send one request and wait for its Reply (errors raise)."""
-        return _wait_for(self.submit, op, args)
-
     @staticmethod
     def frame_args(camera: int, stamp_ns: int, data, reset: bool = False) -> tuple:
         """A FrameData as a push's args: heatmaps as a numpy array (a torch tensor would travel
@@ -336,7 +332,13 @@ class FusionPool:
 
     def call(self, op: str, *args) -> Reply:
         """Send one request and wait for its Reply (errors raise)."""
-        return _wait_for(self.submit, op, args)
+        got: list = []
+        event = threading.Event()
+        self.submit(op, args, lambda r: (got.append(r), event.set()))
+        event.wait()
+        if isinstance(got[0], Exception):
+            raise got[0]
+        return got[0]
 
     def close(self) -> None:
         """End every process; a sender waiting for one gets FusionProcessError answers."""
@@ -347,11 +349,6 @@ class FusionPool:
     @property
     def pids(self) -> list[int | None]:
         return [proc.pid for proc in self.procs]
-
-    @property
-    def pid(self) -> int | None:
-        """The first process's pid (None once closed)."""
-        return self.procs[0].pid
 
     @property
     def restarts(self) -> int:
@@ -376,17 +373,6 @@ def _bare_main():
         yield
     finally:
         sys.modules["__main__"] = main
-
-
-def _wait_for(submit: Callable[[str, tuple, Done], None], op: str, args: tuple) -> Reply:
-    """`submit` one request and wait for its answer: the Reply, or the exception raised."""
-    got: list = []
-    event = threading.Event()
-    submit(op, args, lambda r: (got.append(r), event.set()))
-    event.wait()
-    if isinstance(got[0], Exception):
-        raise got[0]
-    return got[0]
 
 
 def _call(done: Done, value) -> None:

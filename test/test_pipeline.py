@@ -68,7 +68,7 @@ def test_outlier_threshold_reaches_the_model_and_keeps_shipped_weights():
 
 def test_a_replay_does_not_drift_apart_through_the_crops():
     """Each frame's crop follows the last pose, so a pose off in its last digits (another 2D
-    backend, another CPU) used to give another crop, other heatmaps and, within a second, poses
+    backend, another CPU) would give another crop, other heatmaps and, within a second, poses
     millimetres apart. Whole-pixel crop boxes keep two replays together: heatmaps perturbed by 1e-6
     (and, where ONNX Runtime imports, the other 2D backend) give the same poses."""
     from dense_warper_ros.backbones.onnx_runtime import import_onnxruntime, onnx_problem
