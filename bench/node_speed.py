@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import struct
 import sys
 import threading
 import time
@@ -71,12 +72,38 @@ class Feed:
     to_msg: Callable[[int, int, Any], Any]     # (camera, stamp ns, item) -> message
     source: str
 
-    def item(self, c: int, j: int) -> Any:
-        """Camera c's j-th capture of the stream, played forwards then backwards (ping-pong): a loop
-        would teleport people at each wrap, and the tracker would count births and deaths of its own."""
+    def index(self, c: int, j: int) -> int:
+        """Which of camera c's captures is the stream's j-th: played forwards then backwards (ping-pong),
+        since a loop would teleport people at each wrap, and the tracker would count births and deaths
+        of its own."""
         n = len(self.items[c])
         u = j % max(2 * n - 2, 1)
-        return self.items[c][u if u < n else 2 * n - 2 - u]
+        return u if u < n else 2 * n - 2 - u
+
+    def item(self, c: int, j: int) -> Any:
+        """Camera c's j-th capture of the stream (`index`)."""
+        return self.items[c][self.index(c, j)]
+
+
+class _Wire:
+    """Messages serialized once and published as bytes with each send's stamp written in: what the
+    node receives is the same, but the bench's publisher no longer builds a 1.5 MB Python message
+    and serializes it 60 times a second (rclpy's conversion), work a camera driver does not do."""
+
+    def __init__(self):
+        self._bytes: dict = {}
+
+    def stamped(self, key, make: Callable[[], Any], stamp_ns: int) -> bytes:
+        """`make()`'s message, serialized (once per key), its header stamp set to stamp_ns."""
+        from rclpy.serialization import serialize_message
+        if key not in self._bytes:
+            raw = serialize_message(make())
+            if raw[:2] != b"\x00\x01":                     # CDR, little-endian: the stamp follows at 4
+                raise ValueError(f"unexpected CDR encapsulation {raw[:4].hex()}")
+            self._bytes[key] = bytearray(raw)
+        buf = self._bytes[key]
+        buf[4:12] = struct.pack("<iI", stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)
+        return bytes(buf)
 
 
 @dataclass
@@ -194,12 +221,13 @@ def _break(mut: Mutator, feed: Feed, info, msg) -> tuple:
 
 
 # --- one run ---------------------------------------------------------------------------------------
-def node_params(s: Scenario, names: list[str], timing: str, outlier_threshold: float) -> dict:
+def node_params(s: Scenario, names: list[str], timing: str, outlier_threshold: float,
+                extra: dict | None = None) -> dict:
     p = dict(cameras=names, mode="live", timing=timing, qos_reliability="best_effort", device="auto",
              tf_timeout=0.05, outlier_threshold=outlier_threshold, max_people=s.max_people)
     if s.input == "keypoints":
-        return dict(p, input="keypoints")
-    return dict(p, input="images", inference=s.inference)
+        return dict(p, input="keypoints", **(extra or {}))
+    return dict(p, input="images", inference=s.inference, **(extra or {}))
 
 
 def _stream(node, pub, pubs: list, feed: Feed, cap: Capture, pid: int, fps: float, duration: float,
@@ -211,7 +239,7 @@ def _stream(node, pub, pubs: list, feed: Feed, cap: Capture, pid: int, fps: floa
     CPU that the node shares (docs/experiments.md). The node is sampled every 5 s."""
     from dense_warper_ros.ros import recording_msgs as rm
 
-    n, mut = len(pubs), Mutator(seed=1)
+    n, mut, wire = len(pubs), Mutator(seed=1), _Wire()
     period = 1.0 / (fps * n)
     with _receiving(node):
         cpu0 = time.process_time()
@@ -220,10 +248,13 @@ def _stream(node, pub, pubs: list, feed: Feed, cap: Capture, pid: int, fps: floa
         while time.monotonic() - t_start < duration:
             time.sleep(max(0.0, t_start + k * period - time.monotonic()))
             c, stamp = k % n, time.time_ns()                    # capture time = now
-            info, msg = rm.camera_info(feed.rec, c, stamp), feed.to_msg(c, stamp, feed.item(c, k // n))
             if c == hostile:                                    # every message of this camera is broken
+                info, msg = rm.camera_info(feed.rec, c, stamp), feed.to_msg(c, stamp, feed.item(c, k // n))
                 info, msg = _break(mut, feed, info, msg)
             else:
+                info = wire.stamped(("info", c), lambda: rm.camera_info(feed.rec, c, 0), stamp)
+                msg = wire.stamped((c, feed.index(c, k // n)), lambda: feed.to_msg(c, 0, feed.item(c, k // n)),
+                                   stamp)
                 cap.good.add(stamp)
             cap.sent.add(stamp)
             pub.info_pubs[c].publish(info)
@@ -259,7 +290,7 @@ def _receiving(node):
 
 
 def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: float, scenario: Scenario,
-            outlier_threshold: float = 0.0, hostile: int | None = None) -> dict:
+            outlier_threshold: float = 0.0, hostile: int | None = None, extra: dict | None = None) -> dict:
     """Start the node, stream the scenario's feed into it live, and summarise what came out."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -274,7 +305,7 @@ def run_one(num_cams: int, fps: float, duration: float, timing: str, scale: floa
     cap = Capture()
     node.create_subscription(Skeleton3DArray, "/dense_warper/skeletons", cap.on_skeletons, 100)
     node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: cap.diags.append((time.monotonic(), m)), 10)
-    proc = NodeProcess(node_params(scenario, feed.rec.names, timing, outlier_threshold))
+    proc = NodeProcess(node_params(scenario, feed.rec.names, timing, outlier_threshold, extra))
     pub = RigPublisher(node, feed.rec, reliable=False, depth=5)
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
     pubs = pub.img_pubs if feed.suffix == "image_raw" else \
@@ -394,6 +425,15 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     return out + [Scenario("keypoints", p, m) for p in args.keypoints_people or [] for m in (args.max_people or [4])]
 
 
+def _param(text: str) -> tuple[str, Any]:
+    """NAME=VALUE -> (name, value as YAML reads it: 1 -> int, 0.5 -> float, true -> bool)."""
+    import yaml
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, yaml.safe_load(value)
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cameras", type=int, nargs="+", default=[2, 4, 6])
@@ -411,13 +451,16 @@ def parse_args() -> argparse.Namespace:
                     help="2D people in (no images): the synthetic multi-person scene with this many people")
     ap.add_argument("--hostile", type=int, default=None,
                     help="index of a camera whose every message is randomly broken (soak: --duration 1800)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", type=_param,
+                    help="any other node parameter (repeatable), e.g. --param backbone_workers=1")
     ap.add_argument("--out", type=Path, default=REPO / "out/bench/node_speed.json")
     return ap.parse_args()
 
 
 def main() -> int:
     args = parse_args()
-    rows = [run_one(n, args.fps, args.duration, args.timing, args.scale, s, args.outlier_threshold, args.hostile)
+    rows = [run_one(n, args.fps, args.duration, args.timing, args.scale, s, args.outlier_threshold, args.hostile,
+                    dict(args.param))
             for n in args.cameras for s in scenarios(args)]
     print(table(rows, args.hostile is not None))
     args.out.parent.mkdir(parents=True, exist_ok=True)

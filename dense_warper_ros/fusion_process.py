@@ -143,7 +143,8 @@ class FusionProcess:
         self.max_in_flight = max_in_flight
         self.restarts = 0
         self._cv = threading.Condition()
-        self._waiting: deque[Done] = deque()      # one per request sent to the current child, in order
+        self._waiting: deque[tuple[Done, bool]] = deque()   # (done, counted) per request sent, in order
+        self._counted = 0                        # requests in `_waiting` that count against max_in_flight
         self._child: _Child | None = None
         self._closed = False
         self._start()
@@ -189,7 +190,8 @@ class FusionProcess:
                     continue
                 kind, value = conn.recv()
                 with self._cv:
-                    done = self._waiting.popleft()
+                    done, counted = self._waiting.popleft()
+                    self._counted -= counted
                     self._cv.notify_all()
                 _call(done, RuntimeError(f"fusion process: {value}") if kind == "error" else value)
         except (EOFError, OSError, FusionProcessError) as e:
@@ -206,7 +208,7 @@ class FusionProcess:
         with self._cv:
             if child is not self._child:
                 return                             # closed, or already replaced
-            waiting, self._waiting = list(self._waiting), deque()
+            waiting, self._waiting, self._counted = [d for d, _ in self._waiting], deque(), 0
             self._child = None
             if not self._closed:
                 self.restarts += 1
@@ -217,23 +219,27 @@ class FusionProcess:
         _end(child)
 
     # --- requests ---------------------------------------------------------------------------------
-    def submit(self, op: str, args: tuple, done: Done) -> None:
-        """Send one request; `done` gets its Reply or exception on the reply thread. Waits while
-        `max_in_flight` requests are unanswered."""
+    def submit(self, op: str, args: tuple, done: Done, *, counted: bool = True) -> None:
+        """Send one request; `done` gets its Reply or exception on the reply thread. A counted
+        request waits while `max_in_flight` counted requests are unanswered; an uncounted one (a
+        frame only stored, which the child answers in a tenth of a millisecond) is sent at once."""
         with self._cv:
             if self._closed:
                 raise FusionProcessError("the fusion process was closed")
             if self._child is None:
                 self._start()
             child = self._child
-            self._cv.wait_for(lambda: len(self._waiting) < self.max_in_flight or self._child is not child)
+            if counted:
+                self._cv.wait_for(lambda: self._counted < self.max_in_flight or self._child is not child)
             if self._child is not child:
                 raise FusionProcessError("the fusion process ended while the request waited")
-            self._waiting.append(done)
+            self._waiting.append((done, counted))
+            self._counted += counted
             try:
                 child.conn.send((op, args))
             except OSError as e:
                 self._waiting.pop()
+                self._counted -= counted
                 raise FusionProcessError(f"the fusion process cannot be reached: {e}") from e
 
     @staticmethod
@@ -286,7 +292,12 @@ class FusionPool:
     def __init__(self, spec: FusionSpec, *, processes: int = 1):
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
-        self.procs = [FusionProcess(spec) for _ in range(processes)]   # two requests queued each
+        # Alone, a process keeps two requests in flight (the next frame is ready when a pose ends).
+        # Sharing, each has one frame to solve in flight, and the frames it only stores are sent
+        # without waiting: the sender must not wait for a process busy with its own pose to take a
+        # frame it merely keeps, while its next pose to solve already waits in the other's turn.
+        in_flight = 2 if processes == 1 else 1
+        self.procs = [FusionProcess(spec, max_in_flight=in_flight) for _ in range(processes)]
         self._lock = threading.Lock()             # the requests' table
         self._send = threading.Lock()             # one sender at a time: every process sees one order
         self._deliver = threading.Lock()          # one deliverer at a time: answers leave in order
@@ -309,7 +320,8 @@ class FusionPool:
                 self._sent += 1
             for w, proc in enumerate(self.procs):
                 try:
-                    proc.submit(op, (*args, w == seq % n), functools.partial(self._answer, seq, w))
+                    proc.submit(op, (*args, w == seq % n), functools.partial(self._answer, seq, w),
+                                counted=w == seq % n)
                 except FusionProcessError as e:
                     self._answer(seq, w, e)
 

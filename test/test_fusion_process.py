@@ -97,6 +97,39 @@ def test_a_killed_child_is_replaced_and_counted(frames, processes, killed):
         pipe.close()
 
 
+def test_a_frame_only_stored_does_not_wait_for_a_busy_process():
+    """A process busy with its own pose (stopped here) takes a frame it only stores without the
+    sender waiting; a second frame to solve waits until the first is answered; all are answered
+    in order once it goes on."""
+    import threading
+
+    from dense_warper_ros.pipeline import build_pipeline
+    pipe = build_pipeline(num_cameras=4, device="cpu", fusion_processes=2)
+    proc = pipe.fusion.procs[0]
+    answered = []
+    try:
+        assert proc.max_in_flight == 1
+        os.kill(pipe.fusion.pids[0], signal.SIGSTOP)
+        proc.submit("reset", (True,), lambda r: answered.append("solve 1"))
+        t0 = time.monotonic()
+        proc.submit("reset", (False,), lambda r: answered.append("store"), counted=False)
+        assert time.monotonic() - t0 < 0.5, "a stored frame was held back"
+        second = threading.Thread(target=proc.submit,
+                                  args=("reset", (True,), lambda r: answered.append("solve 2")))
+        second.start()
+        second.join(0.5)
+        assert second.is_alive(), "a second frame to solve went out before the first was answered"
+        os.kill(pipe.fusion.pids[0], signal.SIGCONT)
+        second.join(30)
+        deadline = time.monotonic() + 30
+        while len(answered) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert answered == ["solve 1", "store", "solve 2"]
+    finally:
+        os.kill(pipe.fusion.pids[0], signal.SIGCONT)
+        pipe.close()
+
+
 def test_a_child_that_cannot_start_says_why(tmp_path):
     from dense_warper_ros.buffer import BufferConfig
     from dense_warper_ros.fusion_process import FusionProcess, FusionProcessError, FusionSpec

@@ -254,13 +254,16 @@ def test_ctrl_c_while_busy_is_clean(recording, ros_node):
 def test_a_failed_worker_is_restarted_and_reported(recording, ros_node):
     """In-process: an exception escaping a worker loop, and a worker thread that ends, are both
     restarted, counted and shown in /diagnostics as an error; logging at both severities from the
-    error path raises nothing."""
+    error path raises nothing. (And the node runs torch and OpenCV on `cpu_threads` threads.)"""
+    import cv2
+    import torch
     from rclpy.parameter import Parameter
 
     from dense_warper_ros.ros.node import DenseWarperNode
     rec = recording
     node = DenseWarperNode(parameter_overrides=[Parameter(k, value=v) for k, v in live_params(rec).items()])
     try:
+        assert live_params(rec)["cpu_threads"] == 1 and torch.get_num_threads() == 1 and cv2.getNumThreads() == 1
         node._guarded(lambda: 1 / 0)                       # an error, then warnings: no severity clash
         node._drop(0, "superseded", "test")
         node._error("k", "an error")

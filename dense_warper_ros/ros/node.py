@@ -61,8 +61,10 @@ class DenseWarperNode(Node):
         params.declare(self)
         self.cfg = params.read(self)
         if self.cfg.cpu_threads > 0:
+            import cv2
             import torch
             torch.set_num_threads(self.cfg.cpu_threads)   # process-wide; each worker thread uses it
+            cv2.setNumThreads(self.cfg.cpu_threads)       # the crop's resize: a second thread only waits for a core
         self.pipeline = pipeline or self._build_pipeline()
         self.cams = [CameraState(n) for n in self.cfg.cameras]
         self._repeated_info = RepeatedInfo(len(self.cams))

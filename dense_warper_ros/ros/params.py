@@ -38,7 +38,7 @@ class NodeConfig:
     max_view_age: float             # s: older views are left out
     queue_size: int                 # live mode: newest frames kept per camera while inference is busy
     device: str                     # auto | cpu | cuda | cuda:N
-    cpu_threads: int                # torch intra-op threads (0 = torch's default)
+    cpu_threads: int                # torch intra-op and OpenCV threads (0 = the libraries' defaults)
     fusion_processes: int           # live mode, one person: child processes that share the fusion (0: none)
     model_config: str               # named model configuration (lite, paper, ...)
     weights: str                    # DenseWarper weights ('' = shipped default)
@@ -101,8 +101,9 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                          "frames are dropped as 'superseded'; the worker takes the camera served least recently, "
                          "so every camera gets an equal share under overload)", **_irange(1, 10000))),
     "device": ("auto", _d("auto, cpu, cuda or cuda:N")),
-    "cpu_threads": (1, _d("torch intra-op threads (0 = torch's default). The node already overlaps the backbone "
-                          "and the fusion on two threads; more intra-op threads on a small CPU mostly spin",
+    "cpu_threads": (1, _d("torch's intra-op threads and OpenCV's threads (0 = the libraries' defaults). The node "
+                          "already overlaps the backbone and the fusion on two threads; more threads per call on "
+                          "a small CPU mostly wait for a core",
                           **_irange(0, 256))),
     "fusion_processes": (2, _d("live mode, one person: child processes that share the fusion, each with its own "
                                "Python interpreter, so that it never waits for ROS and the 2D step to release "
