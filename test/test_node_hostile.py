@@ -1,5 +1,6 @@
 """One hostile camera against the live node over real DDS, in its own process: a bad CameraInfo,
-a wrong clock or a frame from the future cost only that camera; offline output does not depend
+a wrong clock or a frame from the future cost only that camera; a publisher of incompatible QoS
+is named under its camera; offline output does not depend
 on arrival order; the shipped parameter file is one rcl reads; Ctrl-C is clean; a failed worker
 is restarted and reported."""
 from __future__ import annotations
@@ -100,6 +101,30 @@ def test_a_bad_camera_info_costs_only_that_camera(recording, ros_node):
     finally:
         log = proc.stop()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_publisher_of_incompatible_qos_is_named_under_its_camera(recording, ros_node):
+    """A driver publishing best-effort frames to the node's reliable subscription reaches nothing:
+    the camera's status says why (the policy), not only 'no images', and the log names it."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    rec = recording
+    watch = Watch(ros_node)
+    proc = NodeProcess(live_params(rec))
+    name = rec.names[HOSTILE]
+    pub = ros_node.create_publisher(Image, f"/{name}/image_raw",
+                                    QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+    try:
+        named = spin_until(ros_node, lambda: "incompatible" in watch.last().get(name, {}).get("_message", ""), 90)
+        cam, other = watch.last().get(name, {}), watch.last().get(rec.names[0], {})
+        assert named, cam
+        assert cam["_level"] == _level(DiagnosticStatus.ERROR) and "RELIABILITY" in cam["_message"]
+        assert "incompatible" not in other.get("_message", "")
+        assert int(watch.last()["dense_warper"]["incompatible_qos"]) >= 1
+    finally:
+        ros_node.destroy_publisher(pub)
+        log = proc.stop()
+    assert f"{name}: a publisher offers QoS incompatible" in log and "Traceback" not in log, log[-3000:]
 
 
 def test_a_camera_with_a_wrong_clock_costs_only_that_camera(recording, ros_node):

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
@@ -53,6 +54,7 @@ class CameraState:
     frames: int = 0                           # frames that reached the buffer
     clock_flagged: float | None = None        # wall time of the last frame dropped for its clock
     outlier_joints: int = 0                   # joints of this camera dropped by outlier_threshold
+    qos_mismatch: str = ""                    # why a publisher of its frames cannot reach the node
 
 
 class DenseWarperNode(Node):
@@ -99,11 +101,17 @@ class DenseWarperNode(Node):
                          else ReliabilityPolicy.BEST_EFFORT)
         info_qos = QoSProfile(depth=5, reliability=qos.reliability)
         msg_type, suffix = self._frame_topic()
+        # Each QoS event handler is one more entry the executor walks in Python on every wake-up
+        # (two messages a frame): the frames' subscriptions keep the one that tells the user why no
+        # frame arrives, under the camera's name; CameraInfo shares their QoS and keeps none.
         for i, ns in enumerate(self.cfg.camera_topics):   # People2D: an ordinary subscription
+            events = SubscriptionEventCallbacks(incompatible_qos=lambda e, i=i: self._on_incompatible_qos(i, e),
+                                                use_default_callbacks=False)
             subscribe_frames(self, msg_type, f"{ns}/{suffix}", qos, lambda m, i=i: self._on_image(i, m),
-                             lambda why, i=i: self._drop(i, "undecodable", why))
+                             lambda why, i=i: self._drop(i, "undecodable", why), event_callbacks=events)
             self.create_subscription(CameraInfo, f"{ns}/camera_info", lambda m, i=i: self._on_info_bytes(i, m),
-                                     info_qos, raw=True)
+                                     info_qos, raw=True,
+                                     event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False))
         self.create_timer(1.0, self._publish_diagnostics)
         if self.cfg.mode == "offline":
             self.create_timer(min(0.1, self.cfg.flush_after / 2), self._maybe_flush)
@@ -173,6 +181,16 @@ class DenseWarperNode(Node):
             self.stats["camera_info_refused"] += 1
             self._warn(f"{cam.name}:camera_info", f"{cam.name}: CameraInfo refused ({error.cause}): {error}; "
                        "its frames are dropped until a valid one arrives")
+
+    def _on_incompatible_qos(self, i: int, event) -> None:
+        """A publisher on camera i's frame topic whose QoS this subscription cannot match: none of
+        its frames will arrive. Logged and shown in the camera's /diagnostics status."""
+        cam = self.cams[i]
+        policy = qos_policy_name_from_kind(event.last_policy_kind)
+        cam.qos_mismatch = (f"a publisher offers QoS incompatible with qos_reliability="
+                            f"{self.cfg.qos_reliability!r} ({policy}): its frames cannot arrive")
+        self.stats["incompatible_qos"] += 1
+        self._warn(f"{cam.name}:qos", f"{cam.name}: {cam.qos_mismatch}")
 
     def _on_image(self, i: int, msg) -> None:
         cam = self.cams[i]
@@ -386,6 +404,8 @@ class DenseWarperNode(Node):
             level, msg = DiagnosticStatus.ERROR, cam.info_error or "no CameraInfo"
         elif not tf_ok and cam.frames == 0 and cam.drops["tf_missing"]:
             level, msg = DiagnosticStatus.ERROR, "no transform to world"
+        if cam.qos_mismatch and (cam.last_recv is None or age > 2.0):   # the first thing to mend
+            level, msg = DiagnosticStatus.ERROR, f"no images: {cam.qos_mismatch}"
         values = {"rate_hz": f"{rate:.2f}", "age_s": f"{age:.3f}", "received": str(cam.received),
                   "frames": str(cam.frames),
                   "camera_info": "ok" if info is not None and not cam.info_error else (cam.info_error or "missing"),

@@ -45,12 +45,13 @@ def _typestore():
 
 
 def subscribe_frames(node, msg_type: type, topic: str, qos, on_frame: Callable[[Any], None],
-                     on_undecodable: Callable[[str], None]):
+                     on_undecodable: Callable[[str], None], event_callbacks=None):
     """A subscription that hands `on_frame` each frame, taken serialized where `frame_reader` can
-    read it; a message that cannot be read goes to `on_undecodable` (a reason), not to the executor."""
+    read it; a message that cannot be read goes to `on_undecodable` (a reason), not to the executor.
+    `event_callbacks`: rclpy's SubscriptionEventCallbacks (None: rclpy's defaults)."""
     read = frame_reader(msg_type)
     if read is None:
-        return node.create_subscription(msg_type, topic, on_frame, qos)
+        return node.create_subscription(msg_type, topic, on_frame, qos, event_callbacks=event_callbacks)
 
     def take(raw: bytes) -> None:
         try:
@@ -59,4 +60,4 @@ def subscribe_frames(node, msg_type: type, topic: str, qos, on_frame: Callable[[
             on_undecodable(f"{type(e).__name__}: {e}")
             return
         on_frame(msg)
-    return node.create_subscription(msg_type, topic, take, qos, raw=True)
+    return node.create_subscription(msg_type, topic, take, qos, raw=True, event_callbacks=event_callbacks)
