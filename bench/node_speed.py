@@ -458,7 +458,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--hostile", type=int, default=None,
                     help="index of a camera whose every message is randomly broken (soak: --duration 1800)")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", type=_param,
-                    help="any other node parameter (repeatable), e.g. --param backbone_workers=1")
+                    help="any other node parameter (repeatable), e.g. --param fusion_processes=1")
     ap.add_argument("--out", type=Path, default=REPO / "out/bench/node_speed.json")
     return ap.parse_args()
 

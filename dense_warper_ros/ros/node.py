@@ -187,8 +187,8 @@ class DenseWarperNode(Node):
         its frames will arrive. Logged and shown in the camera's /diagnostics status."""
         cam = self.cams[i]
         policy = qos_policy_name_from_kind(event.last_policy_kind)
-        cam.qos_mismatch = (f"a publisher offers QoS incompatible with qos_reliability="
-                            f"{self.cfg.qos_reliability!r} ({policy}): its frames cannot arrive")
+        cam.qos_mismatch = (f"a publisher offers QoS incompatible with this subscription ({policy}; "
+                            f"qos_reliability is {self.cfg.qos_reliability!r}): its frames cannot arrive")
         self.stats["incompatible_qos"] += 1
         self._warn(f"{cam.name}:qos", f"{cam.name}: {cam.qos_mismatch}")
 
