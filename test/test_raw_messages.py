@@ -22,8 +22,8 @@ class Recorder:
     def __init__(self):
         self.subs = []
 
-    def create_subscription(self, msg_type, topic, callback, qos, raw=False):
-        self.subs.append((msg_type, topic, callback, raw))
+    def create_subscription(self, msg_type, topic, callback, qos, raw=False, event_callbacks=None):
+        self.subs.append((msg_type, topic, callback, raw, event_callbacks))
 
 
 def _rgb(h=48, w=64) -> np.ndarray:
@@ -84,9 +84,11 @@ def test_a_camera_info_that_differs_only_in_its_stamp_is_a_repeat():
 def test_a_frame_that_cannot_be_read_is_reported_not_raised():
     node = Recorder()
     frames, errors = [], []
-    raw_frames.subscribe_frames(node, Image, "/cam0/image_raw", 5, frames.append, errors.append)
-    (_, topic, take, raw), = node.subs
-    assert topic == "/cam0/image_raw" and raw
+    events = object()                                   # rclpy's SubscriptionEventCallbacks in the node
+    raw_frames.subscribe_frames(node, Image, "/cam0/image_raw", 5, frames.append, errors.append,
+                                event_callbacks=events)
+    (_, topic, take, raw, passed), = node.subs
+    assert topic == "/cam0/image_raw" and raw and passed is events
     take(serialize_message(_image(_rgb())))
     take(b"\x00\x01\x00\x00 not an image")
     assert len(frames) == 1 and len(errors) == 1 and errors[0]
@@ -96,5 +98,7 @@ def test_a_frame_that_cannot_be_read_is_reported_not_raised():
 def test_without_a_reader_frames_are_subscribed_as_usual(monkeypatch):
     monkeypatch.setattr(raw_frames, "frame_reader", lambda msg_type: None)
     node, frames = Recorder(), []
-    raw_frames.subscribe_frames(node, Image, "/cam0/image_raw", 5, frames.append, lambda why: None)
-    assert node.subs == [(Image, "/cam0/image_raw", frames.append, False)]
+    events = object()
+    raw_frames.subscribe_frames(node, Image, "/cam0/image_raw", 5, frames.append, lambda why: None,
+                                event_callbacks=events)
+    assert node.subs == [(Image, "/cam0/image_raw", frames.append, False, events)]
