@@ -106,6 +106,7 @@ def test_a_bad_camera_info_costs_only_that_camera(recording, ros_node):
 def test_a_publisher_of_incompatible_qos_is_named_under_its_camera(recording, ros_node):
     """A driver publishing best-effort frames to the node's reliable subscription reaches nothing:
     the camera's status says why (the policy), not only 'no images', and the log names it."""
+    from rclpy.event_handler import PublisherEventCallbacks
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     rec = recording
@@ -113,7 +114,8 @@ def test_a_publisher_of_incompatible_qos_is_named_under_its_camera(recording, ro
     proc = NodeProcess(live_params(rec))
     name = rec.names[HOSTILE]
     pub = ros_node.create_publisher(Image, f"/{name}/image_raw",
-                                    QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+                                    QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT),
+                                    event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
     try:
         named = spin_until(ros_node, lambda: "incompatible" in watch.last().get(name, {}).get("_message", ""), 90)
         cam, other = watch.last().get(name, {}), watch.last().get(rec.names[0], {})
