@@ -91,13 +91,14 @@ class _Wire:
     and serializes it 60 times a second (rclpy's conversion), work a camera driver does not do."""
 
     def __init__(self):
+        from rclpy.serialization import serialize_message
+        self._serialize = serialize_message
         self._bytes: dict = {}
 
     def stamped(self, key, make: Callable[[], Any], stamp_ns: int) -> bytes:
         """`make()`'s message, serialized (once per key), its header stamp set to stamp_ns."""
-        from rclpy.serialization import serialize_message
         if key not in self._bytes:
-            raw = serialize_message(make())
+            raw = self._serialize(make())
             if raw[:2] != b"\x00\x01":                     # CDR, little-endian: the stamp follows at 4
                 raise ValueError(f"unexpected CDR encapsulation {raw[:4].hex()}")
             self._bytes[key] = bytearray(raw)
@@ -224,10 +225,9 @@ def _break(mut: Mutator, feed: Feed, info, msg) -> tuple:
 def node_params(s: Scenario, names: list[str], timing: str, outlier_threshold: float,
                 extra: dict | None = None) -> dict:
     p = dict(cameras=names, mode="live", timing=timing, qos_reliability="best_effort", device="auto",
-             tf_timeout=0.05, outlier_threshold=outlier_threshold, max_people=s.max_people)
-    if s.input == "keypoints":
-        return dict(p, input="keypoints", **(extra or {}))
-    return dict(p, input="images", inference=s.inference, **(extra or {}))
+             tf_timeout=0.05, outlier_threshold=outlier_threshold, max_people=s.max_people,
+             **(dict(input="keypoints") if s.input == "keypoints" else dict(input="images", inference=s.inference)))
+    return {**p, **(extra or {})}                      # --param overrides any of these
 
 
 def _stream(receiver, pub, pubs: list, feed: Feed, cap: Capture, pid: int, fps: float, duration: float,

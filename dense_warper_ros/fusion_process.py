@@ -315,13 +315,14 @@ class FusionPool:
             if self._closed:
                 raise FusionProcessError("the fusion process was closed")
             seq, n = self._sent, len(self.procs)
+            solver = seq % n
             with self._lock:
-                self._requests[seq] = _Request(done, seq % n, n)
+                self._requests[seq] = _Request(done, solver, n)
                 self._sent += 1
             for w, proc in enumerate(self.procs):
                 try:
-                    proc.submit(op, (*args, w == seq % n), functools.partial(self._answer, seq, w),
-                                counted=w == seq % n)
+                    proc.submit(op, (*args, w == solver), functools.partial(self._answer, seq, w),
+                                counted=w == solver)
                 except FusionProcessError as e:
                     self._answer(seq, w, e)
 

@@ -109,10 +109,13 @@ class FrameScheduler:
             if self._fifo:
                 return self._fifo.popleft()
             heads = [c for c, s in enumerate(self._slots) if s]
-            cam = min(heads, key=lambda c: (self._served[c], self._slots[c][0][0]))
+
+            def served_first(c: int) -> tuple[int, int]:        # least recently served, then oldest
+                return self._served[c], self._slots[c][0][0]
+            cam = min(heads, key=served_first)
             fresh = [c for c in heads if self._slots[c][0][0] > self._last_out]
             if fresh and cam not in fresh and self._count - self._served[cam] <= len(self._slots):
-                cam = min(fresh, key=lambda c: (self._served[c], self._slots[c][0][0]))
+                cam = min(fresh, key=served_first)
             self._served[cam], self._count = self._count, self._count + 1
             self._last_out, item = self._slots[cam].popleft()
             return cam, item
