@@ -62,6 +62,35 @@ class OffsetEstimate:
         return self.offset_s if self.known else 0.0
 
 
+@dataclass(frozen=True)
+class PairShift:
+    """One camera pair's shift d_ab = o_b - o_a (s) and its standard error, from all the people the
+    two cameras saw and from each person alone (track id -> (shift, standard error))."""
+    a: int
+    b: int
+    shift_s: float
+    sigma_s: float
+    by_track: dict[int, tuple[float, float]]
+
+
+def loop_mismatches(pairs: list[PairShift]) -> list[tuple[int, int, int, float, float]]:
+    """(a, b, c, d_ab + d_bc - d_ac, its standard error) for every loop of three cameras whose pairs
+    are all constrained, largest mismatch first. Exact offsets close every loop: a mismatch well
+    beyond its standard error says the stated errors are too small."""
+    by = {(p.a, p.b): p for p in pairs if np.isfinite(p.sigma_s)}
+    out = []
+    for (a, b), ab in by.items():
+        for (b2, c), bc in by.items():
+            if b2 == b and (ac := by.get((a, c))) is not None:
+                out.append((a, b, c, ab.shift_s + bc.shift_s - ac.shift_s,
+                            float(np.sqrt(ab.sigma_s ** 2 + bc.sigma_s ** 2 + ac.sigma_s ** 2))))
+    return sorted(out, key=lambda x: -abs(x[3]))
+
+
+def _with_sigma(d: float, weight: float) -> tuple[float, float]:
+    return d, (1.0 / np.sqrt(weight) if weight > 0 else float("inf"))
+
+
 @dataclass
 class _Track2D:
     """One camera's view of one tracked person: stamps (s) and keypoints over the window."""
@@ -125,13 +154,29 @@ class ClockOffsetEstimator:
                 total += max(0.0, min(ta.stamps[-1], tb.stamps[-1]) - max(ta.stamps[0], tb.stamps[0]))
         return total
 
-    def pair_shift(self, a: int, b: int) -> tuple[float, float]:
-        """(d_ab = o_b - o_a in s, its weight 1 / variance); weight 0 when nothing constrains it."""
+    def pair_shifts(self) -> list[PairShift]:
+        """Every camera pair's shift from all its people and from each person alone: where the people
+        of one pair, or the pairs around a loop of three cameras, disagree beyond their standard
+        errors, something other than timing (a swap, an occluded view, a calibration error) moves
+        the estimate."""
+        out = []
+        for a in range(self.num_cameras):
+            for b in range(a + 1, self.num_cameras):
+                ids = sorted(k for (c, k) in list(self._tracks) if c == a and (b, k) in self._tracks)
+                d, w = self.pair_shift(a, b)
+                each = {k: _with_sigma(*self.pair_shift(a, b, track_ids={k})) for k in ids}
+                out.append(PairShift(a, b, *_with_sigma(d, w), each))
+        return out
+
+    def pair_shift(self, a: int, b: int, *, track_ids: set[int] | None = None) -> tuple[float, float]:
+        """(d_ab = o_b - o_a in s, its weight 1 / variance) from the tracks `track_ids` (None: all);
+        weight 0 when nothing constrains it."""
         if a not in self.cameras or b not in self.cameras:
             return 0.0, 0.0
         F = fundamental_matrix(self.cameras[a], self.cameras[b])
         tracks = [_PairTrack.of(ta, self._tracks[(b, k)], F) for (c, k), ta in list(self._tracks.items())
-                  if c == a and (b, k) in self._tracks and len(self._tracks[(b, k)].stamps) >= 2]
+                  if c == a and (track_ids is None or k in track_ids)
+                  and (b, k) in self._tracks and len(self._tracks[(b, k)].stamps) >= 2]
         if not tracks:
             return 0.0, 0.0
         d = 0.0

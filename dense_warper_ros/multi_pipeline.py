@@ -154,15 +154,21 @@ class MultiPersonPipeline:
         return self._solve_all(self.buffer.push(Frame(camera=camera_index, stamp_ns=stamp, data=data)))
 
     def _clock_correction(self, camera_index: int, stamp_ns: int) -> int:
-        """ns to subtract from a camera's stamps: its estimate's `correction_s` (refreshed every
-        CLOCK_REFRESH_NS of stream time); 0 until then."""
-        if self.clock is None or not self.apply_clock:
+        """ns to subtract from a camera's stamps: with `apply_clock`, its estimate's `correction_s`;
+        else 0. The estimate is refreshed every CLOCK_REFRESH_NS of stream time either way, so that
+        /diagnostics can report offsets that are not applied."""
+        if self.clock is None:
             return 0
         if stamp_ns - self._clock_refreshed >= CLOCK_REFRESH_NS:
             self._clock_refreshed = stamp_ns
             self.clock_estimate = self.clock.estimate()
-            self._corrections = {c: int(round(e.correction_s * 1e9)) for c, e in self.clock_estimate.items()}
+            self._corrections = {c: int(round(e.correction_s * 1e9)) for c, e in self.clock_estimate.items()
+                                 if self.apply_clock}
         return self._corrections.get(camera_index, 0)
+
+    def clock_correction_s(self, camera_index: int) -> float:
+        """What is subtracted from this camera's stamps now (s; 0 while nothing is applied)."""
+        return self._corrections.get(camera_index, 0) * 1e-9
 
     def frame_heatmaps(self, stamp_ns: int, image_rgb: np.ndarray, camera: Camera, frame_id: str = "", *,
                        track: bool = True, camera_index: int = 0) -> PeopleFrame:

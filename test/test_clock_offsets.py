@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dense_warper_ros.clock_offsets import ClockOffsetEstimator
+from dense_warper_ros.clock_offsets import ClockOffsetEstimator, loop_mismatches
 from dense_warper_ros.data.multi_person import MultiPersonConfig, make_scene
 from dense_warper_ros.data.rigs import make_rig
+from dense_warper_ros.eval.clock_report import clock_pairs_markdown, clock_pairs_report
 from dense_warper_ros.data.schedules import ScheduleConfig, interleaved
 from dense_warper_ros.people import Person2D
 from dense_warper_ros.pipeline import PeopleOptions, build_pipeline
@@ -63,6 +64,28 @@ def test_a_constant_keypoint_bias_is_not_taken_for_a_clock_offset():
     assert abs(plain[1].offset_s - biased[1].offset_s) < 0.001
 
 
+def test_each_pair_and_each_person_alone_give_the_offset_difference_and_loops_close():
+    frames, ids = _frames(10.0)
+    est = ClockOffsetEstimator(len(CAMS))
+    for f, who in zip(frames, ids):
+        for p, k in zip(f.people, who):
+            if k >= 0:
+                est.observe(f.camera, f.stamp_ns + int(round(OFFSETS_S[f.camera] * 1e9)), k, p.keypoints, p.scores,
+                            CAMS[f.camera])
+    pairs = est.pair_shifts()
+    assert [(p.a, p.b) for p in pairs] == [(a, b) for a in range(4) for b in range(a + 1, 4)]
+    for p in pairs:
+        truth = OFFSETS_S[p.b] - OFFSETS_S[p.a]
+        assert abs(p.shift_s - truth) < 0.002 and 0 < p.sigma_s < 0.003, (p.a, p.b, p.shift_s)
+        assert sorted(p.by_track) == [0, 1]
+        assert all(abs(d - truth) < 0.003 and s < 0.003 for d, s in p.by_track.values()), p.by_track
+    loops = loop_mismatches(pairs)
+    assert len(loops) == 4 and all(abs(m) < 3 * s + 0.001 for *_, m, s in loops), loops
+    report = clock_pairs_report(pairs, [f"cam{c}" for c in range(4)])
+    text = clock_pairs_markdown(report)
+    assert text.count("\n| cam") == 6 and "| cam0-cam3 | +" in text and "Loops of three cameras" in text, text
+
+
 def test_without_shared_people_nothing_is_claimed():
     est = ClockOffsetEstimator(3)
     est.observe(0, 1_000_000_000, 0, np.zeros((17, 2)), np.ones(17), CAMS[0])
@@ -83,6 +106,24 @@ def test_the_pipeline_feeds_the_estimator_from_its_tracks(shift_s):
     pipe.flush()
     out = pipe.clock.estimate()
     assert abs(out[2].offset_s - shift_s) < 0.003 and abs(out[1].offset_s) < 0.002 and abs(out[3].offset_s) < 0.002
+
+
+@pytest.mark.parametrize("apply", [True, False])
+def test_the_pipeline_corrects_stamps_only_when_told_to(apply):
+    """Report-only (`apply_clock_offsets=False`): the estimates are refreshed and known, nothing is
+    subtracted from the stamps; applied: the known offsets are."""
+    frames, _ = _frames(4.0)
+    pipe = build_pipeline(num_cameras=len(CAMS), timing="windowed", offline=True, device="cpu",
+                          people=PeopleOptions(max_people=4, keypoints_input=True, clock_offsets=True,
+                                               apply_clock_offsets=apply))
+    for f in frames:
+        people = [Person2D(keypoints=p.keypoints, scores=p.scores) for p in f.people]
+        pipe.push_people(f.camera, f.stamp_ns + int(round(OFFSETS_S[f.camera] * 1e9)), people, CAMS[f.camera])
+    pipe.flush()
+    est = pipe.clock_estimate
+    assert all(est[c].known and abs(est[c].offset_s - OFFSETS_S[c]) < 0.002 for c in (1, 2, 3)), est
+    applied = np.array([pipe.clock_correction_s(c) for c in range(len(CAMS))])
+    assert np.allclose(applied, [est[c].offset_s for c in range(len(CAMS))] if apply else 0.0, atol=1e-9), applied
 
 
 def test_the_node_estimates_and_reports_a_cameras_clock_offset_over_dds(ros_node):
@@ -113,9 +154,9 @@ def test_the_node_estimates_and_reports_a_cameras_clock_offset_over_dds(ros_node
                             tf_timeout=2.0, flush_after=3.0, device="cpu", cpu_threads=1, input="keypoints",
                             max_people=4, estimate_clock_offsets=True))
 
-    def offsets() -> dict:
+    def offsets(key: str = "clock_offset_ms") -> dict:
         vals = diagnostics_values(diags[-1]) if diags else {}
-        return {n: float(vals[n]["clock_offset_ms"]) for n in names if "clock_offset_ms" in vals.get(n, {})}
+        return {n: float(vals[n][key]) for n in names if key in vals.get(n, {})}
 
     try:
         rig = RigPublisher(ros_node, rec)
@@ -130,8 +171,10 @@ def test_the_node_estimates_and_reports_a_cameras_clock_offset_over_dds(ros_node
             spin_until(ros_node, lambda: False, 0.01)
         assert spin_until(ros_node, lambda: len(offsets()) == len(names), 30), proc.output()[-2000:]
         spin_until(ros_node, lambda: False, 1.5)
-        got = offsets()
+        got, applied = offsets(), offsets("clock_offset_applied_ms")
         assert proc.alive()
     finally:
         proc.stop()
     assert abs(got["cam2"] - 15.0) < 3.0 and all(abs(got[n]) < 2.0 for n in ("cam0", "cam1", "cam3")), got
+    # 2.5 s of two people: 5 s seen with another camera is not reached, so nothing is applied yet
+    assert applied == {n: 0.0 for n in names}, applied

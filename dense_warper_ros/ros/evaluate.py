@@ -23,6 +23,7 @@ import numpy as np
 from dense_warper_ros.backbones.onnx_runtime import INFERENCE_CHOICES
 from dense_warper_ros.colors import track_color_u8
 from dense_warper_ros.eval import metrics, pictures
+from dense_warper_ros.eval.clock_report import clock_pairs_markdown, clock_pairs_report
 from dense_warper_ros.eval.people_report import by_instant, people_report, tracked_share
 from dense_warper_ros.pipeline import PeopleOptions, build_pipeline
 from dense_warper_ros.ros.bags import BagWriter, notes_of, read_messages, topics_of
@@ -188,6 +189,7 @@ def main(argv=None) -> int:
                                       for c, e in clock.estimate().items()}
         report["stamp_offsets_added_ms"] = {k: v * 1e-6 for k, v in stamp_offsets(args.stamp_offset, cams).items()}
         report["clock_offsets_applied"] = bool(args.apply_clock_offsets)
+        report["clock_pairs_ms"] = clock_pairs_report(clock.pair_shifts(), cams)
     if args.max_people > 1 and res.poses:
         cycle_ns = int(len(cams) / report["sum_camera_rate_hz"] * 1e9) if report["sum_camera_rate_hz"] else 0
         report["people"] = people_report(res.poses, scored_from_ns=min(p.stamp_ns for p in res.poses) + cycle_ns)
@@ -305,6 +307,8 @@ def summary_markdown(r: dict) -> str:
         lines += ["", f"Clock offsets estimated from the people (ms, against the first camera; {applied}): {est}"
                   + (f"; stamps shifted on purpose: {r['stamp_offsets_added_ms']}" if r["stamp_offsets_added_ms"]
                      else "")]
+    if r.get("clock_pairs_ms"):
+        lines += ["", clock_pairs_markdown(r["clock_pairs_ms"])]
     if r.get("pictures"):
         lines += ["", "Pictures: " + ", ".join(f"`{v}`" for v in r["pictures"].values())]
     lines.append(f"\nOutput bag: `{r['output_bag']}`")

@@ -428,6 +428,7 @@ class DenseWarperNode(Node):
         values["clock_offset_sigma_ms"] = f"{1000 * e.sigma_s:.1f}"
         values["clock_offset_seen_s"] = f"{e.seen_s:.1f}"
         values["clock_offset_known"] = str(e.known)
+        values["clock_offset_applied_ms"] = f"{1000 * self.pipeline.clock_correction_s(k):+.1f}"
         if abs(e.offset_s) > self.cfg.max_clock_offset and e.sigma_s < abs(e.offset_s) / 3:
             return f"stamps {1000 * e.offset_s:+.0f} ms off the reference camera's (estimated from the people seen)"
         return ""
@@ -484,7 +485,8 @@ def people_options(c: params.NodeConfig) -> PeopleOptions:
     return PeopleOptions(max_people=c.max_people, keypoints_input=c.input == "keypoints", gate=c.association_gate,
                          track_timeout_s=c.track_timeout, detector_period=c.detector_period,
                          fill_lost=c.fill_lost_joints,
-                         apply_clock_offsets=c.estimate_clock_offsets)
+                         clock_offsets=c.estimate_clock_offsets,
+                         apply_clock_offsets=c.estimate_clock_offsets and c.apply_clock_offsets)
 
 
 def _fusion_where(pipeline) -> str:

@@ -63,7 +63,8 @@ class NodeConfig:
     track_timeout: float            # s without a pose before a track ends
     detector_period: int            # frames of a camera between person-detector runs
     fill_lost_joints: float         # confidence of a lost joint drawn where its track predicts it (0: off)
-    estimate_clock_offsets: bool    # estimate each camera's clock offset from the people and correct its stamps
+    estimate_clock_offsets: bool    # estimate each camera's clock offset from the people and report it
+    apply_clock_offsets: bool       # ... and correct the stamps by it once known
     max_clock_offset: float         # s: a camera whose estimated offset is larger is flagged in /diagnostics
 
 
@@ -156,9 +157,12 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                  "predicts it, with this confidence; 0 leaves it empty", **_frange(0.0, 1.0))),
     "estimate_clock_offsets": (False, _d("estimate each camera's clock offset from the people it sees (epipolar "
                                          "agreement of the tracked people's keypoints over the last 10 s) and "
-                                         "correct its stamps by it once known to 3 ms from at least 5 s of "
-                                         "people seen with another camera; /diagnostics shows each estimate. "
-                                         "Off by default: see docs/clock_offsets.md")),
+                                         "show it in /diagnostics; with apply_clock_offsets, correct the "
+                                         "camera's stamps by it once known to 3 ms from at least 5 s of people "
+                                         "seen with another camera. Off by default: see docs/clock_offsets.md")),
+    "apply_clock_offsets": (True, _d("with estimate_clock_offsets: correct each camera's stamps by its estimate "
+                                     "once known; false only reports the estimates (to watch them on a new rig "
+                                     "before trusting them)")),
     "max_clock_offset": (0.05, _d("s; with estimate_clock_offsets, a camera whose estimated offset is larger is "
                                   "flagged (WARN) in /diagnostics", **_frange(0.0, 10.0))),
 }
@@ -239,4 +243,5 @@ def read(node: Node) -> NodeConfig:
         association_gate=float(p["association_gate"]), track_timeout=float(p["track_timeout"]),
         detector_period=int(p["detector_period"]), fill_lost_joints=float(p["fill_lost_joints"]),
         estimate_clock_offsets=bool(p["estimate_clock_offsets"]),
+        apply_clock_offsets=bool(p["apply_clock_offsets"]),
         max_clock_offset=float(p["max_clock_offset"]))
