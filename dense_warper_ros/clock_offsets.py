@@ -112,6 +112,14 @@ class ClockOffsetEstimator:
         self.cameras: dict[int, Camera] = {}
         self._tracks: dict[tuple[int, int], _Track2D] = defaultdict(
             lambda: _Track2D(deque(maxlen=4096), deque(maxlen=4096)))
+        self.pairs = [(a, b) for a in range(num_cameras) for b in range(a + 1, num_cameras)]
+        self._fitted: dict[tuple[int, int], tuple[float, float, float]] = {}   # pair -> (d, weight, seen s)
+        self._next_pair = 0
+
+    def reset(self) -> None:
+        """Forget the window and the fits (the stream's time went back: a looped bag)."""
+        self._tracks.clear()
+        self._fitted.clear()
 
     # --- input ----------------------------------------------------------------------------------
     def observe(self, camera_index: int, stamp_ns: int, track_id: int, keypoints: np.ndarray,
@@ -135,14 +143,29 @@ class ClockOffsetEstimator:
 
     # --- estimate -------------------------------------------------------------------------------
     def estimate(self) -> dict[int, OffsetEstimate]:
-        """Per camera, its offset relative to the reference camera (the reference: 0)."""
+        """Per camera, its offset relative to the reference camera (the reference: 0), every pair
+        fitted afresh."""
+        for _ in self.pairs:
+            self.refresh_next_pair()
+        return self.estimate_cached()
+
+    def refresh_next_pair(self) -> None:
+        """Fit one camera pair (in turn) on the window as it is now. A live caller refreshes one
+        pair at a time, so that no single frame waits for the fits of all pairs (tens of ms)."""
+        if not self.pairs:
+            return
+        a, b = self.pairs[self._next_pair % len(self.pairs)]
+        self._next_pair += 1
+        d, w = self.pair_shift(a, b)
+        self._fitted[(a, b)] = (d, w, self.seen_together(a, b))
+
+    def estimate_cached(self) -> dict[int, OffsetEstimate]:
+        """`estimate` from each pair's latest fit (`refresh_next_pair`)."""
         rows, seen = [], np.zeros(self.num_cameras)
-        for a in range(self.num_cameras):
-            for b in range(a + 1, self.num_cameras):
-                d, w = self.pair_shift(a, b)
-                if w > 0:
-                    rows.append((a, b, d, w))
-                    seen[[a, b]] = np.maximum(seen[[a, b]], self.seen_together(a, b))
+        for (a, b), (d, w, both) in sorted(self._fitted.items()):
+            if w > 0:
+                rows.append((a, b, d, w))
+                seen[[a, b]] = np.maximum(seen[[a, b]], both)
         return {c: dataclasses.replace(e, seen_s=float(seen[c])) for c, e in self._solve(rows).items()}
 
     def seen_together(self, a: int, b: int) -> float:

@@ -48,7 +48,7 @@ from dense_warper_ros.window_tensors import projected_box, projections, stack_pr
 
 
 ROOT_BOX_M = 2.0      # the model's crop: a box this wide around the root (HeatmapConfig.box_m of training)
-CLOCK_REFRESH_NS = 1_000_000_000    # clock offsets re-estimated this often (stream time)
+CLOCK_REFRESH_NS = 1_000_000_000    # each camera pair's clock-offset fit refreshed this often (stream time)
 
 
 @dataclass(frozen=True)
@@ -155,13 +155,14 @@ class MultiPersonPipeline:
 
     def _clock_correction(self, camera_index: int, stamp_ns: int) -> int:
         """ns to subtract from a camera's stamps: with `apply_clock`, its estimate's `correction_s`;
-        else 0. The estimate is refreshed every CLOCK_REFRESH_NS of stream time either way, so that
-        /diagnostics can report offsets that are not applied."""
+        else 0. The estimate is refreshed either way (so that /diagnostics can report offsets that
+        are not applied), one camera pair at a time, each pair every CLOCK_REFRESH_NS of stream time."""
         if self.clock is None:
             return 0
-        if stamp_ns - self._clock_refreshed >= CLOCK_REFRESH_NS:
+        if stamp_ns - self._clock_refreshed >= CLOCK_REFRESH_NS // max(len(self.clock.pairs), 1):
             self._clock_refreshed = stamp_ns
-            self.clock_estimate = self.clock.estimate()
+            self.clock.refresh_next_pair()
+            self.clock_estimate = self.clock.estimate_cached()
             self._corrections = {c: int(round(e.correction_s * 1e9)) for c, e in self.clock_estimate.items()
                                  if self.apply_clock}
         return self._corrections.get(camera_index, 0)
@@ -232,6 +233,10 @@ class MultiPersonPipeline:
         self.buffer.reset()
         self.ended += list(self.tracks.live)
         self.tracks.reset()
+        if self.clock is not None:
+            self.clock.reset()
+            self.clock_estimate, self._corrections = {}, {}
+            self._clock_refreshed = -CLOCK_REFRESH_NS
 
     def close(self) -> None:
         """Nothing to end: the several-people fusion runs in the caller's process."""

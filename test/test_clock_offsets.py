@@ -86,6 +86,45 @@ def test_each_pair_and_each_person_alone_give_the_offset_difference_and_loops_cl
     assert text.count("\n| cam") == 6 and "| cam0-cam3 | +" in text and "Loops of three cameras" in text, text
 
 
+def test_pairs_refreshed_one_at_a_time_give_the_full_estimate_once_all_are():
+    frames, ids = _frames(6.0)
+    est = ClockOffsetEstimator(len(CAMS))
+    for f, who in zip(frames, ids):
+        for p, k in zip(f.people, who):
+            if k >= 0:
+                est.observe(f.camera, f.stamp_ns + int(round(OFFSETS_S[f.camera] * 1e9)), k, p.keypoints, p.scores,
+                            CAMS[f.camera])
+    est.refresh_next_pair()                             # (0, 1) only: cameras 2 and 3 are not tied to 0
+    assert all(e.sigma_s == float("inf") for c, e in est.estimate_cached().items() if c)
+    est.refresh_next_pair()
+    est.refresh_next_pair()                             # (0, 2) and (0, 3): every camera is
+    assert all(np.isfinite(e.sigma_s) for e in est.estimate_cached().values())
+    for _ in est.pairs[3:]:
+        est.refresh_next_pair()
+    assert est.estimate_cached() == est.estimate()
+
+
+def test_a_reset_stream_estimates_afresh():
+    """A looped bag: after the pipeline's reset the same stamps come again, now with camera 3 40 ms
+    late instead of 20; the estimate follows the new pass, not the window of the old one."""
+    frames, _ = _frames(4.0)
+    pipe = build_pipeline(num_cameras=len(CAMS), timing="windowed", offline=True, device="cpu",
+                          people=PeopleOptions(max_people=4, keypoints_input=True, clock_offsets=True))
+
+    def play(offsets):
+        for f in frames:
+            people = [Person2D(keypoints=p.keypoints, scores=p.scores) for p in f.people]
+            pipe.push_people(f.camera, f.stamp_ns + int(round(offsets[f.camera] * 1e9)), people, CAMS[f.camera])
+        pipe.flush()
+        return pipe.clock.estimate()
+
+    first = play(OFFSETS_S)
+    pipe.reset()
+    assert pipe.clock_estimate == {} and pipe.clock_correction_s(3) == 0.0
+    second = play(OFFSETS_S + np.array([0.0, 0.0, 0.0, 0.020]))
+    assert abs(first[3].offset_s - 0.020) < 0.002 and abs(second[3].offset_s - 0.040) < 0.002, (first, second)
+
+
 def test_without_shared_people_nothing_is_claimed():
     est = ClockOffsetEstimator(3)
     est.observe(0, 1_000_000_000, 0, np.zeros((17, 2)), np.ones(17), CAMS[0])
