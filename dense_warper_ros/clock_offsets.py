@@ -183,12 +183,10 @@ class ClockOffsetEstimator:
         errors, something other than timing (a swap, an occluded view, a calibration error) moves
         the estimate."""
         out = []
-        for a in range(self.num_cameras):
-            for b in range(a + 1, self.num_cameras):
-                ids = sorted(k for (c, k) in list(self._tracks) if c == a and (b, k) in self._tracks)
-                d, w = self.pair_shift(a, b)
-                each = {k: _with_sigma(*self.pair_shift(a, b, track_ids={k})) for k in ids}
-                out.append(PairShift(a, b, *_with_sigma(d, w), each))
+        for a, b in self.pairs:
+            ids = sorted(k for (c, k) in list(self._tracks) if c == a and (b, k) in self._tracks)
+            each = {k: _with_sigma(*self.pair_shift(a, b, track_ids={k})) for k in ids}
+            out.append(PairShift(a, b, *_with_sigma(*self.pair_shift(a, b)), each))
         return out
 
     def pair_shift(self, a: int, b: int, *, track_ids: set[int] | None = None) -> tuple[float, float]:

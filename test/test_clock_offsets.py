@@ -24,7 +24,7 @@ def _frames(seconds: float, people: int = 2, seed: int = 3):
     return scene.observations_with_ids(CAMS, interleaved(ScheduleConfig(rate_hz=60.0), len(CAMS), 0.0, seconds))
 
 
-def _estimate(frames, ids, offsets=OFFSETS_S, bias_px=None) -> dict:
+def _fed(frames, ids, offsets=OFFSETS_S, bias_px=None) -> ClockOffsetEstimator:
     est = ClockOffsetEstimator(len(CAMS))
     for f, who in zip(frames, ids):
         for p, k in zip(f.people, who):
@@ -32,7 +32,11 @@ def _estimate(frames, ids, offsets=OFFSETS_S, bias_px=None) -> dict:
                 kp = p.keypoints + (bias_px if bias_px is not None and f.camera == 1 else 0.0)
                 est.observe(f.camera, f.stamp_ns + int(round(offsets[f.camera] * 1e9)), k, kp, p.scores,
                             CAMS[f.camera])
-    return est.estimate()
+    return est
+
+
+def _estimate(frames, ids, offsets=OFFSETS_S, bias_px=None) -> dict:
+    return _fed(frames, ids, offsets, bias_px).estimate()
 
 
 def test_ten_seconds_of_two_people_recover_each_cameras_offset():
@@ -66,12 +70,7 @@ def test_a_constant_keypoint_bias_is_not_taken_for_a_clock_offset():
 
 def test_each_pair_and_each_person_alone_give_the_offset_difference_and_loops_close():
     frames, ids = _frames(10.0)
-    est = ClockOffsetEstimator(len(CAMS))
-    for f, who in zip(frames, ids):
-        for p, k in zip(f.people, who):
-            if k >= 0:
-                est.observe(f.camera, f.stamp_ns + int(round(OFFSETS_S[f.camera] * 1e9)), k, p.keypoints, p.scores,
-                            CAMS[f.camera])
+    est = _fed(frames, ids)
     pairs = est.pair_shifts()
     assert [(p.a, p.b) for p in pairs] == [(a, b) for a in range(4) for b in range(a + 1, 4)]
     for p in pairs:
@@ -88,12 +87,7 @@ def test_each_pair_and_each_person_alone_give_the_offset_difference_and_loops_cl
 
 def test_pairs_refreshed_one_at_a_time_give_the_full_estimate_once_all_are():
     frames, ids = _frames(6.0)
-    est = ClockOffsetEstimator(len(CAMS))
-    for f, who in zip(frames, ids):
-        for p, k in zip(f.people, who):
-            if k >= 0:
-                est.observe(f.camera, f.stamp_ns + int(round(OFFSETS_S[f.camera] * 1e9)), k, p.keypoints, p.scores,
-                            CAMS[f.camera])
+    est = _fed(frames, ids)
     est.refresh_next_pair()                             # (0, 1) only: cameras 2 and 3 are not tied to 0
     assert all(e.sigma_s == float("inf") for c, e in est.estimate_cached().items() if c)
     est.refresh_next_pair()
