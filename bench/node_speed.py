@@ -87,8 +87,8 @@ class Feed:
 
 class _Wire:
     """Messages serialized once and published as bytes with each send's stamp written in: what the
-    node receives is the same, but the bench's publisher no longer builds a 1.5 MB Python message
-    and serializes it 60 times a second (rclpy's conversion), work a camera driver does not do."""
+    node receives is the same, and the bench's publisher does not build a 1.5 MB Python message and
+    serialize it 60 times a second (rclpy's conversion), work a camera driver does not do."""
 
     def __init__(self):
         from rclpy.serialization import serialize_message

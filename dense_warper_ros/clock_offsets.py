@@ -156,8 +156,13 @@ class ClockOffsetEstimator:
             return
         a, b = self.pairs[self._next_pair % len(self.pairs)]
         self._next_pair += 1
+        self._refit(a, b)
+
+    def _refit(self, a: int, b: int) -> tuple[float, float]:
+        """Pair (a, b) fitted on the window as it is now, kept for `estimate_cached` -> (d, weight)."""
         d, w = self.pair_shift(a, b)
         self._fitted[(a, b)] = (d, w, self.seen_together(a, b))
+        return d, w
 
     def estimate_cached(self) -> dict[int, OffsetEstimate]:
         """`estimate` from each pair's latest fit (`refresh_next_pair`)."""
@@ -181,12 +186,13 @@ class ClockOffsetEstimator:
         """Every camera pair's shift from all its people and from each person alone: where the people
         of one pair, or the pairs around a loop of three cameras, disagree beyond their standard
         errors, something other than timing (a swap, an occluded view, a calibration error) moves
-        the estimate."""
+        the estimate. Every pair is refitted on the way, so `estimate_cached` then gives the offsets
+        of the same fits."""
         out = []
         for a, b in self.pairs:
             ids = sorted(k for (c, k) in list(self._tracks) if c == a and (b, k) in self._tracks)
             each = {k: _with_sigma(*self.pair_shift(a, b, track_ids={k})) for k in ids}
-            out.append(PairShift(a, b, *_with_sigma(*self.pair_shift(a, b)), each))
+            out.append(PairShift(a, b, *_with_sigma(*self._refit(a, b)), each))
         return out
 
     def pair_shift(self, a: int, b: int, *, track_ids: set[int] | None = None) -> tuple[float, float]:

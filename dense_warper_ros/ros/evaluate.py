@@ -184,12 +184,12 @@ def main(argv=None) -> int:
     }
     clock = getattr(pipe, "clock", None)
     if clock is not None:
+        report["clock_pairs_ms"] = clock_pairs_report(clock.pair_shifts(), cams)   # fits every pair afresh
         report["clock_offsets_ms"] = {cams[c]: {"offset": 1000 * e.offset_s, "sigma": 1000 * e.sigma_s,
                                                 "pairs": e.pairs, "seen_s": e.seen_s, "known": e.known}
-                                      for c, e in clock.estimate().items()}
+                                      for c, e in clock.estimate_cached().items()}
         report["stamp_offsets_added_ms"] = {k: v * 1e-6 for k, v in stamp_offsets(args.stamp_offset, cams).items()}
         report["clock_offsets_applied"] = bool(args.apply_clock_offsets)
-        report["clock_pairs_ms"] = clock_pairs_report(clock.pair_shifts(), cams)
     if args.max_people > 1 and res.poses:
         cycle_ns = int(len(cams) / report["sum_camera_rate_hz"] * 1e9) if report["sum_camera_rate_hz"] else 0
         report["people"] = people_report(res.poses, scored_from_ns=min(p.stamp_ns for p in res.poses) + cycle_ns)
